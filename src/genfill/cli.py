@@ -1,0 +1,185 @@
+"""`genfill` command line: parse, call one function, print. Errors a user can cause print one line and
+exit with code 2 (`--debug` shows the traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from genfill.errors import GenfillError
+
+
+def _params(items: list[str] | None) -> dict:
+    """KEY=VALUE pairs (values parsed as YAML scalars) for mask keywords."""
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise GenfillError(f"expected KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k] = yaml.safe_load(v)
+    return out
+
+
+def resolve_config(name: str) -> Path:
+    """A config path, or the name of a shipped preset (``vae-faces64`` or ``vae-faces64.yaml``)."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    stem = p.name if p.suffix else f"{p.name}.yaml"
+    for folder in (Path(__file__).resolve().parents[2] / "configs", Path(__file__).resolve().parent / "configs"):
+        if (folder / stem).is_file():
+            return folder / stem
+    raise GenfillError(f"config file not found: {name}")
+
+
+def _load(args, expect_kind: str | None = None):
+    from genfill.models import load_model
+    from genfill.train import pick_device
+
+    model, ckpt = load_model(args.checkpoint, pick_device(args.device), expect_kind)
+    return model, ckpt
+
+
+def cmd_train(args) -> None:
+    from genfill.config import load_config
+    from genfill.train import train
+
+    cfg = load_config(resolve_config(args.config), args.set)
+    res = train(cfg, resume=args.resume, device=args.device, verbose=not args.quiet)
+    val = " ".join(f"{k} {v:.4g}" for k, v in res.last_val.items())
+    print(f"trained {res.step} steps in {res.seconds:.0f}s -> {res.run_dir} ({val})")
+
+
+def cmd_fill(args) -> None:
+    from genfill.inpaint import fill_files
+
+    model, _ = _load(args)
+    options = {}
+    if args.method:
+        options["method"] = args.method
+    results = fill_files(model, args.images, args.output, mask_file=args.mask, mask_kind=args.mask_kind,
+                         mask_params=_params(args.mask_param), seed=args.seed, **options)
+    for r in results:
+        print(f"{r.source} -> {r.filled} (panel {r.panel}, hole {100 * r.hole_ratio:.1f}%)")
+
+
+def cmd_sample(args) -> None:
+    from genfill.sample import sample_grid
+
+    model, _ = _load(args)
+    path = sample_grid(model, args.n, args.output, seed=args.seed, nrow=args.nrow)
+    print(f"{args.n} samples -> {path}")
+
+
+def cmd_interpolate(args) -> None:
+    from genfill.sample import interpolate
+
+    model, ckpt = _load(args)
+    pool = None
+    if not args.images and not args.random:
+        pool = _test_pool(ckpt, 64)
+    path = interpolate(model, args.output, rows=args.rows, steps=args.steps, images=args.images, pool=pool,
+                       seed=args.seed)
+    source = "image files" if args.images else ("test images" if pool is not None else "random latents")
+    print(f"{args.rows} morph rows of {args.steps} between {source} -> {path}")
+
+
+def _test_pool(ckpt: dict, n: int):
+    """Up to n test images of the checkpoint's own dataset, if its cache is on this machine."""
+    from genfill.config import DataConfig, from_dict
+    from genfill.data.cache import cache_dir, load_cache
+
+    try:
+        data_cfg = from_dict(DataConfig, ckpt["run_config"]["data"])
+        if not (cache_dir(data_cfg) / "meta.json").is_file():
+            return None
+        data = load_cache(data_cfg, verbose=False)
+        return data.batch(data.split("test")[:n])
+    except (GenfillError, KeyError, OSError):
+        return None
+
+
+def cmd_demo(args) -> None:
+    from genfill.demo import run_demo
+
+    report = run_demo(out_dir=args.out_dir, minutes=args.minutes, count=args.count, device=args.device,
+                      verbose=not args.quiet)
+    print(f"demo report -> {report}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="genfill", description="Train, compare and run image inpainting and "
+                                "generation models.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def ckpt_args(sp):
+        sp.add_argument("-c", "--checkpoint", required=True, help="checkpoint file or run directory")
+        sp.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+        sp.add_argument("--seed", type=int, default=0)
+
+    sp = sub.add_parser("train", help="train a model from a YAML config")
+    sp.add_argument("--config", "-c", required=True, help="YAML file or preset name (see configs/)")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=1e-3")
+    sp.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    sp.add_argument("--device", default=None, help="force auto | cpu | cuda | mps (default: train.device)")
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser("fill", help="fill holes in images")
+    sp.add_argument("images", nargs="+")
+    ckpt_args(sp)
+    sp.add_argument("--mask", help="mask image: brighter than mid-grey = hole (same size as the image)")
+    sp.add_argument("--mask-kind", help="generate a mask: square, box, center, freeform, thin, medium, thick, mixed")
+    sp.add_argument("--mask-param", action="append", metavar="KEY=VALUE", help="mask keyword, e.g. size=24")
+    sp.add_argument("--method", help="model-specific fill method (VAE: auto | encode | optimize)")
+    sp.add_argument("-o", "--output", required=True, help="output image (one input) or folder")
+    sp.set_defaults(func=cmd_fill)
+
+    sp = sub.add_parser("sample", help="draw new images from a generative model")
+    ckpt_args(sp)
+    sp.add_argument("-n", type=int, default=100)
+    sp.add_argument("--nrow", type=int, default=None)
+    sp.add_argument("-o", "--output", default="samples.png")
+    sp.set_defaults(func=cmd_sample)
+
+    sp = sub.add_parser("interpolate", help="rows of morphs between encoded or random faces")
+    ckpt_args(sp)
+    sp.add_argument("images", nargs="*", help="pairs of images to morph between (default: test faces)")
+    sp.add_argument("--random", action="store_true", help="morph between random prior draws")
+    sp.add_argument("--rows", type=int, default=4)
+    sp.add_argument("--steps", type=int, default=8)
+    sp.add_argument("-o", "--output", default="morph.png")
+    sp.set_defaults(func=cmd_interpolate)
+
+    sp = sub.add_parser("demo", help="the whole journey on built-in faces: train, fill, sample, morph, report")
+    sp.add_argument("--out-dir", default="runs", help="parent of runs/demo")
+    sp.add_argument("--minutes", type=float, default=4.0, help="training budget")
+    sp.add_argument("--count", type=int, default=20000, help="faces to draw for the built-in dataset")
+    sp.add_argument("--device", default="auto")
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except GenfillError as exc:
+        if args.debug:
+            raise
+        print(f"genfill: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("genfill: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Typed experiment configs: dataclass trees loaded strictly from YAML.
+
+A config file has four sections, each a dataclass below; `model` is the constructor keywords of the model
+kind named by `model.kind` (see `genfill.models.REGISTRY`). Unknown keys and wrong types are errors that name
+the key (``train.lr: expected float, got 'fast'``). `--set a.b=value` overrides are parsed as YAML scalars.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from genfill.errors import GenfillError
+
+
+@dataclass
+class DataConfig:
+    name: str = "faces64"  # faces64 (built in) | folder | celeba
+    root: str | None = None  # image folder, or the CelebA root holding img_align_celeba/
+    size: int = 64  # square side after centre-crop + resize
+    channels: int = 3  # 3 = RGB, 1 = grey
+    count: int = 20000  # faces64 only: how many faces to draw
+    seed: int = 0  # faces64 drawing and the 80/10/10 split
+    flip: bool = True  # random horizontal flips while training
+    cache_dir: str = "data/cache"
+
+
+@dataclass
+class MaskConfig:
+    kind: str = "mixed"  # see genfill.data.masks.mask_kinds()
+    params: dict[str, Any] = field(default_factory=dict)  # the kind's keywords, e.g. {size: 32, margin: 16}
+    eval_seed: int = 1234  # validation/test masks are fixed per (eval_seed, image index)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    max_steps: int | None = None  # stop after this many optimiser steps (overrides epochs when reached)
+    time_budget_s: float | None = None  # stop after this much wall time (the demo trains for minutes)
+    batch_size: int = 64
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    lr_d: float | None = None  # discriminator learning rate (GAN-style models); None = lr
+    grad_clip: float | None = None  # max global grad norm
+    kl_warmup_steps: int = 0  # beta ramps linearly from 0 to its value over these steps
+    amp: bool = True  # bf16/fp16 autocast on CUDA; ignored on CPU
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    seed: int = 0
+    log_every: int = 20
+    val_images: int = 512  # validation images scored at the end of each epoch (fixed masks)
+    sample_every_epoch: bool = True
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    out_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    masks: MaskConfig = field(default_factory=MaskConfig)
+    model: dict[str, Any] = field(default_factory=lambda: {"kind": "vae"})
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`, converting only where YAML is ambiguous (int -> float)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except GenfillError as exc:
+                errors.append(str(exc))
+        raise GenfillError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, prefix=key)
+    if tp is Any:
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise GenfillError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise GenfillError(f"{key}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise GenfillError(f"{key}: expected {len(args)} items, got {len(value)}")
+            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        inner = args[0] if args else Any
+        out = [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise GenfillError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise GenfillError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise GenfillError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise GenfillError(f"{key}: expected a string, got {value!r}")
+    raise GenfillError(f"{key}: unsupported config type {tp}")  # pragma: no cover - a genfill bug
+
+
+def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a mapping; every key must be a field, every value of the field's type."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise GenfillError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise GenfillError(
+            f"unknown config key {where}{unknown[0]} (valid keys: {', '.join(sorted(names))})"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> Any:
+    """A dataclass tree as plain dicts/lists of YAML- and checkpoint-safe values."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply `a.b=value` overrides (value parsed as YAML) to a raw config mapping, in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise GenfillError(f"--set expects key=value, got {item!r}")
+        dotted, text = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        node = raw
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise GenfillError(f"--set {dotted}: {k} is not a section")
+        node[keys[-1]] = value
+    return raw
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise GenfillError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise GenfillError(f"{path}: not valid YAML{where}") from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise GenfillError(f"{path}: a config must be a mapping of sections")
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (or the defaults), apply overrides, validate everything including the model."""
+    raw = read_yaml(path) if path else {}
+    apply_overrides(raw, overrides or [])
+    return build_config(raw)
+
+
+def build_config(raw: dict) -> RunConfig:
+    cfg = from_dict(RunConfig, raw)
+    # Validate the model section against the chosen kind's own config dataclass now, not at step 0.
+    from genfill.models import model_config
+
+    cfg.model = {"kind": cfg.model.get("kind"), **to_dict(model_config(cfg.model))}
+    from genfill.data.masks import check_params
+
+    check_params(cfg.masks.kind, cfg.masks.params)
+    return cfg
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    from genfill.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

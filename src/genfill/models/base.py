@@ -1,0 +1,86 @@
+"""The one interface every model family speaks, so one trainer, logger and evaluator serve them all.
+
+A model is built from its config dataclass (`Model.Config`, the constructor's keywords) plus the image
+size and channel count of the data. Training calls `model(x, m)` and minimises `out.loss`; models with a
+discriminator also expose `discriminator`, `d_loss` and `g_adv_loss`, and the trainer writes those steps out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from genfill.errors import GenfillError
+
+
+@dataclass
+class ModelOutput:
+    loss: Tensor  # scalar the optimiser minimises
+    pred: Tensor  # (N,C,H,W) in [-1, 1]: the model's whole-image prediction
+    parts: dict[str, Tensor] = field(default_factory=dict)  # named scalar parts, logged
+
+
+def composite(x: Tensor, m: Tensor, pred: Tensor) -> Tensor:
+    """Keep known pixels, take the prediction in the hole: out = m * pred + (1 - m) * x."""
+    return m * pred + (1 - m) * x
+
+
+class GenModel(nn.Module):
+    """Base class. Subclasses set `Config`, `kind` and the capability flags, and implement `forward`."""
+
+    Config: ClassVar[type]
+    kind: ClassVar[str] = "base"
+    can_sample: ClassVar[bool] = False  # sample(n) draws new images
+    can_interpolate: ClassVar[bool] = False  # encode/decode to a latent that can be mixed
+    discriminator: nn.Module | None = None  # set by adversarial models
+
+    def __init__(self, cfg: Any, image_size: int, channels: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.image_size = image_size
+        self.channels = channels
+
+    # ---- training
+    def forward(self, x: Tensor, m: Tensor, kl_scale: float = 1.0) -> ModelOutput:  # pragma: no cover
+        raise NotImplementedError
+
+    def generator_parameters(self):
+        """Parameters of everything but the discriminator (the main optimiser's)."""
+        skip = {id(p) for p in self.discriminator.parameters()} if self.discriminator is not None else set()
+        return [p for p in self.parameters() if id(p) not in skip]
+
+    def d_loss(self, x: Tensor, m: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def g_adv_loss(self, x: Tensor, m: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def epoch_stats(self) -> dict[str, float]:
+        """Extra numbers logged once an epoch (codebook usage, ...); reset after reading."""
+        return {}
+
+    # ---- inference
+    @torch.no_grad()
+    def fill(self, x: Tensor, m: Tensor, **options: Any) -> Tensor:
+        """Composited completion of `x` (N,C,H,W in [-1,1]) under masks `m` (N,1,H,W, 1 = hole)."""
+        if options:
+            raise GenfillError(f"{self.kind} takes no fill options (got {', '.join(options)})")
+        return composite(x, m, self(x, m).pred)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        raise GenfillError(f"a {self.kind} model cannot sample new images")
+
+    def encode(self, x: Tensor) -> Tensor:
+        raise GenfillError(f"a {self.kind} model has no latent space to interpolate in")
+
+    def decode(self, z: Tensor) -> Tensor:
+        raise GenfillError(f"a {self.kind} model has no latent space to interpolate in")
+
+    def latent_shape(self) -> tuple[int, ...]:
+        raise GenfillError(f"a {self.kind} model has no latent space to interpolate in")
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.generator_parameters())

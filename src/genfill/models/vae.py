@@ -1,0 +1,176 @@
+"""Configurable convolutional VAE (and beta-VAE), as generator and as inpainter.
+
+Two ways to inpaint, chosen by `inpaint`:
+- ``masked``: the encoder sees the image with its hole blanked plus the mask as an extra channel and the
+  decoder is trained to produce the whole image, with `hole_weight` on the hole's reconstruction error.
+- ``whole`` (seed 000's way): trained on whole images; at fill time the masked image is encoded and the
+  known pixels pasted back, or (`fill(method="optimize")`) z is optimised so the decoder matches the known
+  pixels, then composited.
+
+The reconstruction term is computed on the [0, 1] pixel scale as the seeds do: MSE on the decoder output
+(tanh or sigmoid), or BCE on sigmoid logits. `reduction: sum` sums it over pixels per image (seed 004's
+"MSESum") and sums the KL over latent units; `mean` divides both by the number of pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genfill.errors import GenfillError
+from genfill.models.base import GenModel, ModelOutput, composite
+from genfill.models.blocks import ConvDecoder, ConvEncoder, gaussian_kl, reparameterize
+
+
+@dataclass
+class VAEConfig:
+    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    kernel: int = 4
+    stride: int = 2
+    padding: int = 1
+    activation: str = "leaky_relu"
+    norm: str = "batch"
+    latent_dim: int = 128
+    output: str = "tanh"  # tanh | sigmoid
+    likelihood: str = "mse"  # mse | bce (bce needs output: sigmoid)
+    reduction: str = "sum"  # sum | mean
+    beta: float = 1.0
+    inpaint: str = "masked"  # masked | whole
+    hole_weight: float = 1.0  # weight of the hole's reconstruction error (masked mode); known pixels weigh 1
+    posterior: str = "gaussian"  # gaussian (mean-field)
+
+
+class VAE(GenModel):
+    Config = VAEConfig
+    kind = "vae"
+    can_sample = True
+    can_interpolate = True
+
+    def __init__(self, cfg: VAEConfig, image_size: int, channels: int) -> None:
+        super().__init__(cfg, image_size, channels)
+        self._validate(cfg)
+        in_ch = channels + (1 if cfg.inpaint == "masked" else 0)
+        self.encoder = ConvEncoder(in_ch, cfg.channels, image_size, cfg.kernel, cfg.stride, cfg.padding,
+                                   cfg.activation, cfg.norm)
+        c, s = self.encoder.out_channels, self.encoder.out_size
+        self.feat_shape = (c, s, s)
+        self.to_stats = nn.Linear(c * s * s, 2 * cfg.latent_dim)
+        self.from_latent = nn.Linear(cfg.latent_dim, c * s * s)
+        self.decoder = ConvDecoder(cfg.channels, self.encoder.sizes, channels, cfg.kernel, cfg.stride,
+                                   cfg.padding, cfg.activation, cfg.norm)
+
+    @staticmethod
+    def _validate(cfg: VAEConfig) -> None:
+        choices = {"output": ("tanh", "sigmoid"), "likelihood": ("mse", "bce"), "reduction": ("sum", "mean"),
+                   "inpaint": ("masked", "whole")}
+        for key, valid in choices.items():
+            if getattr(cfg, key) not in valid:
+                raise GenfillError(f"model.{key}: {getattr(cfg, key)!r} is not one of {', '.join(valid)}")
+        if cfg.likelihood == "bce" and cfg.output != "sigmoid":
+            raise GenfillError("model.likelihood: bce needs output: sigmoid")
+        if not cfg.channels:
+            raise GenfillError("model.channels: needs at least one conv layer")
+        if cfg.latent_dim < 1 or cfg.beta < 0 or cfg.hole_weight < 0:
+            raise GenfillError("model: latent_dim must be >= 1, beta and hole_weight >= 0")
+
+    # ---- pieces
+    def _encoder_input(self, x: Tensor, m: Tensor | None) -> Tensor:
+        if self.cfg.inpaint == "whole":
+            return x if m is None else x * (1 - m)
+        if m is None:
+            m = torch.zeros_like(x[:, :1])
+        return torch.cat([x * (1 - m), m], dim=1)
+
+    def stats(self, x: Tensor, m: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h = self.encoder(self._encoder_input(x, m)).flatten(1)
+        mu, logvar = self.to_stats(h).chunk(2, dim=1)
+        return mu, logvar.clamp(-30.0, 20.0)
+
+    def posterior_sample(self, mu: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor]:
+        """Draw z ~ q(z|x) and return it with the per-image KL to the prior, (N,)."""
+        return reparameterize(mu, logvar), gaussian_kl(mu, logvar)
+
+    def decode_logits(self, z: Tensor) -> Tensor:
+        return self.decoder(self.from_latent(z).view(-1, *self.feat_shape))
+
+    def to_image(self, logits: Tensor) -> Tensor:
+        return torch.tanh(logits) if self.cfg.output == "tanh" else torch.sigmoid(logits) * 2 - 1
+
+    def recon_error(self, logits: Tensor, x: Tensor) -> Tensor:
+        """Per-pixel reconstruction error on the [0, 1] scale, (N,C,H,W)."""
+        target = (x + 1) / 2
+        if self.cfg.likelihood == "bce":
+            return F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        return ((self.to_image(logits) + 1) / 2 - target).pow(2)
+
+    # ---- interface
+    def forward(self, x: Tensor, m: Tensor, kl_scale: float = 1.0) -> ModelOutput:
+        enc_mask = m if self.cfg.inpaint == "masked" else None
+        mu, logvar = self.stats(x, enc_mask)
+        z, kl = self.posterior_sample(mu, logvar) if self.training else (mu, gaussian_kl(mu, logvar))
+        logits = self.decode_logits(z)
+        err = self.recon_error(logits, x)
+        if self.cfg.inpaint == "masked" and self.cfg.hole_weight != 1.0:
+            err = err * ((1 - m) + self.cfg.hole_weight * m)
+        recon = err.flatten(1).sum(1)
+        if self.cfg.reduction == "mean":
+            pixels = x[0].numel()
+            recon, kl = recon / pixels, kl / pixels
+        recon, kl = recon.mean(), kl.mean()
+        loss = recon + self.cfg.beta * kl_scale * kl
+        return ModelOutput(loss=loss, pred=self.to_image(logits), parts={"recon": recon, "kl": kl})
+
+    @torch.no_grad()
+    def fill(self, x: Tensor, m: Tensor, method: str = "auto", steps: int = 200, lr: float = 0.05) -> Tensor:
+        """Composite fill. method: auto | encode | optimize (latent optimisation against the known pixels)."""
+        if method not in ("auto", "encode", "optimize"):
+            raise GenfillError(f"fill method {method!r} is not one of auto, encode, optimize")
+        mu, _ = self.stats(x, m)
+        if method == "optimize":
+            mu = self._optimize_latent(mu, x, m, steps, lr)
+        return composite(x, m, self.to_image(self.decode_logits(mu)))
+
+    def _optimize_latent(self, z0: Tensor, x: Tensor, m: Tensor, steps: int, lr: float) -> Tensor:
+        """Find z whose decoding matches the known pixels (a weak N(0, I) prior keeps z plausible)."""
+        known = 1 - m
+        z = z0.detach().clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=lr)
+        with torch.enable_grad():
+            for _ in range(steps):
+                pred = self.to_image(self.decode_logits(z))
+                fit = ((pred - x).pow(2) * known).flatten(1).sum(1) / known.flatten(1).sum(1).clamp_min(1)
+                loss = fit.sum() + 1e-3 * z.pow(2).mean(1).sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        return z.detach()
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        dev = next(self.parameters()).device
+        z = torch.randn(n, self.cfg.latent_dim, generator=generator, device=dev)
+        return self.to_image(self.decode_logits(z))
+
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> Tensor:
+        return self.stats(x, None)[0]
+
+    @torch.no_grad()
+    def decode(self, z: Tensor) -> Tensor:
+        return self.to_image(self.decode_logits(z))
+
+    def latent_shape(self) -> tuple[int, ...]:
+        return (self.cfg.latent_dim,)
+
+
+class BetaVAE(VAE):
+    """A VAE whose beta defaults to 4 (Higgins et al. 2017): the same model under its usual name."""
+
+    kind = "beta_vae"
+
+    @dataclass
+    class Config(VAEConfig):
+        beta: float = 4.0

@@ -1,0 +1,272 @@
+"""The training loop, top to bottom: data on the device, masks in batch, one optimiser step (two for
+adversarial models, written out below), logging, validation each epoch, atomic checkpoints, resume.
+
+A run directory holds: config.yaml, checkpoints/{last,best}.pt, metrics.jsonl, samples/, curves.png.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from genfill.config import RunConfig, save_config, to_dict
+from genfill.data.cache import ImageCache, load_cache
+from genfill.data.masks import fixed_masks, make_masks
+from genfill.errors import GenfillError
+from genfill.io import load_checkpoint, make_grid, save_checkpoint, save_image
+from genfill.models import GenModel, build_model, composite
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise GenfillError(f"unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise GenfillError("device cuda was asked for, but no CUDA GPU is available")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise GenfillError("device mps was asked for, but MPS is not available")
+    return dev
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA (fp16 where bf16 is missing); nothing elsewhere."""
+    if not enabled or device.type != "cuda":
+        return nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    epoch: int
+    best_val: float
+    last_val: dict
+    seconds: float
+
+
+def eval_masks(cfg: RunConfig, pos: torch.Tensor, size: int, device) -> torch.Tensor:
+    """Validation/test masks fixed per (eval_seed, position in the split): every model sees the same holes."""
+    return torch.cat([fixed_masks(cfg.masks.kind, 1, size, size, seed=cfg.masks.eval_seed, start=int(p),
+                                  device=device, **cfg.masks.params) for p in pos.tolist()])
+
+
+@torch.no_grad()
+def validate(model: GenModel, data: ImageCache, cfg: RunConfig, device, split: str = "val") -> dict:
+    """Mean loss parts and composited-fill PSNR over the first `val_images` images of `split`."""
+    from genfill.metrics.basic import psnr
+
+    model.eval()
+    sums: dict[str, float] = {}
+    n = 0
+    for x, pos in data.iterate(split, cfg.train.batch_size, shuffle=False, device=device,
+                               limit=cfg.train.val_images):
+        m = eval_masks(cfg, pos, data.size, device)
+        with autocast(device, cfg.train.amp):
+            out = model(x, m)
+        fill = composite(x, m, out.pred.float())
+        vals = {"loss": out.loss.float(), **{k: v.float() for k, v in out.parts.items()}}
+        for k, v in vals.items():
+            sums[k] = sums.get(k, 0.0) + v.item() * len(x)
+        sums["psnr"] = sums.get("psnr", 0.0) + psnr(fill, x).sum().item()
+        n += len(x)
+    model.train()
+    return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+def save_samples(model: GenModel, data: ImageCache, cfg: RunConfig, device, path: Path, n: int = 8) -> None:
+    """A panel of validation fills (rows: original / masked / fill) plus prior samples when the model has them."""
+    model.eval()
+    x, pos = next(data.iterate("val", n, shuffle=False, device=device))
+    m = eval_masks(cfg, pos, data.size, device)
+    with torch.no_grad():
+        filled = model.fill(x, m)
+        rows = [x, x * (1 - m) + m, filled]
+        if model.can_sample:
+            try:
+                rows.append(model.sample(len(x), torch.Generator(device).manual_seed(0)))
+            except GenfillError:
+                pass  # e.g. a VQ-VAE whose prior is not trained yet
+    save_image(make_grid(torch.cat(rows).float().cpu(), nrow=len(x)), path)
+    model.train()
+
+
+def plot_curves(run_dir: Path) -> None:
+    """training-curves PNG from metrics.jsonl: every logged part, train and val."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from genfill.io import atomic_write_bytes
+
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    keys = sorted({k for r in rows for k in r if k not in ("step", "epoch", "split", "time", "lr")})
+    if not keys:
+        return
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for split, style in (("train", "-"), ("val", "o-")):
+            pts = [(r["step"], r[key]) for r in rows if r.get("split") == split and key in r]
+            if pts:
+                ax.plot(*zip(*pts), style, label=split, markersize=3)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        if all(r[key] > 0 for r in rows if key in r) and key not in ("psnr",):
+            ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(run_dir / "curves.png", buf.getvalue())
+
+
+def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbose: bool = True) -> TrainResult:
+    from tqdm import tqdm
+
+    tc = cfg.train
+    dev = pick_device(device or tc.device)
+    torch.manual_seed(tc.seed)
+    run_dir = cfg.run_dir
+    ckpt_dir = run_dir / "checkpoints"
+    if not resume and (ckpt_dir / "last.pt").exists():
+        raise GenfillError(f"{run_dir} already holds a run: pass --resume, or pick another name (--set name=...)")
+    if resume and not (ckpt_dir / "last.pt").exists():
+        raise GenfillError(f"nothing to resume: {ckpt_dir / 'last.pt'} does not exist")
+
+    # ---- data, resident on the device when it fits
+    data = load_cache(cfg.data, verbose=verbose).to(dev)
+    if len(data.split("train")) == 0 or len(data.split("val")) == 0:
+        raise GenfillError("the dataset needs at least one training and one validation image")
+    size, channels = data.size, data.channels
+
+    # ---- model and optimisers
+    model = build_model(cfg.model, size, channels).to(dev)
+    opt = torch.optim.Adam(model.generator_parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
+    opt_d = None
+    if model.discriminator is not None:
+        opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=tc.lr_d or tc.lr, betas=tc.betas)
+    step, epoch, best_val = 0, 0, math.inf
+    g = torch.Generator().manual_seed(tc.seed)  # data order, flips and training masks
+    if resume:
+        ckpt = load_checkpoint(ckpt_dir / "last.pt", dev)
+        if ckpt["kind"] != cfg.model["kind"]:
+            raise GenfillError(f"cannot resume: the checkpoint holds a {ckpt['kind']} model, the config a "
+                               f"{cfg.model['kind']}")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optim"])
+        if opt_d is not None and ckpt.get("optim_d") is not None:
+            opt_d.load_state_dict(ckpt["optim_d"])
+        step, epoch, best_val = ckpt["step"], ckpt["epoch"], ckpt["best_val"]
+        g.set_state(ckpt["rng"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "samples").mkdir(exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+
+    def checkpoint(name: str) -> None:
+        save_checkpoint(ckpt_dir / name, {
+            "kind": cfg.model["kind"], "model_config": {k: v for k, v in cfg.model.items() if k != "kind"},
+            "image_size": size, "channels": channels, "run_config": to_dict(cfg), "model": model.state_dict(),
+            "optim": opt.state_dict(), "optim_d": opt_d.state_dict() if opt_d is not None else None,
+            "step": step, "epoch": epoch, "best_val": best_val, "rng": g.get_state(),
+            "num_parameters": model.num_parameters(),
+        })
+
+    log = open(run_dir / "metrics.jsonl", "a")
+    masks_kw = dict(cfg.masks.params)
+    steps_per_epoch = max(1, len(data.split("train")) // tc.batch_size)
+    t0 = time.time()
+    last_val: dict = {}
+    stop = False
+    model.train()
+    if verbose:
+        print(f"genfill: training {cfg.model['kind']} ({model.num_parameters():,} parameters) on {dev} "
+              f"-> {run_dir}", file=sys.stderr)
+    while epoch < tc.epochs and not stop:
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not verbose,
+                   file=sys.stderr, leave=False)
+        for x, _ in data.iterate("train", tc.batch_size, shuffle=True, generator=g, flip=cfg.data.flip,
+                                 drop_last=True, device=dev):
+            m = make_masks(cfg.masks.kind, len(x), size, size, generator=g, **masks_kw).to(dev)
+            kl_scale = min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps > 0 else 1.0
+
+            with autocast(dev, tc.amp):
+                out = model(x, m, kl_scale=kl_scale)
+            loss, parts = out.loss, dict(out.parts)
+
+            if opt_d is not None:
+                # Discriminator step: real images vs the generator's composited fills (detached).
+                fake = composite(x, m, out.pred).detach()
+                with autocast(dev, tc.amp):
+                    d_loss, d_parts = model.d_loss(x, m, fake)
+                opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                opt_d.step()
+                parts.update(d_parts)
+                # Generator step: its own losses plus fooling the (just updated) discriminator.
+                with autocast(dev, tc.amp):
+                    g_adv, g_parts = model.g_adv_loss(x, m, composite(x, m, out.pred))
+                loss = loss + g_adv
+                parts.update(g_parts)
+
+            if not torch.isfinite(loss):
+                raise GenfillError(f"loss became {loss.item()} at step {step + 1}: lower train.lr or set "
+                                   f"train.grad_clip (the last good checkpoint is kept)")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.generator_parameters(), tc.grad_clip)
+            opt.step()
+            step += 1
+            bar.update(1)
+
+            if step % tc.log_every == 0 or step == 1:
+                vals = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}}
+                bar.set_postfix({k: f"{v:.4g}" for k, v in vals.items()})
+                log.write(json.dumps({"step": step, "epoch": epoch, "split": "train",
+                                      "time": round(time.time() - t0, 2), **vals}) + "\n")
+                log.flush()
+            if (tc.max_steps is not None and step >= tc.max_steps) or (
+                tc.time_budget_s is not None and time.time() - t0 >= tc.time_budget_s
+            ):
+                stop = True
+                break
+        bar.close()
+        epoch += 1
+
+        # ---- end of epoch: validate, keep the best, write everything atomically
+        last_val = validate(model, data, cfg, dev)
+        last_val.update(model.epoch_stats())
+        log.write(json.dumps({"step": step, "epoch": epoch, "split": "val", "time": round(time.time() - t0, 2),
+                              **last_val}) + "\n")
+        log.flush()
+        if verbose:
+            print(f"epoch {epoch}: step {step} " + " ".join(f"{k} {v:.4g}" for k, v in last_val.items()),
+                  file=sys.stderr)
+        if last_val["loss"] < best_val:
+            best_val = last_val["loss"]
+            checkpoint("best.pt")
+        checkpoint("last.pt")
+        if tc.sample_every_epoch:
+            save_samples(model, data, cfg, dev, run_dir / "samples" / f"epoch{epoch:03d}.png")
+        plot_curves(run_dir)
+    log.close()
+    return TrainResult(run_dir, step, epoch, best_val, last_val, time.time() - t0)
