@@ -1,0 +1,1 @@
+"""Data: image datasets, the uint8 tensor cache and hole masks."""
