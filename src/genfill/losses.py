@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchmetrics.functional import structural_similarity_index_measure as _tm_ssim
+from torchmetrics.functional.image import structural_similarity_index_measure as _tm_ssim
 
 # One SSIM definition for the loss and the metric: Gaussian window 11, sigma 1.5, on [0, 1] images.
 SSIM_KWARGS = dict(gaussian_kernel=True, kernel_size=11, sigma=1.5, data_range=1.0)

@@ -12,7 +12,7 @@ holds no hole pixel gets NaN: the metric is undefined there, and NaN cannot be m
 from __future__ import annotations
 
 import torch
-from torchmetrics.functional import structural_similarity_index_measure as _tm_ssim
+from torchmetrics.functional.image import structural_similarity_index_measure as _tm_ssim
 
 from genfill.errors import GenfillError
 from genfill.losses import SSIM_KWARGS, sobel_magnitude
