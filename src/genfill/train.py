@@ -151,6 +151,38 @@ def check_finite(loss: torch.Tensor, step: int) -> None:
                            f"(the last good checkpoint is kept)")
 
 
+def train_step(model: GenModel, forward, opt, opt_d, x: torch.Tensor, m: torch.Tensor, kl_scale: float,
+               use_amp: bool, grad_clip: float | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One optimisation step (two for adversarial models). Returns the loss and its parts as device tensors;
+    nothing here waits for the device. `forward` is the model or its torch.compile'd wrapper."""
+    dev = x.device
+    with autocast(dev, use_amp):
+        out = forward(x, m, kl_scale=kl_scale)
+    loss, parts = out.loss, dict(out.parts)
+
+    if opt_d is not None:
+        # Discriminator step: real images vs the generator's composited fills (detached).
+        fake = composite(x, m, out.pred).detach()
+        with autocast(dev, use_amp):
+            d_loss, d_parts = model.d_loss(x, m, fake)
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        parts.update(d_parts)
+        # Generator step: its own losses plus fooling the (just updated) discriminator.
+        with autocast(dev, use_amp):
+            g_adv, g_parts = model.g_adv_loss(x, m, composite(x, m, out.pred))
+        loss = loss + g_adv
+        parts.update(g_parts)
+
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.generator_parameters(), grad_clip)
+    opt.step()
+    return loss.detach(), {k: v.detach() for k, v in parts.items()}
+
+
 def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbose: bool = True) -> TrainResult:
     from tqdm import tqdm
 
@@ -243,30 +275,7 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
                 x = x.contiguous(memory_format=torch.channels_last)
             kl_scale = min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps > 0 else 1.0
 
-            with autocast(dev, use_amp):
-                out = forward(x, m, kl_scale=kl_scale)
-            loss, parts = out.loss, dict(out.parts)
-
-            if opt_d is not None:
-                # Discriminator step: real images vs the generator's composited fills (detached).
-                fake = composite(x, m, out.pred).detach()
-                with autocast(dev, use_amp):
-                    d_loss, d_parts = model.d_loss(x, m, fake)
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_d.step()
-                parts.update(d_parts)
-                # Generator step: its own losses plus fooling the (just updated) discriminator.
-                with autocast(dev, use_amp):
-                    g_adv, g_parts = model.g_adv_loss(x, m, composite(x, m, out.pred))
-                loss = loss + g_adv
-                parts.update(g_parts)
-
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.generator_parameters(), tc.grad_clip)
-            opt.step()
+            loss, parts = train_step(model, forward, opt, opt_d, x, m, kl_scale, use_amp, tc.grad_clip)
             step += 1
             bar.update(1)
 
