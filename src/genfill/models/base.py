@@ -21,6 +21,9 @@ class ModelOutput:
     loss: Tensor  # scalar the optimiser minimises
     pred: Tensor  # (N,C,H,W) in [-1, 1]: the model's whole-image prediction
     parts: dict[str, Tensor] = field(default_factory=dict)  # named scalar parts, logged
+    # What the discriminator judges as fake, for adversarial models whose fakes are not their fills
+    # (e.g. the AVAE's prior samples); None = the composited fill composite(x, m, pred).
+    fake: Tensor | None = None
 
 
 def composite(x: Tensor, m: Tensor, pred: Tensor) -> Tensor:
