@@ -108,7 +108,7 @@ def test_interface_fill_sample_encode_decode_and_round_trip(make_cfg, tiny_data)
     assert torch.equal(model.fill(x, m), filled)  # deterministic by default
     g = torch.Generator().manual_seed(1)
     assert not torch.equal(model.fill(x, m, diverse=True, generator=g), filled)
-    dec = model.fill(x, m, source="decoder")
+    dec = model.fill(x, m, method="decoder")
     assert not torch.equal(dec, filled) and torch.equal(dec * (1 - m), x * (1 - m))
     s1 = model.sample(3, torch.Generator().manual_seed(0))
     assert s1.shape == (3, 3, 32, 32) and s1.abs().max() <= 1
@@ -127,5 +127,5 @@ def test_interface_fill_sample_encode_decode_and_round_trip(make_cfg, tiny_data)
 def test_config_errors():
     with pytest.raises(GenfillError, match="gan_loss"):
         build_model({**TINY_AVAE, "gan_loss": "hinge"}, 32, 3)
-    with pytest.raises(GenfillError, match="fill source"):
-        build_model(TINY_AVAE, 32, 3).fill(torch.zeros(1, 3, 32, 32), torch.zeros(1, 1, 32, 32), source="x")
+    with pytest.raises(GenfillError, match="fill method"):
+        build_model(TINY_AVAE, 32, 3).fill(torch.zeros(1, 3, 32, 32), torch.zeros(1, 1, 32, 32), method="x")

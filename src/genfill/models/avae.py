@@ -39,7 +39,8 @@ Where we chose (the paper does not cover inpainting, nor our loop):
 - lat is averaged over the batch; the authors' code sums it over the batch (64 images), so
   `latent_weight: 64` (default) reproduces their weighting at their batch size.
 - Eval mode (validation, fill, decode) uses the posterior mean and xi = 0, so scores are deterministic;
-  `fill(..., diverse=True)` and `sample` draw xi. The authors draw z and xi at test time too.
+  `fill(..., diverse=True)` and `sample` draw xi; `fill(..., method="decoder")` fills from the
+  auxiliary decoder. The authors draw z and xi at test time too.
 - D's step comes before G's in our loop (G then fools the just-updated D); the authors update all four
   networks from one forward pass. Their Adam uses betas (0.5, 0.999) and lr 2e-4: configs/avae-faces64.yaml.
 - During training `pred` is the auxiliary decoder's reconstruction (free, logged only); in eval mode it is
@@ -144,14 +145,14 @@ class AVAE(VAE):
         return adv, {"adv": adv.detach()}
 
     @torch.no_grad()
-    def fill(self, x: Tensor, m: Tensor, source: str = "generator", diverse: bool = False,
+    def fill(self, x: Tensor, m: Tensor, method: str = "auto", diverse: bool = False,
              generator: torch.Generator | None = None) -> Tensor:
-        """Composite fill from the posterior mean of the masked image. source: generator (the AVAE's
+        """Composite fill from the posterior mean of the masked image. method: auto | generator (the AVAE's
         reconstruction; `diverse` draws xi instead of 0) | decoder (the auxiliary VAE decoder)."""
-        if source not in ("generator", "decoder"):
-            raise GenfillError(f"fill source {source!r} is not one of generator, decoder")
+        if method not in ("auto", "generator", "decoder"):
+            raise GenfillError(f"fill method {method!r} is not one of auto, generator, decoder")
         mu, _ = self.stats(x, m)
-        if source == "decoder":
+        if method == "decoder":
             return composite(x, m, self.to_image(self.decode_logits(mu)))
         xi = self._noise(len(x), mu, generator) if diverse else None
         return composite(x, m, self.generate(mu, xi))

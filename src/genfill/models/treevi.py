@@ -51,7 +51,7 @@ def mst_edges(points: Tensor) -> Tensor:
     n = points.shape[0]
     if n < 2:
         return torch.zeros(0, 2, dtype=torch.long, device=points.device)
-    p = points.detach().float()
+    p = points.detach().float().cpu()  # N is a batch: a few dozen tiny steps, cheaper off the GPU (no syncs)
     dist = torch.cdist(p, p)
     in_tree = torch.zeros(n, dtype=torch.bool, device=p.device)
     in_tree[0] = True
@@ -65,7 +65,7 @@ def mst_edges(points: Tensor) -> Tensor:
         closer = dist[child] < best
         best = torch.where(closer, dist[child], best)
         link = torch.where(closer, torch.full_like(link, child), link)
-    return torch.tensor(edges, dtype=torch.long, device=p.device)
+    return torch.tensor(edges, dtype=torch.long, device=points.device)
 
 
 def chain_edges(n: int, device=None) -> Tensor:
