@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--mask", help="mask image: brighter than mid-grey = hole (same size as the image)")
     sp.add_argument("--mask-kind", help="generate a mask: square, box, center, freeform, thin, medium, thick, mixed")
     sp.add_argument("--mask-param", action="append", metavar="KEY=VALUE", help="mask keyword, e.g. size=24")
-    sp.add_argument("--method", help="model-specific fill method (VAE: auto | encode | optimize)")
+    sp.add_argument("--method", help="model-specific fill method (VAE: auto | encode | optimize; "
+                                     "AVAE: auto | generator | decoder)")
     sp.add_argument("-o", "--output", required=True, help="output image (one input) or folder")
     sp.set_defaults(func=cmd_fill)
 

@@ -161,17 +161,18 @@ def train_step(model: GenModel, forward, opt, opt_d, x: torch.Tensor, m: torch.T
     loss, parts = out.loss, dict(out.parts)
 
     if opt_d is not None:
-        # Discriminator step: real images vs the generator's composited fills (detached).
-        fake = composite(x, m, out.pred).detach()
+        # Discriminator step: real images vs the generator's composited fills (or the model's own
+        # `out.fake`, e.g. AVAE's prior samples), detached.
+        fake = out.fake if out.fake is not None else composite(x, m, out.pred)
         with autocast(dev, use_amp):
-            d_loss, d_parts = model.d_loss(x, m, fake)
+            d_loss, d_parts = model.d_loss(x, m, fake.detach())
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
         parts.update(d_parts)
         # Generator step: its own losses plus fooling the (just updated) discriminator.
         with autocast(dev, use_amp):
-            g_adv, g_parts = model.g_adv_loss(x, m, composite(x, m, out.pred))
+            g_adv, g_parts = model.g_adv_loss(x, m, fake)
         loss = loss + g_adv
         parts.update(g_parts)
 

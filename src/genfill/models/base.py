@@ -21,6 +21,9 @@ class ModelOutput:
     loss: Tensor  # scalar the optimiser minimises
     pred: Tensor  # (N,C,H,W) in [-1, 1]: the model's whole-image prediction
     parts: dict[str, Tensor] = field(default_factory=dict)  # named scalar parts, logged
+    # What the discriminator judges as fake, for adversarial models whose fakes are not their fills
+    # (e.g. the AVAE's prior samples); None = the composited fill composite(x, m, pred).
+    fake: Tensor | None = None
 
 
 def composite(x: Tensor, m: Tensor, pred: Tensor) -> Tensor:
@@ -35,13 +38,15 @@ class GenModel(nn.Module):
     kind: ClassVar[str] = "base"
     can_sample: ClassVar[bool] = False  # sample(n) draws new images
     can_interpolate: ClassVar[bool] = False  # encode/decode to a latent that can be mixed
-    discriminator: nn.Module | None = None  # set by adversarial models
+    # `discriminator` (nn.Module | None) is set in __init__, not as a class attribute: a class-level None
+    # would shadow the submodule an adversarial model assigns (nn.Module keeps it in _modules).
 
     def __init__(self, cfg: Any, image_size: int, channels: int) -> None:
         super().__init__()
         self.cfg = cfg
         self.image_size = image_size
         self.channels = channels
+        self.discriminator: nn.Module | None = None  # adversarial models assign theirs
 
     # ---- training
     def forward(self, x: Tensor, m: Tensor, kl_scale: float = 1.0) -> ModelOutput:  # pragma: no cover

@@ -105,3 +105,16 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
 
 def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
     return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+
+
+class ConvCritic(nn.Module):
+    """Image discriminator: a ConvEncoder stack and a linear head, (N,C,H,W) -> (N,) real/fake logits."""
+
+    def __init__(self, in_ch: int, channels: list[int], image_size: int, kernel: int, stride: int,
+                 padding: int, act: str, norm_name: str) -> None:
+        super().__init__()
+        self.features = ConvEncoder(in_ch, channels, image_size, kernel, stride, padding, act, norm_name)
+        self.head = nn.Linear(self.features.out_channels * self.features.out_size ** 2, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x).flatten(1)).squeeze(1)

@@ -10,6 +10,9 @@ Two ways to inpaint, chosen by `inpaint`:
 The reconstruction term is computed on the [0, 1] pixel scale as the seeds do: MSE on the decoder output
 (tanh or sigmoid), or BCE on sigmoid logits. `reduction: sum` sums it over pixels per image (seed 004's
 "MSESum") and sums the KL over latent units; `mean` divides both by the number of pixels.
+
+The posterior is mean-field Gaussian per image (`posterior: gaussian`) or TreeVI's tree-structured Gaussian
+over the batch (`posterior: treevi`, with `tree: mst | chain`; see treevi.py), through `posterior_sample`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from torch import Tensor, nn
 from genfill.errors import GenfillError
 from genfill.models.base import GenModel, ModelOutput, composite
 from genfill.models.blocks import ConvDecoder, ConvEncoder, gaussian_kl, reparameterize
+from genfill.models.treevi import TREES, TreePosterior
 
 
 @dataclass
@@ -40,7 +44,9 @@ class VAEConfig:
     beta: float = 1.0
     inpaint: str = "masked"  # masked | whole
     hole_weight: float = 1.0  # weight of the hole's reconstruction error (masked mode); known pixels weigh 1
-    posterior: str = "gaussian"  # gaussian (mean-field)
+    posterior: str = "gaussian"  # gaussian (mean-field per image) | treevi (tree-correlated batch, treevi.py)
+    tree: str = "mst"  # treevi only: mst (minimum spanning tree of the means) | chain (batch order)
+    tree_max_corr: float = 0.99  # treevi only: |edge correlation| bound
 
 
 class VAE(GenModel):
@@ -61,11 +67,13 @@ class VAE(GenModel):
         self.from_latent = nn.Linear(cfg.latent_dim, c * s * s)
         self.decoder = ConvDecoder(cfg.channels, self.encoder.sizes, channels, cfg.kernel, cfg.stride,
                                    cfg.padding, cfg.activation, cfg.norm)
+        self.tree_posterior = (TreePosterior(cfg.latent_dim, cfg.tree, cfg.tree_max_corr)
+                               if cfg.posterior == "treevi" else None)
 
     @staticmethod
     def _validate(cfg: VAEConfig) -> None:
         choices = {"output": ("tanh", "sigmoid"), "likelihood": ("mse", "bce"), "reduction": ("sum", "mean"),
-                   "inpaint": ("masked", "whole")}
+                   "inpaint": ("masked", "whole"), "posterior": ("gaussian", "treevi"), "tree": TREES}
         for key, valid in choices.items():
             if getattr(cfg, key) not in valid:
                 raise GenfillError(f"model.{key}: {getattr(cfg, key)!r} is not one of {', '.join(valid)}")
@@ -73,6 +81,8 @@ class VAE(GenModel):
             raise GenfillError("model.likelihood: bce needs output: sigmoid")
         if not cfg.channels:
             raise GenfillError("model.channels: needs at least one conv layer")
+        if not 0 < cfg.tree_max_corr < 1:
+            raise GenfillError("model.tree_max_corr: must lie strictly between 0 and 1")
         if cfg.latent_dim < 1 or cfg.beta < 0 or cfg.hole_weight < 0:
             raise GenfillError("model: latent_dim must be >= 1, beta and hole_weight >= 0")
 
@@ -90,7 +100,10 @@ class VAE(GenModel):
         return mu, logvar.clamp(-30.0, 20.0)
 
     def posterior_sample(self, mu: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor]:
-        """Draw z ~ q(z|x) and return it with the per-image KL to the prior, (N,)."""
+        """Draw z ~ q(z|x) and return it with the per-image KL to the prior, (N,). With `posterior: treevi`
+        the batch's latents are drawn jointly from the tree posterior (treevi.py)."""
+        if self.tree_posterior is not None:
+            return self.tree_posterior(mu, logvar)
         return reparameterize(mu, logvar), gaussian_kl(mu, logvar)
 
     def decode_logits(self, z: Tensor) -> Tensor:
@@ -106,8 +119,9 @@ class VAE(GenModel):
             return F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         return ((self.to_image(logits) + 1) / 2 - target).pow(2)
 
-    # ---- interface
-    def forward(self, x: Tensor, m: Tensor, kl_scale: float = 1.0) -> ModelOutput:
+    def elbo(self, x: Tensor, m: Tensor, kl_scale: float = 1.0) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
+        """The (beta-)ELBO terms: (loss, parts {recon, kl}, decoder logits, z); z is a posterior draw in
+        training and the mean in eval mode."""
         enc_mask = m if self.cfg.inpaint == "masked" else None
         mu, logvar = self.stats(x, enc_mask)
         z, kl = self.posterior_sample(mu, logvar) if self.training else (mu, gaussian_kl(mu, logvar))
@@ -121,7 +135,15 @@ class VAE(GenModel):
             recon, kl = recon / pixels, kl / pixels
         recon, kl = recon.mean(), kl.mean()
         loss = recon + self.cfg.beta * kl_scale * kl
-        return ModelOutput(loss=loss, pred=self.to_image(logits), parts={"recon": recon, "kl": kl})
+        return loss, {"recon": recon, "kl": kl}, logits, z
+
+    # ---- interface
+    def forward(self, x: Tensor, m: Tensor, kl_scale: float = 1.0) -> ModelOutput:
+        loss, parts, logits, _ = self.elbo(x, m, kl_scale)
+        return ModelOutput(loss=loss, pred=self.to_image(logits), parts=parts)
+
+    def epoch_stats(self) -> dict[str, float]:
+        return self.tree_posterior.epoch_stats() if self.tree_posterior is not None else {}
 
     @torch.no_grad()
     def fill(self, x: Tensor, m: Tensor, method: str = "auto", steps: int = 200, lr: float = 0.05) -> Tensor:
