@@ -193,3 +193,23 @@ def test_prior_errors(vq_run, tmp_path):
         build_model({"kind": "vqvae_prior", "vqvae": str(vq_res.run_dir)}, 16, 3)
     with pytest.raises(GenfillError, match="not found|no checkpoint"):
         build_model({"kind": "vqvae_prior", "vqvae": str(tmp_path / "nothing")}, 32, 3)
+
+
+def test_resblock_keeps_its_input_for_the_skip():
+    from genfill.models.blocks import ResBlock
+
+    block = ResBlock(3, 4, "relu")
+    torch.nn.init.zeros_(block.net[-1].weight)
+    torch.nn.init.zeros_(block.net[-1].bias)
+    x = torch.randn(2, 3, 5, 5)  # negative values must survive (an in-place first ReLU would clip them)
+    assert torch.equal(block(x.clone()), x)
+
+
+@pytest.mark.parametrize("hole_weight", [1.0, 3.0])
+def test_hole_weighted_mse_by_hand(hole_weight):
+    from genfill.losses import hole_weighted_mse
+
+    pred = torch.zeros(1, 1, 1, 2)
+    x = torch.tensor([[[[1.0, -1.0]]]])  # errors on the [0, 1] scale: 0.5 each, squared 0.25
+    m = torch.tensor([[[[1.0, 0.0]]]])
+    assert hole_weighted_mse(pred, x, m, hole_weight).item() == pytest.approx((0.25 * hole_weight + 0.25) / 2)
