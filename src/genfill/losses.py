@@ -52,3 +52,12 @@ def edge_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | Non
     """Mean absolute difference of per-channel Sobel magnitudes; over hole pixels when `mask` is given."""
     d = (sobel_magnitude(pred) - sobel_magnitude(target)).abs()
     return _masked_mean(d, mask)
+
+
+def hole_weighted_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, hole_weight: float = 1.0
+                      ) -> torch.Tensor:
+    """Mean squared error on the [0, 1] pixel scale, hole pixels weighted `hole_weight`, known pixels 1."""
+    err = ((pred - target) / 2).pow(2)
+    if hole_weight != 1.0:
+        err = err * ((1 - mask) + hole_weight * mask)
+    return err.mean()

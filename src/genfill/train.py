@@ -244,8 +244,10 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
     save_config(cfg, run_dir / "config.yaml")
 
     def checkpoint(name: str) -> None:
+        # The model's own config, not cfg.model: a model may complete it at build time (a VQ-VAE prior
+        # stores the spec of its frozen VQ-VAE there), and load_model must rebuild it from this file alone.
         save_checkpoint(ckpt_dir / name, {
-            "kind": cfg.model["kind"], "model_config": {k: v for k, v in cfg.model.items() if k != "kind"},
+            "kind": cfg.model["kind"], "model_config": to_dict(model.cfg),
             "image_size": size, "channels": channels, "run_config": to_dict(cfg), "model": model.state_dict(),
             "optim": opt.state_dict(), "optim_d": opt_d.state_dict() if opt_d is not None else None,
             "step": step, "epoch": epoch, "best_val": best_val, "rng": g.get_state(),

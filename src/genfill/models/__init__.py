@@ -7,12 +7,16 @@ from typing import Any
 from genfill.errors import GenfillError
 from genfill.models.base import GenModel, ModelOutput, composite
 from genfill.models.avae import AVAE
+from genfill.models.pixelcnn import VQVAEPrior
 from genfill.models.vae import VAE, BetaVAE
+from genfill.models.vqvae import VQVAE
 
 REGISTRY: dict[str, type[GenModel]] = {
     "vae": VAE,
     "beta_vae": BetaVAE,
     "avae": AVAE,
+    "vqvae": VQVAE,
+    "vqvae_prior": VQVAEPrior,
 }
 
 __all__ = ["REGISTRY", "GenModel", "ModelOutput", "composite", "build_model", "model_config", "load_model"]

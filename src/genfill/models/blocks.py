@@ -8,18 +8,19 @@ from torch import Tensor, nn
 from genfill.errors import GenfillError
 
 ACTIVATIONS = {
-    "relu": lambda: nn.ReLU(inplace=True),
-    "leaky_relu": lambda: nn.LeakyReLU(0.2, inplace=True),
-    "silu": lambda: nn.SiLU(inplace=True),
-    "gelu": lambda: nn.GELU(),
-    "elu": lambda: nn.ELU(inplace=True),
+    "relu": lambda inplace: nn.ReLU(inplace=inplace),
+    "leaky_relu": lambda inplace: nn.LeakyReLU(0.2, inplace=inplace),
+    "silu": lambda inplace: nn.SiLU(inplace=inplace),
+    "gelu": lambda inplace: nn.GELU(),
+    "elu": lambda inplace: nn.ELU(inplace=inplace),
 }
 
 
-def activation(name: str) -> nn.Module:
+def activation(name: str, inplace: bool = True) -> nn.Module:
+    """A fresh activation module; pass inplace=False where its input is still needed (a residual skip)."""
     if name not in ACTIVATIONS:
         raise GenfillError(f"unknown activation {name!r} (valid: {', '.join(ACTIVATIONS)})")
-    return ACTIVATIONS[name]()
+    return ACTIVATIONS[name](inplace)
 
 
 def norm(name: str, channels: int) -> nn.Module:
@@ -118,3 +119,41 @@ class ConvCritic(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x).flatten(1)).squeeze(1)
+
+
+def masked_input(x: Tensor, m: Tensor | None) -> Tensor:
+    """Inpainting encoder input: the image with its hole blanked plus the mask as an extra channel,
+    (N,C+1,H,W). `m` None means nothing is missing (a zero mask)."""
+    if m is None:
+        m = torch.zeros_like(x[:, :1])
+    return torch.cat([x * (1 - m), m], dim=1)
+
+
+class ResBlock(nn.Module):
+    """x + conv1x1(act(conv3x3(act(x)))): the residual block of van den Oord et al. 2017's VQ-VAE."""
+
+    def __init__(self, channels: int, hidden: int, act: str) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            activation(act, inplace=False),  # x itself is still needed for the skip
+            nn.Conv2d(channels, hidden, 3, 1, 1),
+            activation(act),
+            nn.Conv2d(hidden, channels, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.net(x)
+
+
+class ResidualStack(nn.Module):
+    """`blocks` ResBlocks at constant resolution followed by one activation; identity when blocks = 0."""
+
+    def __init__(self, channels: int, hidden: int, blocks: int, act: str) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [ResBlock(channels, hidden, act) for _ in range(blocks)]
+        if blocks:
+            layers.append(activation(act))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)

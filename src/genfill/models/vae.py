@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from genfill.errors import GenfillError
 from genfill.models.base import GenModel, ModelOutput, composite
-from genfill.models.blocks import ConvDecoder, ConvEncoder, gaussian_kl, reparameterize
+from genfill.models.blocks import ConvDecoder, ConvEncoder, gaussian_kl, masked_input, reparameterize
 from genfill.models.treevi import TREES, TreePosterior
 
 
@@ -90,9 +90,7 @@ class VAE(GenModel):
     def _encoder_input(self, x: Tensor, m: Tensor | None) -> Tensor:
         if self.cfg.inpaint == "whole":
             return x if m is None else x * (1 - m)
-        if m is None:
-            m = torch.zeros_like(x[:, :1])
-        return torch.cat([x * (1 - m), m], dim=1)
+        return masked_input(x, m)
 
     def stats(self, x: Tensor, m: Tensor | None = None) -> tuple[Tensor, Tensor]:
         h = self.encoder(self._encoder_input(x, m)).flatten(1)
