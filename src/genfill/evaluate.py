@@ -312,10 +312,13 @@ class Protocol:
     n: int
     masks: dict
     seed: int
+    key: str | None = None  # the data's cache key, as recorded (computing it hashes a folder's file list)
 
     @property
     def data_key(self) -> str:
-        return source_key(from_dict(DataConfig, self.data))
+        if self.key is None:
+            self.key = source_key(from_dict(DataConfig, self.data))
+        return self.key
 
     def as_dict(self) -> dict:
         return {"data_key": self.data_key, "data": self.data, "split": self.split, "n": self.n,
@@ -323,7 +326,7 @@ class Protocol:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Protocol":
-        return cls(d["data"], d["split"], d["n"], d["masks"], d["seed"])
+        return cls(d["data"], d["split"], d["n"], d["masks"], d["seed"], d.get("data_key"))
 
     def mismatch(self, other: "Protocol") -> str | None:
         """A description of the first difference, or None when both evaluate the same images and holes."""
@@ -387,7 +390,7 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
     n_eff = min(n, len(cache.split(split)))
     if n_eff < 1:
         raise GenfillError(f"the {split} split of {cache.key} is empty")
-    proto = Protocol(to_dict(data_cfg), split, n_eff, parse_masks(masks, cache.size), seed)
+    proto = Protocol(to_dict(data_cfg), split, n_eff, parse_masks(masks, cache.size), seed, cache.key)
     if out_dir is None:
         first = methods[0]
         out_dir = (Path(first.source).parent.parent / "eval" if first.model is not None
