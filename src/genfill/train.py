@@ -177,6 +177,9 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
             opt_d.load_state_dict(ckpt["optim_d"])
         step, epoch, best_val = ckpt["step"], ckpt["epoch"], ckpt["best_val"]
         g.set_state(ckpt["rng"])
+        torch.set_rng_state(ckpt["torch_rng"].cpu())  # the models' own noise (reparameterisation, ...)
+        if dev.type == "cuda" and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), dev)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "samples").mkdir(exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
@@ -187,6 +190,8 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
             "image_size": size, "channels": channels, "run_config": to_dict(cfg), "model": model.state_dict(),
             "optim": opt.state_dict(), "optim_d": opt_d.state_dict() if opt_d is not None else None,
             "step": step, "epoch": epoch, "best_val": best_val, "rng": g.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
             "num_parameters": model.num_parameters(),
         })
 
