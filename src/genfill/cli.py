@@ -114,6 +114,43 @@ def cmd_demo(args) -> None:
     print(f"demo report -> {report}")
 
 
+def cmd_eval(args) -> None:
+    import json
+
+    from genfill.evaluate import evaluate_specs, load_eval
+    from genfill.compare import tables, md_table
+
+    path = evaluate_specs(args.checkpoint, args.output, data=args.data, masks=args.masks, n=args.n, fid=args.fid,
+                          seed=args.seed, device=args.device, lpips=not args.no_lpips, verbose=not args.quiet)
+    doc, _ = load_eval(path)
+    title, head, rows, _ = tables(doc)[0]
+    print(md_table(head, rows))
+    for name, e in doc["methods"].items():
+        if e.get("test_loss"):
+            parts = {k: round(v, 4) for k, v in e["test_loss"].items() if k != "by_mask"}
+            print(f"{name} test loss parts: {json.dumps(parts)}")
+    print(f"evaluation -> {path} (+ records.csv, summary.csv)")
+
+
+def cmd_compare(args) -> None:
+    from genfill.compare import run_compare
+
+    page = run_compare(args.inputs, args.output, peers=args.peers, data=args.data, masks=args.masks, n=args.n,
+                       seed=args.seed, fid=args.fid, device=args.device, verbose=not args.quiet)
+    print((page.parent / "comparison.md").read_text())
+    print(f"comparison -> {page} (+ comparison.md, compare.json, quality_speed.png)")
+
+
+def cmd_reproduce(args) -> None:
+    from genfill.reproduce import run_reproduce
+
+    report = run_reproduce(args.preset, out_dir=args.out_dir, device=args.device, verbose=not args.quiet)
+    md = report.parent / "compare" / "comparison.md"
+    if md.is_file():
+        print(md.read_text())
+    print(f"reproduce report -> {report}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="genfill", description="Train, compare and run image inpainting and "
                                 "generation models.")
@@ -167,6 +204,38 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", default="auto")
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=cmd_demo)
+
+    def eval_args(sp):
+        sp.add_argument("--data", help="YAML file or config name whose data: section to use, or faces64 "
+                        "(default: the checkpoint's own data, else faces64)")
+        sp.add_argument("--masks", default="thin,medium,thick,square", help="comma-separated mask kinds")
+        sp.add_argument("-n", type=int, default=500, help="test images (each under every mask kind)")
+        sp.add_argument("--seed", type=int, default=1234, help="mask seed (the same holes for every method)")
+        sp.add_argument("--fid", action="store_true", help="also FID/KID (slow on a CPU)")
+        sp.add_argument("--device", default="auto")
+        sp.add_argument("--quiet", action="store_true")
+
+    sp = sub.add_parser("eval", help="score a checkpoint or a classical peer on fixed test holes")
+    sp.add_argument("-c", "--checkpoint", action="append", required=True, metavar="CKPT|PEER",
+                    help="checkpoint, run directory, or peer (telea, ns, biharmonic, mean); repeatable")
+    eval_args(sp)
+    sp.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
+    sp.add_argument("-o", "--output", help="output folder (default: RUN/eval, or runs/eval-PEER)")
+    sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("compare", help="one table, plot and failure gallery for several evaluations")
+    sp.add_argument("inputs", nargs="*", metavar="RUN_OR_EVAL", help="eval.json files/folders or run directories")
+    sp.add_argument("--peers", action="store_true", help="add the classical peers, evaluated the same way")
+    eval_args(sp)
+    sp.add_argument("-o", "--output", default="runs/compare", help="output folder")
+    sp.set_defaults(func=cmd_compare)
+
+    sp = sub.add_parser("reproduce", help="build data, train every preset model, evaluate with peers, report")
+    sp.add_argument("--preset", default="quick", help="quick | full | a preset YAML (configs/reproduce/)")
+    sp.add_argument("--out-dir", default=None, help="parent of the run folder (default: the preset's out_dir)")
+    sp.add_argument("--device", default="auto")
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=cmd_reproduce)
     return p
 
 

@@ -1,0 +1,202 @@
+"""`genfill reproduce`: seed 001's pipeline in one command. Build the data, train every model a preset lists,
+evaluate them next to the classical peers on the same images and holes, and write `<out>/<name>/report.html`
+(tables, the quality-vs-speed plot, training curves, sample grids, morphs, failure galleries).
+
+A preset is a YAML file (configs/reproduce/quick.yaml, full.yaml):
+
+    name: reproduce                 # the run folder under out_dir; an earlier one is archived, never deleted
+    out_dir: runs
+    set: [data.count=5000]          # overrides applied to every model config
+    models:                         # config names from configs/ (or paths); a missing config is skipped
+      - vae-faces64                 #   with a printed note, so a family joins by adding its config here
+      - {config: gan-faces64, name: gan, set: [train.time_budget_s=90]}
+    eval: {n: 200, masks: [thin, medium, thick, square], fid: false, peers: [telea, ns, biharmonic, mean]}
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genfill.config import from_dict, load_config, read_yaml, to_dict
+from genfill.errors import GenfillError
+
+PRESET_DIRS = (Path(__file__).resolve().parents[2] / "configs" / "reproduce",
+               Path(__file__).resolve().parent / "configs" / "reproduce")
+
+
+@dataclass
+class ModelEntry:
+    config: str  # a config name from configs/ or a YAML path
+    name: str | None = None  # the run's name (default: the config's stem)
+    set: list[str] = field(default_factory=list)  # overrides for this model only
+
+
+@dataclass
+class EvalSettings:
+    n: int = 200  # test images (each under every mask kind)
+    masks: list[str] = field(default_factory=lambda: ["thin", "medium", "thick", "square"])
+    seed: int = 1234  # mask seed: every method sees the same holes
+    fid: bool = False  # FID/KID (Inception at 299x299, slow on a CPU)
+    lpips: bool = True
+    peers: list[str] = field(default_factory=lambda: ["telea", "ns", "biharmonic", "mean"])
+    gallery: int = 8  # worst images per method in the failure gallery
+    samples: int = 64  # prior samples per generative model
+
+
+@dataclass
+class Preset:
+    name: str = "reproduce"
+    out_dir: str = "runs"
+    set: list[str] = field(default_factory=list)
+    models: list[ModelEntry] = field(default_factory=list)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+
+
+def find_preset(preset: str) -> Path:
+    p = Path(preset)
+    if p.is_file():
+        return p
+    for folder in PRESET_DIRS:
+        if (folder / f"{p.stem}.yaml").is_file():
+            return folder / f"{p.stem}.yaml"
+    known = sorted({q.stem for d in PRESET_DIRS if d.is_dir() for q in d.glob("*.yaml")})
+    raise GenfillError(f"reproduce preset not found: {preset} (known: {', '.join(known) or 'none'})")
+
+
+def load_preset(preset: str) -> Preset:
+    raw = read_yaml(find_preset(preset))
+    models = raw.get("models") or []
+    if not isinstance(models, list):
+        raise GenfillError("models: expected a list of config names or {config: ..., set: [...]} mappings")
+    raw["models"] = [{"config": m} if isinstance(m, str) else m for m in models]
+    return from_dict(Preset, raw)
+
+
+def _config_path(name: str) -> Path | None:
+    from genfill.cli import resolve_config
+
+    try:
+        return resolve_config(name)
+    except GenfillError:
+        return None
+
+
+def _plan(preset: Preset, root: Path, say) -> list:
+    """The model configs that exist, loaded with the preset's overrides; missing ones are skipped with a note."""
+    cfgs, skipped = [], []
+    for entry in preset.models:
+        path = _config_path(entry.config)
+        if path is None:
+            skipped.append(entry.config)
+            say(f"genfill: skipping {entry.config}: no config file {entry.config}.yaml (yet)")
+            continue
+        name = entry.name or Path(entry.config).stem
+        cfgs.append(load_config(path, [*preset.set, *entry.set, f"name={name}", f"out_dir={root}"]))
+    names = [c.name for c in cfgs]
+    if len(set(names)) != len(names):
+        raise GenfillError(f"two models in the preset share a run name ({', '.join(names)}): give one a name:")
+    from genfill.data.datasets import source_key
+
+    keys = {source_key(c.data) for c in cfgs}
+    if len(keys) > 1:
+        raise GenfillError(f"the preset's models train on different data ({', '.join(sorted(keys))}); a fair "
+                           "comparison needs one dataset: set data.* in the preset's `set`")
+    return cfgs, skipped
+
+
+def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str = "auto",
+                  verbose: bool = True) -> Path:
+    from genfill.compare import copy_galleries, html_sections, merge, write_comparison
+    from genfill.data.cache import load_cache
+    from genfill.demo import archive_previous
+    from genfill.evaluate import evaluate_specs, load_eval
+    from genfill.models import load_model
+    from genfill.report import esc, figure, table, write_page
+    from genfill.sample import interpolate, sample_grid
+    from genfill.train import pick_device, train
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    t0 = time.time()
+    p = load_preset(preset)
+    root = Path(out_dir or p.out_dir) / p.name
+    cfgs, skipped = _plan(p, root, say)
+    if not cfgs and not p.eval.peers:
+        raise GenfillError("the preset lists no model config that exists and no peers: nothing to do")
+    moved = archive_previous(root)
+    if moved:
+        say(f"genfill: kept the previous {p.name} as {moved}")
+    root.mkdir(parents=True)
+
+    # ---- train every model
+    trained = []
+    for cfg in cfgs:
+        say(f"genfill: training {cfg.name} ({cfg.model['kind']})")
+        res = train(cfg, device=device, verbose=verbose)
+        trained.append((cfg, res))
+
+    # ---- evaluate models and peers together: one protocol, one table
+    data_cfg = cfgs[0].data if cfgs else load_config(None, [s for s in p.set if s.startswith("data.")]).data
+    ev = p.eval
+    specs = [str(cfg.run_dir) for cfg in cfgs] + list(ev.peers)
+    say(f"genfill: evaluating {', '.join(Path(s).name for s in specs)} on {ev.n} test images x {len(ev.masks)} "
+        "mask kinds")
+    path = evaluate_specs(specs, root / "eval", data=to_dict(data_cfg), masks=ev.masks, n=ev.n, fid=ev.fid,
+                          seed=ev.seed, device=device, lpips=ev.lpips, gallery=ev.gallery, verbose=verbose)
+    doc, folder = load_eval(path)
+    merged = merge([(doc, folder, str(path))])
+    write_comparison(merged, root / "compare", title=f"genfill {p.name}: comparison")
+
+    # ---- per-model pictures: curves, samples, morphs
+    dev = pick_device(device)
+    data = load_cache(data_cfg, verbose=False)
+    pool = data.batch(data.split("test")[:64])
+    model_rows, model_figs = [], []
+    for cfg, res in trained:
+        model, _ = load_model(cfg.run_dir, dev)
+        model_rows.append([cfg.name, cfg.model["kind"], model.num_parameters(), res.step, res.epoch,
+                           round(res.seconds, 1)])
+        rel = cfg.run_dir.relative_to(root)
+        figs = []
+        if (cfg.run_dir / "curves.png").is_file():
+            figs.append(figure(f"{rel}/curves.png", f"{cfg.name}: training curves (train and validation)"))
+        if model.can_sample:
+            try:
+                sample_grid(model, ev.samples, cfg.run_dir / "samples_grid.png")
+                figs.append(figure(f"{rel}/samples_grid.png", f"{cfg.name}: {ev.samples} prior samples"))
+            except GenfillError as exc:
+                say(f"genfill: {cfg.name}: no samples ({exc})")
+        if model.can_interpolate:
+            interpolate(model, cfg.run_dir / "morph.png", rows=4, steps=8, pool=pool.to(dev))
+            figs.append(figure(f"{rel}/morph.png", f"{cfg.name}: morphs between encoded test faces"))
+        model_figs += [f"<h3>{esc(cfg.name)}</h3>", *figs]
+
+    wall = time.time() - t0
+    from genfill.io import atomic_write_json
+
+    atomic_write_json(root / "reproduce.json", {
+        "preset": str(find_preset(preset)), "models": [c.name for c in cfgs], "skipped": skipped,
+        "peers": list(ev.peers), "wall_seconds": round(wall, 1), "eval": to_dict(ev),
+        "train": {c.name: {"steps": r.step, "seconds": round(r.seconds, 1)} for c, r in trained}})
+    body = [
+        f"<p>Preset <code>{esc(find_preset(preset).name)}</code>: {len(cfgs)} model(s) trained on "
+        f"<code>{esc(to_dict(data_cfg)['name'])}</code> ({esc(data.key)}), evaluated with the classical peers "
+        f"{esc(', '.join(ev.peers))}. Total wall time {wall / 60:.1f} min. Reproduce with "
+        f"<code>genfill reproduce --preset {esc(Path(preset).stem)}</code> (or <code>make reproduce</code>).</p>",
+    ]
+    if skipped:
+        body.append(f"<p>Skipped (no config file yet): {esc(', '.join(skipped))}.</p>")
+    plot = "quality_speed.png" if (root / "compare" / "quality_speed.png").is_file() else None
+    body += ["<h2>Comparison</h2>",
+             *html_sections(merged, copy_galleries(merged, root / "compare"), plot, prefix="compare/")]
+    if model_rows:
+        body += ["<h2>Training</h2>", table(["model", "kind", "parameters", "steps", "epochs", "train s"], model_rows),
+                 *model_figs]
+    report = write_page(root / "report.html", f"genfill {p.name}", body)
+    say(f"genfill: reproduce finished in {wall / 60:.1f} min -> {report}")
+    return report
+
