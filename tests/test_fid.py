@@ -153,7 +153,7 @@ def test_checksum_mismatch_is_a_genfill_error(monkeypatch, tmp_path):
     bad = tmp_path / "default_1.pt"
     bad.write_bytes(b"not a model")
     monkeypatch.setattr(fid, "weights_path", lambda: bad)
-    with pytest.raises(GenfillError, match="sha256"):
+    with pytest.raises(GenfillError, match="SHA-256"):
         fid._load_inception.__wrapped__("cpu")
 
 

@@ -65,7 +65,7 @@ def test_unpickler_refuses_anything_but_numpy():
 def test_checksum_mismatch_is_a_genfill_error(tmp_path):
     bad = tmp_path / "alexnet.ckpt"
     bad.write_bytes(pickle.dumps({}))
-    with pytest.raises(GenfillError, match="sha256"):
+    with pytest.raises(GenfillError, match="SHA-256"):
         lp.load_checkpoint(bad, lp.SHA256["alexnet"])
 
 
