@@ -84,6 +84,15 @@ def _config_path(name: str) -> Path | None:
         return None
 
 
+def _link_earlier_runs(cfg, earlier: list) -> None:
+    """A model key naming a run (e.g. the prior's `vqvae: runs/vqvae-faces64`) that this preset trains
+    earlier points at that run's folder under the preset's root instead."""
+    runs = {c.name: str(c.run_dir) for c in earlier}
+    for key, value in cfg.model.items():
+        if key != "kind" and isinstance(value, str) and Path(value).name in runs:
+            cfg.model[key] = runs[Path(value).name]
+
+
 def _plan(preset: Preset, root: Path, say) -> list:
     """The model configs that exist, loaded with the preset's overrides; missing ones are skipped with a note."""
     cfgs, skipped = [], []
@@ -94,7 +103,9 @@ def _plan(preset: Preset, root: Path, say) -> list:
             say(f"genfill: skipping {entry.config}: no config file {entry.config}.yaml (yet)")
             continue
         name = entry.name or Path(entry.config).stem
-        cfgs.append(load_config(path, [*preset.set, *entry.set, f"name={name}", f"out_dir={root}"]))
+        cfg = load_config(path, [*preset.set, *entry.set, f"name={name}", f"out_dir={root}"])
+        _link_earlier_runs(cfg, cfgs)
+        cfgs.append(cfg)
     names = [c.name for c in cfgs]
     if len(set(names)) != len(names):
         raise GenfillError(f"two models in the preset share a run name ({', '.join(names)}): give one a name:")
