@@ -6,11 +6,13 @@ from typing import Any
 
 from genfill.errors import GenfillError
 from genfill.models.base import GenModel, ModelOutput, composite
+from genfill.models.gan import GAN
 from genfill.models.vae import VAE, BetaVAE
 
 REGISTRY: dict[str, type[GenModel]] = {
     "vae": VAE,
     "beta_vae": BetaVAE,
+    "gan": GAN,
 }
 
 __all__ = ["REGISTRY", "GenModel", "ModelOutput", "composite", "build_model", "model_config", "load_model"]

@@ -35,10 +35,13 @@ class GenModel(nn.Module):
     kind: ClassVar[str] = "base"
     can_sample: ClassVar[bool] = False  # sample(n) draws new images
     can_interpolate: ClassVar[bool] = False  # encode/decode to a latent that can be mixed
-    discriminator: nn.Module | None = None  # set by adversarial models
+    # Set by adversarial models. Not a class attribute: a class-level `None` would shadow the submodule that
+    # nn.Module registers in `_modules`, and `model.discriminator` would read None forever.
+    discriminator: nn.Module | None
 
     def __init__(self, cfg: Any, image_size: int, channels: int) -> None:
         super().__init__()
+        self.discriminator = None
         self.cfg = cfg
         self.image_size = image_size
         self.channels = channels
