@@ -73,6 +73,21 @@ class GANConfig:
     w_ssim: float = 1.0
     hole_weight: float = 1.0  # L1 weight of hole pixels relative to known ones (1 = plain mean)
 
+    def __post_init__(self) -> None:
+        """Checked when the config is loaded, so a bad value fails before any data is read."""
+        cfg = self
+        if cfg.variant not in ("context", "whole"):
+            raise GenfillError(f"model.variant: {cfg.variant!r} is not one of context, whole")
+        if cfg.adversarial not in ADVERSARIAL_KINDS:
+            raise GenfillError(f"model.adversarial: {cfg.adversarial!r} is not one of {', '.join(ADVERSARIAL_KINDS)}")
+        if cfg.base < 1 or cfg.d_base < 1 or cfg.d_layers < 1 or cfg.attention_reduction < 1:
+            raise GenfillError("model: base, d_base, d_layers and attention_reduction must be >= 1")
+        if cfg.variant == "context" and (cfg.crop_size < 16 or cfg.crop_size % 8 or cfg.context < 0):
+            raise GenfillError(f"model.crop_size must be a multiple of 8 and >= 16 (got {cfg.crop_size}); "
+                               f"model.context >= 0 (got {cfg.context})")
+        if min(cfg.w_adv, cfg.w_l1, cfg.w_edge, cfg.w_ssim, cfg.hole_weight) < 0:
+            raise GenfillError("model: loss weights and hole_weight must be >= 0")
+
 
 class UNetGenerator(nn.Module):
     """The U-Net above: (N, in_ch, H, W) -> (N, out_ch, H, W) in [-1, 1]."""
@@ -168,6 +183,7 @@ def crop_boxes(x: Tensor, boxes, size: int) -> Tensor:
 def paste_boxes(crops: Tensor, boxes, background: Tensor) -> Tensor:
     """Resize each crop back into its box over `background` (N,C,H,W); outside the boxes, background."""
     n, c, height, width = background.shape
+    crops = crops.to(background.dtype)  # autocast may hand in bf16; the paste is done in the image's dtype
     theta = _thetas(boxes, height, width, crops.device, crops.dtype, inverse=True)
     grid = F.affine_grid(theta, [n, c, height, width], align_corners=False)
     pasted = F.grid_sample(crops, grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -183,24 +199,9 @@ class GAN(GenModel):
 
     def __init__(self, cfg: GANConfig, image_size: int, channels: int) -> None:
         super().__init__(cfg, image_size, channels)
-        self._validate(cfg)
         in_ch = channels + (1 if cfg.mask_channel else 0)
         self.generator = UNetGenerator(in_ch, channels, cfg.base, cfg.activation, cfg.norm, cfg.attention_reduction)
         self.discriminator = PatchDiscriminator(channels, cfg.d_base, cfg.d_layers, cfg.d_norm)
-
-    @staticmethod
-    def _validate(cfg: GANConfig) -> None:
-        if cfg.variant not in ("context", "whole"):
-            raise GenfillError(f"model.variant: {cfg.variant!r} is not one of context, whole")
-        if cfg.adversarial not in ADVERSARIAL_KINDS:
-            raise GenfillError(f"model.adversarial: {cfg.adversarial!r} is not one of {', '.join(ADVERSARIAL_KINDS)}")
-        if cfg.base < 1 or cfg.d_base < 1 or cfg.d_layers < 1 or cfg.attention_reduction < 1:
-            raise GenfillError("model: base, d_base, d_layers and attention_reduction must be >= 1")
-        if cfg.variant == "context" and (cfg.crop_size < 16 or cfg.crop_size % 8 or cfg.context < 0):
-            raise GenfillError(f"model.crop_size must be a multiple of 8 and >= 16 (got {cfg.crop_size}); "
-                               f"model.context >= 0 (got {cfg.context})")
-        if min(cfg.w_adv, cfg.w_l1, cfg.w_edge, cfg.w_ssim, cfg.hole_weight) < 0:
-            raise GenfillError("model: loss weights and hole_weight must be >= 0")
 
     # ---- pieces
     def _boxes(self, m: Tensor):
