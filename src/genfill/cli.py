@@ -49,6 +49,10 @@ def cmd_train(args) -> None:
 
     cfg = load_config(resolve_config(args.config), args.set)
     res = train(cfg, resume=args.resume, device=args.device, verbose=not args.quiet)
+    if not res.last_val:
+        print(f"nothing to do: {res.run_dir} already reached epoch {res.epoch} of {cfg.train.epochs} "
+              f"(step {res.step}); raise train.epochs to continue")
+        return
     val = " ".join(f"{k} {v:.4g}" for k, v in res.last_val.items())
     print(f"trained {res.step} steps in {res.seconds:.0f}s -> {res.run_dir} ({val})")
 

@@ -50,7 +50,10 @@ class TrainConfig:
     lr_d: float | None = None  # discriminator learning rate (GAN-style models); None = lr
     grad_clip: float | None = None  # max global grad norm
     kl_warmup_steps: int = 0  # beta ramps linearly from 0 to its value over these steps
-    amp: bool = True  # bf16/fp16 autocast on CUDA; ignored on CPU
+    amp: bool = True  # bf16 autocast on the fast path
+    fast: bool | None = None  # the fast path: bf16 autocast, channels_last, fused Adam, masks on the device,
+    # no per-step host sync. None = on for CUDA, off elsewhere; true forces it (CPU: bf16 autocast too)
+    compile: bool = False  # torch.compile the model's training forward (pays off on long GPU runs)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     seed: int = 0
     log_every: int = 20
@@ -122,6 +125,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise GenfillError(f"{key}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):

@@ -42,12 +42,18 @@ def pick_device(name: str = "auto") -> torch.device:
     return dev
 
 
+def fast_path(cfg: RunConfig, device: torch.device) -> bool:
+    """Whether to train on the fast path (train.fast; by default on CUDA only)."""
+    return cfg.train.fast if cfg.train.fast is not None else device.type == "cuda"
+
+
 def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA (fp16 where bf16 is missing); nothing elsewhere."""
-    if not enabled or device.type != "cuda":
+    """bf16 autocast on CUDA (where the GPU has bf16) and CPU; nothing elsewhere or when disabled."""
+    if not enabled or device.type not in ("cuda", "cpu"):
         return nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return nullcontext()  # fp16 would need loss scaling; fp32 is the honest fallback
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 @dataclass
@@ -77,7 +83,7 @@ def validate(model: GenModel, data: ImageCache, cfg: RunConfig, device, split: s
     for x, pos in data.iterate(split, cfg.train.batch_size, shuffle=False, device=device,
                                limit=cfg.train.val_images):
         m = eval_masks(cfg, pos, data.size, device)
-        with autocast(device, cfg.train.amp):
+        with autocast(device, cfg.train.amp and fast_path(cfg, device)):
             out = model(x, m)
         fill = composite(x, m, out.pred.float())
         vals = {"loss": out.loss.float(), **{k: v.float() for k, v in out.parts.items()}}
@@ -139,6 +145,44 @@ def plot_curves(run_dir: Path) -> None:
     atomic_write_bytes(run_dir / "curves.png", buf.getvalue())
 
 
+def check_finite(loss: torch.Tensor, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise GenfillError(f"loss became {loss.item()} at step {step}: lower train.lr or set train.grad_clip "
+                           f"(the last good checkpoint is kept)")
+
+
+def train_step(model: GenModel, forward, opt, opt_d, x: torch.Tensor, m: torch.Tensor, kl_scale: float,
+               use_amp: bool, grad_clip: float | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One optimisation step (two for adversarial models). Returns the loss and its parts as device tensors;
+    nothing here waits for the device. `forward` is the model or its torch.compile'd wrapper."""
+    dev = x.device
+    with autocast(dev, use_amp):
+        out = forward(x, m, kl_scale=kl_scale)
+    loss, parts = out.loss, dict(out.parts)
+
+    if opt_d is not None:
+        # Discriminator step: real images vs the generator's composited fills (detached).
+        fake = composite(x, m, out.pred).detach()
+        with autocast(dev, use_amp):
+            d_loss, d_parts = model.d_loss(x, m, fake)
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        parts.update(d_parts)
+        # Generator step: its own losses plus fooling the (just updated) discriminator.
+        with autocast(dev, use_amp):
+            g_adv, g_parts = model.g_adv_loss(x, m, composite(x, m, out.pred))
+        loss = loss + g_adv
+        parts.update(g_parts)
+
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.generator_parameters(), grad_clip)
+    opt.step()
+    return loss.detach(), {k: v.detach() for k, v in parts.items()}
+
+
 def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbose: bool = True) -> TrainResult:
     from tqdm import tqdm
 
@@ -158,14 +202,26 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
         raise GenfillError("the dataset needs at least one training and one validation image")
     size, channels = data.size, data.channels
 
-    # ---- model and optimisers
+    # ---- model and optimisers; the fast path keeps activations channels_last and steps Adam fused
+    fast = fast_path(cfg, dev)
+    use_amp = tc.amp and fast
     model = build_model(cfg.model, size, channels).to(dev)
-    opt = torch.optim.Adam(model.generator_parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
+    if fast:
+        model = model.to(memory_format=torch.channels_last)
+        if dev.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    adam = {"fused": True} if fast and dev.type == "cuda" else {}
+    opt = torch.optim.Adam(model.generator_parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
+                           **adam)
     opt_d = None
     if model.discriminator is not None:
-        opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=tc.lr_d or tc.lr, betas=tc.betas)
+        opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=tc.lr_d or tc.lr, betas=tc.betas, **adam)
+    forward = torch.compile(model) if tc.compile else model
     step, epoch, best_val = 0, 0, math.inf
-    g = torch.Generator().manual_seed(tc.seed)  # data order, flips and training masks
+    g = torch.Generator().manual_seed(tc.seed)  # data order and flips (and masks off the fast path)
+    # Masks are drawn where they are used: on the GPU in batch on the fast path, so no host work per step.
+    g_mask = torch.Generator(dev).manual_seed(tc.seed + 1) if fast and dev.type == "cuda" else g
     if resume:
         ckpt = load_checkpoint(ckpt_dir / "last.pt", dev)
         if ckpt["kind"] != cfg.model["kind"]:
@@ -177,6 +233,11 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
             opt_d.load_state_dict(ckpt["optim_d"])
         step, epoch, best_val = ckpt["step"], ckpt["epoch"], ckpt["best_val"]
         g.set_state(ckpt["rng"])
+        if g_mask is not g and ckpt.get("rng_masks") is not None:
+            g_mask.set_state(ckpt["rng_masks"].cpu())
+        torch.set_rng_state(ckpt["torch_rng"].cpu())  # the models' own noise (reparameterisation, ...)
+        if dev.type == "cuda" and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), dev)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "samples").mkdir(exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
@@ -187,6 +248,9 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
             "image_size": size, "channels": channels, "run_config": to_dict(cfg), "model": model.state_dict(),
             "optim": opt.state_dict(), "optim_d": opt_d.state_dict() if opt_d is not None else None,
             "step": step, "epoch": epoch, "best_val": best_val, "rng": g.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "rng_masks": g_mask.get_state() if g_mask is not g else None,
+            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
             "num_parameters": model.num_parameters(),
         })
 
@@ -205,40 +269,19 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
                    file=sys.stderr, leave=False)
         for x, _ in data.iterate("train", tc.batch_size, shuffle=True, generator=g, flip=cfg.data.flip,
                                  drop_last=True, device=dev):
-            m = make_masks(cfg.masks.kind, len(x), size, size, generator=g, **masks_kw).to(dev)
+            m = make_masks(cfg.masks.kind, len(x), size, size, generator=g_mask, device=g_mask.device,
+                           **masks_kw).to(dev)
+            if fast:
+                x = x.contiguous(memory_format=torch.channels_last)
             kl_scale = min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps > 0 else 1.0
 
-            with autocast(dev, tc.amp):
-                out = model(x, m, kl_scale=kl_scale)
-            loss, parts = out.loss, dict(out.parts)
-
-            if opt_d is not None:
-                # Discriminator step: real images vs the generator's composited fills (detached).
-                fake = composite(x, m, out.pred).detach()
-                with autocast(dev, tc.amp):
-                    d_loss, d_parts = model.d_loss(x, m, fake)
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_d.step()
-                parts.update(d_parts)
-                # Generator step: its own losses plus fooling the (just updated) discriminator.
-                with autocast(dev, tc.amp):
-                    g_adv, g_parts = model.g_adv_loss(x, m, composite(x, m, out.pred))
-                loss = loss + g_adv
-                parts.update(g_parts)
-
-            if not torch.isfinite(loss):
-                raise GenfillError(f"loss became {loss.item()} at step {step + 1}: lower train.lr or set "
-                                   f"train.grad_clip (the last good checkpoint is kept)")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.generator_parameters(), tc.grad_clip)
-            opt.step()
+            loss, parts = train_step(model, forward, opt, opt_d, x, m, kl_scale, use_amp, tc.grad_clip)
             step += 1
             bar.update(1)
 
+            # The host reads the device only here, every log_every steps (and at the epoch's end).
             if step % tc.log_every == 0 or step == 1:
+                check_finite(loss, step)
                 vals = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}}
                 bar.set_postfix({k: f"{v:.4g}" for k, v in vals.items()})
                 log.write(json.dumps({"step": step, "epoch": epoch, "split": "train",
@@ -250,6 +293,7 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
                 stop = True
                 break
         bar.close()
+        check_finite(loss, step)
         epoch += 1
 
         # ---- end of epoch: validate, keep the best, write everything atomically

@@ -1,0 +1,121 @@
+import json
+
+import pytest
+import torch
+
+from genfill.errors import GenfillError
+from genfill.io import load_checkpoint
+from genfill.models import load_model
+from genfill.train import train
+
+
+def test_train_writes_a_complete_run(make_cfg):
+    cfg = make_cfg(train={"max_steps": 3, "epochs": 2})
+    res = train(cfg, verbose=False)
+    run = cfg.run_dir
+    assert res.step == 3
+    for name in ("config.yaml", "checkpoints/last.pt", "checkpoints/best.pt", "metrics.jsonl", "curves.png",
+                 "samples/epoch001.png"):
+        assert (run / name).is_file(), name
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {r["split"] for r in rows} == {"train", "val"}
+    assert {"loss", "recon", "kl", "psnr"} <= set(rows[-1])
+    assert not list(run.rglob("*.tmp"))  # atomic writes leave no temp files
+
+
+def test_checkpoint_round_trip_rebuilds_the_same_model(make_cfg, tiny_data):
+    cfg = make_cfg()
+    train(cfg, verbose=False)
+    model, ckpt = load_model(cfg.run_dir / "checkpoints" / "last.pt")
+    assert ckpt["kind"] == "vae" and ckpt["run_config"]["data"]["size"] == 32
+    x = tiny_data.batch(tiny_data.split("test"))
+    m = torch.zeros_like(x[:, :1])
+    m[..., 8:20, 8:20] = 1
+    again, _ = load_model(cfg.run_dir)  # a run directory works too
+    assert torch.equal(model.fill(x, m), again.fill(x, m))
+    # plain torch.load with weights_only=True: nothing but tensors and plain values inside
+    torch.load(cfg.run_dir / "checkpoints" / "last.pt", weights_only=True)
+
+
+def test_resume_continues_from_saved_step(make_cfg):
+    cfg = make_cfg(train={"max_steps": 2, "epochs": 1})
+    train(cfg, verbose=False)
+    with pytest.raises(GenfillError, match="already holds a run"):
+        train(cfg, verbose=False)
+    cfg2 = make_cfg(train={"max_steps": 5, "epochs": 3})
+    res = train(cfg2, resume=True, verbose=False)
+    ckpt = load_checkpoint(cfg2.run_dir / "checkpoints" / "last.pt")
+    assert res.step == 5 and ckpt["step"] == 5 and ckpt["epoch"] == 2
+    steps = [json.loads(line)["step"] for line in (cfg2.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 5  # the log continues, it does not restart at 0
+
+
+def test_resume_equals_uninterrupted_training(make_cfg, tmp_path):
+    """Stopping after epoch 1 and resuming gives the same weights as training 2 epochs straight."""
+    straight = make_cfg(name="straight", train={"epochs": 2, "max_steps": None, "sample_every_epoch": False})
+    train(straight, verbose=False)
+    part = make_cfg(name="part", train={"epochs": 1, "max_steps": None, "sample_every_epoch": False})
+    train(part, verbose=False)
+    rest = make_cfg(name="part", train={"epochs": 2, "max_steps": None, "sample_every_epoch": False})
+    train(rest, resume=True, verbose=False)
+    a = load_checkpoint(straight.run_dir / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(rest.run_dir / "checkpoints" / "last.pt")["model"]
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
+
+
+def test_resume_needs_a_run_and_the_same_kind(make_cfg):
+    with pytest.raises(GenfillError, match="nothing to resume"):
+        train(make_cfg(), resume=True, verbose=False)
+    train(make_cfg(), verbose=False)
+    with pytest.raises(GenfillError, match="holds a vae model"):
+        train(make_cfg(model={"kind": "beta_vae", "channels": [8, 16], "latent_dim": 8}), resume=True,
+              verbose=False)
+
+
+def test_nan_loss_stops_with_the_step(make_cfg, monkeypatch):
+    from genfill.models.vae import VAE
+
+    real = VAE.forward
+
+    def poisoned(self, x, m, kl_scale=1.0):
+        out = real(self, x, m, kl_scale)
+        out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(VAE, "forward", poisoned)
+    with pytest.raises(GenfillError, match="at step 1"):
+        train(make_cfg(), verbose=False)
+
+
+def test_kl_warmup_and_grad_clip_run(make_cfg):
+    res = train(make_cfg(train={"kl_warmup_steps": 10, "grad_clip": 0.5, "max_steps": 2}), verbose=False)
+    assert res.step == 2
+
+
+def test_device_choice():
+    from genfill.train import pick_device
+
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(GenfillError, match="no CUDA"):
+            pick_device("cuda")
+    with pytest.raises(GenfillError, match="unknown device"):
+        pick_device("tpu")
+
+
+def test_fast_path_computes_the_same_function(make_cfg):
+    """bf16 autocast + channels_last (the fast path, forced on CPU) tracks the fp32 path within bf16 tolerance."""
+    base = dict(epochs=1, max_steps=4, sample_every_epoch=False, lr=1e-3)
+    slow = make_cfg(name="fp32", train={**base, "fast": False})
+    fast = make_cfg(name="fast", train={**base, "fast": True})
+    r_slow, r_fast = train(slow, verbose=False), train(fast, verbose=False)
+    a = load_checkpoint(slow.run_dir / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(fast.run_dir / "checkpoints" / "last.pt")["model"]
+    for k in a:
+        if a[k].is_floating_point():
+            diff = (a[k] - b[k]).abs().max().item()
+            scale = a[k].abs().max().item() + 1e-3
+            assert diff <= 0.05 * scale + 2e-3, (k, diff, scale)
+    assert abs(r_slow.last_val["loss"] - r_fast.last_val["loss"]) <= 0.05 * abs(r_slow.last_val["loss"])
