@@ -61,3 +61,37 @@ def hole_weighted_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tens
     if hole_weight != 1.0:
         err = err * ((1 - mask) + hole_weight * mask)
     return err.mean()
+
+
+def l1_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+            hole_weight: float = 1.0) -> torch.Tensor:
+    """Mean absolute error; with `mask`, hole pixels weigh `hole_weight` and known pixels 1 (normalised by
+    the total weight, so `hole_weight=1` is the plain mean)."""
+    d = (pred - target).abs()
+    if mask is None or hole_weight == 1.0:
+        return d.mean()
+    w = (1 + (hole_weight - 1) * mask).expand_as(d)
+    return (d * w).sum() / w.sum()
+
+
+ADVERSARIAL_KINDS = ("bce", "hinge")
+
+
+def adversarial_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "bce") -> torch.Tensor:
+    """Discriminator loss on raw logits. bce: BCE-with-logits, real -> 1 and fake -> 0 (the two terms summed);
+    hinge: mean relu(1 - real) + mean relu(1 + fake)."""
+    if kind == "bce":
+        return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+                + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+    if kind == "hinge":
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    raise ValueError(f"unknown adversarial loss {kind!r} (valid: {', '.join(ADVERSARIAL_KINDS)})")
+
+
+def adversarial_g_loss(fake_logits: torch.Tensor, kind: str = "bce") -> torch.Tensor:
+    """Generator loss on the discriminator's logits for fakes. bce: non-saturating BCE towards 1; hinge: -mean."""
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+    if kind == "hinge":
+        return -fake_logits.mean()
+    raise ValueError(f"unknown adversarial loss {kind!r} (valid: {', '.join(ADVERSARIAL_KINDS)})")

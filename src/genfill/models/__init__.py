@@ -8,6 +8,7 @@ from genfill.errors import GenfillError
 from genfill.models.base import GenModel, ModelOutput, composite
 from genfill.models.avae import AVAE
 from genfill.models.pixelcnn import VQVAEPrior
+from genfill.models.gan import GAN
 from genfill.models.vae import VAE, BetaVAE
 from genfill.models.vqvae import VQVAE
 
@@ -17,6 +18,7 @@ REGISTRY: dict[str, type[GenModel]] = {
     "avae": AVAE,
     "vqvae": VQVAE,
     "vqvae_prior": VQVAEPrior,
+    "gan": GAN,
 }
 
 __all__ = ["REGISTRY", "GenModel", "ModelOutput", "composite", "build_model", "model_config", "load_model"]

@@ -43,6 +43,7 @@ class GenModel(nn.Module):
 
     def __init__(self, cfg: Any, image_size: int, channels: int) -> None:
         super().__init__()
+        self.discriminator = None
         self.cfg = cfg
         self.image_size = image_size
         self.channels = channels

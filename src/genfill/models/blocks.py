@@ -155,5 +155,72 @@ class ResidualStack(nn.Module):
             layers.append(activation(act))
         self.net = nn.Sequential(*layers)
 
+
+def conv_stack(in_ch: int, channels: list[int], act: str, norm_name: str = "none", kernel: int = 3,
+               last_act: bool = True) -> nn.Sequential:
+    """Same-size convs (stride 1, 'same' padding) in_ch -> channels[0] -> ... with bias, norm and activation.
+
+    The conv keeps its bias even under a norm, so `norm: none` and the other norms differ only by the norm's
+    own parameters. `last_act=False` leaves the final conv bare (an output layer).
+    """
+    layers: list[nn.Module] = []
+    c = in_ch
+    for i, out in enumerate(channels):
+        layers.append(nn.Conv2d(c, out, kernel, 1, kernel // 2))
+        if i < len(channels) - 1 or last_act:
+            layers.append(norm(norm_name, out))
+            layers.append(activation(act))
+        c = out
+    return nn.Sequential(*layers)
+
+
+class SelfAttention(nn.Module):
+    """SAGAN self-attention (Zhang et al. 2019) over all positions of a (N,C,H,W) map.
+
+    Query and key are 1x1 convs to C / `reduction` channels, the value a 1x1 conv to C; the attended values
+    are added back through a learned gate gamma that starts at 0, so the block starts as the identity.
+    Parameters: 2 (C*C/r + C/r) + C*C + C + 1 (82,241 at C = 256, r = 8).
+    """
+
+    def __init__(self, channels: int, reduction: int = 8) -> None:
+        super().__init__()
+        inner = max(1, channels // reduction)
+        self.query = nn.Conv2d(channels, inner, 1)
+        self.key = nn.Conv2d(channels, inner, 1)
+        self.value = nn.Conv2d(channels, channels, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        q = self.query(x).flatten(2).transpose(1, 2)  # (N, HW, C/r)
+        k = self.key(x).flatten(2)  # (N, C/r, HW)
+        attn = torch.softmax(torch.bmm(q, k), dim=-1)  # (N, HW, HW): row i attends over all positions
+        v = self.value(x).flatten(2)  # (N, C, HW)
+        out = torch.bmm(v, attn.transpose(1, 2)).view(n, c, h, w)
+        return x + self.gamma * out
+
+
+class PatchDiscriminator(nn.Module):
+    """Fully convolutional PatchGAN: one real/fake logit per overlapping patch, (N,1,h,w).
+
+    `layers` stride-2 k4 convs (base, 2*base, ...) with LeakyReLU 0.2 and a norm after every conv but the
+    first, then a k4 stride-1 conv to one logit map. Base 32, two layers, batch norm on 3 channels is seed
+    002's discriminator: 1,568 + 32,832 + 128 + 1,025 = 35,553 parameters.
+    """
+
+    def __init__(self, in_ch: int = 3, base: int = 32, layers: int = 2, norm_name: str = "batch") -> None:
+        super().__init__()
+        mods: list[nn.Module] = []
+        c = in_ch
+        for i in range(layers):
+            out = base * 2**i
+            mods.append(nn.Conv2d(c, out, 4, 2, 1))
+            if i > 0:
+                mods.append(norm(norm_name, out))
+            mods.append(nn.LeakyReLU(0.2, inplace=True))
+            c = out
+        mods.append(nn.Conv2d(c, 1, 4, 1, 1))
+        self.net = nn.Sequential(*mods)
+
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
