@@ -8,7 +8,6 @@ holes (data, split, n, mask kinds, seed): anything else is an error, never a sil
 
 from __future__ import annotations
 
-import io
 import math
 import shutil
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 from genfill.errors import GenfillError
 from genfill.evaluate import (BUCKETS, DEFAULT_MASKS, DEFAULT_SEED, EVAL_FORMAT, Protocol, evaluate_specs,
                               load_eval, slug)
-from genfill.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from genfill.io import atomic_write_json, atomic_write_text, save_figure
 from genfill.report import esc, figure, table, write_page
 
 # (key in a summary group, column title, "max" | "min" is better)
@@ -183,10 +182,7 @@ def quality_speed_plot(doc: dict, path: Path) -> Path | None:
     ax.set_title("quality vs speed (grey squares: classical peers)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
     return path
 
 

@@ -131,6 +131,18 @@ def make_grid(x: torch.Tensor, nrow: int, pad: int = 2, value: float = 1.0) -> t
     return grid
 
 
+def save_figure(fig, path: str | Path, dpi: int = 100) -> None:
+    """Render a matplotlib figure to PNG atomically and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 # ---------------------------------------------------------------- checkpoints
 
 

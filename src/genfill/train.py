@@ -20,7 +20,7 @@ from genfill.config import RunConfig, save_config, to_dict
 from genfill.data.cache import ImageCache, load_cache
 from genfill.data.masks import fixed_masks, make_masks
 from genfill.errors import GenfillError
-from genfill.io import load_checkpoint, make_grid, save_checkpoint, save_image
+from genfill.io import load_checkpoint, make_grid, save_checkpoint, save_figure, save_image
 from genfill.models import GenModel, build_model, composite
 
 
@@ -119,8 +119,6 @@ def plot_curves(run_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from genfill.io import atomic_write_bytes
-
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     keys = sorted({k for r in rows for k in r if k not in ("step", "epoch", "split", "time", "lr")})
     if not keys:
@@ -137,12 +135,7 @@ def plot_curves(run_dir: Path) -> None:
             ax.set_yscale("log")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write_bytes(run_dir / "curves.png", buf.getvalue())
+    save_figure(fig, run_dir / "curves.png", dpi=90)
 
 
 def check_finite(loss: torch.Tensor, step: int) -> None:
