@@ -11,14 +11,13 @@ Writes <out>/gan_vs_vae.json and prints one table.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-import torch
 
 from genfill.config import load_config
 from genfill.data.cache import load_cache
 from genfill.evaluate import evaluate_methods
+from genfill.io import atomic_write_json
 from genfill.models import load_model
 from genfill.train import train
 
@@ -64,9 +63,8 @@ def main() -> None:
         info = runs[name]
         print(f"{name:10s} {info['parameters']:>10,} {info.get('steps', '-')!s:>6s} "
               + " ".join(f"{row[k]:10.4f}" for k in METRICS))
-    (Path(args.out) / f"{args.gan_name}_vs_vae.json").write_text(json.dumps({"runs": runs, "table": table}, indent=1))
+    atomic_write_json(Path(args.out) / f"{args.gan_name}_vs_vae.json", {"runs": runs, "table": table})
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(2)
-    main()
+    main()  # threads: torch's default, or OMP_NUM_THREADS
