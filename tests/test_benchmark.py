@@ -1,0 +1,91 @@
+"""benchmarks/throughput.py in its quickest mode on the CPU: the JSON holds every measurement, with sane values."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
+
+
+@pytest.fixture(scope="module")
+def throughput():
+    spec = importlib.util.spec_from_file_location("throughput", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["throughput"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def results(throughput, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "cpu.json"
+    settings = replace(throughput.default_settings(torch.device("cpu"), quick=True), size=32, matmul_n=64,
+                       fill_batches=(1, 4), fill_repeats=2)
+    returned = throughput.run("cpu", families=["vae-faces64", "vqvae-faces64"], out=out, settings=settings,
+                              command="pytest", verbose=False)
+    saved = json.loads(out.read_text())
+    assert saved["rows"] == json.loads(json.dumps(returned["rows"]))  # what was returned is what was written
+    return saved
+
+
+def test_every_family_asked_for_is_measured(results):
+    assert [(r["family"], r["size"], r["batch"]) for r in results["rows"]] == [
+        ("vae-faces64", 32, 4), ("vqvae-faces64", 32, 4)]
+    assert results["skipped"] == []
+    assert results["command"] == "pytest" and results["torch"] == torch.__version__ and results["date"]
+    assert results["device_slug"].startswith("cpu")
+
+
+def test_throughput_fields_are_sane(results):
+    assert results["bf16_matmul_tflops"] > 0
+    for r in results["rows"]:
+        assert r["eager"]["images_per_s"] > 0 and r["fast"]["images_per_s"] > 0
+        assert r["ratio"] == pytest.approx(r["fast"]["images_per_s"] / r["eager"]["images_per_s"])
+        assert r["flops_per_step"] > 0 and r["tflops"] > 0 and r["share_of_bf16_matmul"] > 0
+        assert r["eager"]["peak_memory_mb"] is None  # CUDA only
+        epoch = r["epoch"]
+        assert epoch["timed_images"] == r["batch"] * epoch["timed_steps"]
+        assert epoch["epoch_s_extrapolated"] == pytest.approx(epoch["measured_s"] / epoch["timed_images"] * 162_770)
+        assert 0 < epoch["data_masks_share"] < 1
+        assert set(r["fill_ms"]) == {"1", "4"} and all(v > 0 for v in r["fill_ms"].values())
+
+
+def test_fast_path_loss_agrees_with_eager(results):
+    for r in results["rows"]:
+        a = r["agreement"]
+        assert a["ok"] and a["rel_diff"] <= a["rtol"], r["family"]
+        assert a["eager_loss"] > 0
+
+
+def test_cpu_fill_has_telea_and_the_models(results):
+    cpu = results["cpu_fill_64"]
+    assert cpu["threads"] == 2 and cpu["size"] == 64
+    assert cpu["telea"]["median_ms"] > 0
+    assert set(cpu["models"]) == {"vae-faces64", "vqvae-faces64"}
+    assert all(t["min_ms"] <= t["median_ms"] for t in cpu["models"].values())
+
+
+def test_table_prints_every_row(throughput, results):
+    text = throughput.table(results)
+    assert "vae-faces64" in text and "telea" in text and "EXTRAPOLATED" in text
+
+
+def test_unknown_family_is_reported_not_measured(throughput):
+    families, skipped = throughput.discover(["vae-faces64", "no-such-family"])
+    assert [f.name for f in families] == ["vae-faces64"]
+    assert skipped[0]["family"] == "no-such-family"
+
+
+def test_prior_family_gets_a_fresh_vqvae_of_its_size(throughput, tmp_path):
+    (fam,), _ = throughput.discover(["vqvae-prior-faces64"])
+    spec = throughput.model_spec(fam, 16, tmp_path)
+    model = throughput.fresh_model(spec, 16, 3)
+    assert model.kind == "vqvae_prior" and model.vqvae.image_size == 16
+    assert Path(spec["vqvae"]).is_file()
