@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
-import json
 import platform
 import re
 import shlex
