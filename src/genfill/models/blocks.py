@@ -155,6 +155,9 @@ class ResidualStack(nn.Module):
             layers.append(activation(act))
         self.net = nn.Sequential(*layers)
 
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
 
 def conv_stack(in_ch: int, channels: list[int], act: str, norm_name: str = "none", kernel: int = 3,
                last_act: bool = True) -> nn.Sequential:
