@@ -67,8 +67,8 @@ def test_fill_with_mask_kind_and_mask_file(tiny_run, tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["face_filled.png", "face_panel.png"]
     assert "hole 25.0%" in capsys.readouterr().out
     # the filled image keeps every known pixel of the (cropped, resized) input
-    filled = torch.from_numpy(__import__("numpy").asarray(Image.open(tmp_path / "many" / "face_filled.png")))
-    src = torch.from_numpy(__import__("numpy").asarray(Image.open(img).resize((32, 32), Image.BICUBIC)))
+    filled = torch.from_numpy(__import__("numpy").array(Image.open(tmp_path / "many" / "face_filled.png")))
+    src = torch.from_numpy(__import__("numpy").array(Image.open(img).resize((32, 32), Image.BICUBIC)))
     assert (filled[:4] == src[:4]).all()
 
 
