@@ -284,3 +284,12 @@ def test_errors_are_one_line():
         with pytest.raises(GenfillError) as info:
             call()
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["square", "thick", "box"])
+def test_masks_at_equals_fixed_masks_for_any_indices(kind):
+    from genfill.data.masks import masks_at
+
+    ref = fixed_masks(kind, 6, 48, 48, seed=7)
+    assert torch.equal(masks_at(kind, range(6), 48, 48, seed=7), ref)
+    assert torch.equal(masks_at(kind, [4, 1, 4], 48, 48, seed=7), ref[[4, 1, 4]])

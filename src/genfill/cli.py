@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from genfill.errors import GenfillError
 
@@ -23,18 +22,6 @@ def _params(items: list[str] | None) -> dict:
     return out
 
 
-def resolve_config(name: str) -> Path:
-    """A config path, or the name of a shipped preset (``vae-faces64`` or ``vae-faces64.yaml``)."""
-    p = Path(name)
-    if p.is_file():
-        return p
-    stem = p.name if p.suffix else f"{p.name}.yaml"
-    for folder in (Path(__file__).resolve().parents[2] / "configs", Path(__file__).resolve().parent / "configs"):
-        if (folder / stem).is_file():
-            return folder / stem
-    raise GenfillError(f"config file not found: {name}")
-
-
 def _load(args, expect_kind: str | None = None):
     from genfill.models import load_model
     from genfill.train import pick_device
@@ -44,7 +31,7 @@ def _load(args, expect_kind: str | None = None):
 
 
 def cmd_train(args) -> None:
-    from genfill.config import load_config
+    from genfill.config import load_config, resolve_config
     from genfill.train import train
 
     cfg = load_config(resolve_config(args.config), args.set)

@@ -187,6 +187,22 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
+# Shipped configs: the repository's configs/ (editable installs), or a copy inside the package.
+CONFIG_DIRS = (Path(__file__).resolve().parents[2] / "configs", Path(__file__).resolve().parent / "configs")
+
+
+def resolve_config(name: str | Path) -> Path:
+    """A config path, or the name of a shipped preset (``vae-faces64`` or ``vae-faces64.yaml``)."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    stem = p.name if p.suffix else f"{p.name}.yaml"
+    for folder in CONFIG_DIRS:
+        if (folder / stem).is_file():
+            return folder / stem
+    raise GenfillError(f"config file not found: {name}")
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from genfill.config import load_config
+from genfill.config import load_config, resolve_config
 from genfill.data.cache import load_cache
 from genfill.evaluate import evaluate_methods, test_batches
-from genfill.io import atomic_write_json, make_grid, save_image
+from genfill.io import archive_previous, atomic_write_json, make_grid, save_image
 from genfill.models import load_model
 from genfill.peers import telea
 from genfill.report import esc, figure, table, write_page
@@ -26,24 +26,8 @@ DEMO_MASKS = {"square": {"size": 32, "margin": 16}, "thin": {}, "medium": {}, "t
 EVAL_IMAGES = 500
 
 
-def archive_previous(run_dir: Path) -> Path | None:
-    """Move an earlier demo aside (never delete what a user has): runs/demo -> runs/demo-<time>."""
-    if not run_dir.exists():
-        return None
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(run_dir.stat().st_mtime))
-    target = run_dir.with_name(f"{run_dir.name}-{stamp}")
-    n = 1
-    while target.exists():
-        target = run_dir.with_name(f"{run_dir.name}-{stamp}-{n}")
-        n += 1
-    run_dir.rename(target)
-    return target
-
-
 def run_demo(out_dir: str = "runs", minutes: float = 4.0, count: int = 20000, device: str = "auto",
              verbose: bool = True, config: str | Path | None = None, eval_images: int = EVAL_IMAGES) -> Path:
-    from genfill.cli import resolve_config
-
     t0 = time.time()
     cfg = load_config(config or resolve_config("vae-faces64"), [
         "name=demo", f"out_dir={out_dir}", f"data.count={count}", f"train.time_budget_s={minutes * 60}",

@@ -31,10 +31,10 @@ from typing import Callable
 
 import torch
 
-from genfill.config import DataConfig, MaskConfig, from_dict, read_yaml, to_dict
+from genfill.config import DataConfig, MaskConfig, from_dict, read_yaml, resolve_config, to_dict
 from genfill.data.cache import ImageCache, load_cache
 from genfill.data.datasets import source_key
-from genfill.data.masks import check_params, fixed_masks, hole_ratio
+from genfill.data.masks import check_params, fixed_masks, hole_ratio, masks_at
 from genfill.errors import GenfillError
 from genfill.metrics.basic import edge_error, l1, mse, psnr, ssim
 
@@ -282,8 +282,6 @@ def resolve_data(data: str | None, methods: list[Method]) -> DataConfig:
         return from_dict(DataConfig, own, prefix="data") if own is not None else DataConfig()
     if data == "faces64":
         return DataConfig()
-    from genfill.cli import resolve_config
-
     raw = read_yaml(resolve_config(data))
     return from_dict(DataConfig, raw.get("data", {}), prefix="data")
 
@@ -352,8 +350,8 @@ def failure_gallery(method: Method, res: EvalResult, data: ImageCache, proto: Pr
         return []
     ids = data.split(proto.split)
     x = torch.cat([data.batch(ids[r["index"]].view(1), device) for r in worst])
-    m = torch.cat([fixed_masks(r["mask"], 1, data.size, data.size, seed=proto.seed, start=r["index"], device=device,
-                               **proto.masks[r["mask"]]) for r in worst])
+    m = torch.cat([masks_at(r["mask"], [r["index"]], data.size, data.size, seed=proto.seed, device=device,
+                            **proto.masks[r["mask"]]) for r in worst])
     with torch.no_grad():
         filled = method.fill(x, m)
     save_image(make_grid(torch.cat([x, x * (1 - m) + m, filled]).float().cpu(), nrow=len(x)), path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,20 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 
 def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
     _atomic(path, lambda fh: np.save(fh, array))
+
+
+def archive_previous(run_dir: Path) -> Path | None:
+    """Move an earlier run aside (never delete what a user has): runs/demo -> runs/demo-<time>."""
+    if not run_dir.exists():
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(run_dir.stat().st_mtime))
+    target = run_dir.with_name(f"{run_dir.name}-{stamp}")
+    n = 1
+    while target.exists():
+        target = run_dir.with_name(f"{run_dir.name}-{stamp}-{n}")
+        n += 1
+    run_dir.rename(target)
+    return target
 
 
 # ---------------------------------------------------------------- images

@@ -20,11 +20,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genfill.config import from_dict, load_config, read_yaml, to_dict
+from genfill.config import CONFIG_DIRS, from_dict, load_config, read_yaml, resolve_config, to_dict
 from genfill.errors import GenfillError
 
-PRESET_DIRS = (Path(__file__).resolve().parents[2] / "configs" / "reproduce",
-               Path(__file__).resolve().parent / "configs" / "reproduce")
+PRESET_DIRS = tuple(folder / "reproduce" for folder in CONFIG_DIRS)
 
 
 @dataclass
@@ -76,8 +75,6 @@ def load_preset(preset: str) -> Preset:
 
 
 def _config_path(name: str) -> Path | None:
-    from genfill.cli import resolve_config
-
     try:
         return resolve_config(name)
     except GenfillError:
@@ -122,7 +119,7 @@ def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str
                   verbose: bool = True) -> Path:
     from genfill.compare import copy_galleries, html_sections, merge, write_comparison
     from genfill.data.cache import load_cache
-    from genfill.demo import archive_previous
+    from genfill.io import archive_previous
     from genfill.evaluate import evaluate_specs, load_eval
     from genfill.models import load_model
     from genfill.report import esc, figure, table, write_page

@@ -18,7 +18,7 @@ import torch
 
 from genfill.config import RunConfig, TrainConfig, save_config, to_dict
 from genfill.data.cache import ImageCache, load_cache
-from genfill.data.masks import fixed_masks, make_masks
+from genfill.data.masks import make_masks, masks_at
 from genfill.errors import GenfillError
 from genfill.io import load_checkpoint, make_grid, save_checkpoint, save_figure, save_image
 from genfill.models import GenModel, build_model, composite
@@ -68,8 +68,8 @@ class TrainResult:
 
 def eval_masks(cfg: RunConfig, pos: torch.Tensor, size: int, device) -> torch.Tensor:
     """Validation/test masks fixed per (eval_seed, position in the split): every model sees the same holes."""
-    return torch.cat([fixed_masks(cfg.masks.kind, 1, size, size, seed=cfg.masks.eval_seed, start=int(p),
-                                  device=device, **cfg.masks.params) for p in pos.tolist()])
+    return masks_at(cfg.masks.kind, pos.tolist(), size, size, seed=cfg.masks.eval_seed, device=device,
+                    **cfg.masks.params)
 
 
 @torch.no_grad()

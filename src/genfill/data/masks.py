@@ -45,7 +45,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -200,18 +200,33 @@ def fixed_masks(
     on every device (drawn on CPU, then moved). One index at a time: use it for evaluation sets, not in a
     training loop.
     """
-    spec = _get_kind(kind)
-    full = _resolve(kind, params)
     _check_size(n, height, width)
     if not isinstance(start, int) or isinstance(start, bool) or start < 0:
         raise GenfillError(f"start must be an integer >= 0, got {start!r}")
+    return masks_at(kind, range(start, start + n), height, width, seed=seed, device=device, **params)
+
+
+def masks_at(
+    kind: str,
+    indices: Sequence[int],
+    height: int,
+    width: int,
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    **params: Any,
+) -> torch.Tensor:
+    """The fixed masks of `fixed_masks` for any indices (in any order): (len(indices),1,height,width)."""
+    spec = _get_kind(kind)
+    full = _resolve(kind, params)
+    _check_size(len(indices), height, width)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise GenfillError(f"seed must be an integer, got {seed!r}")
     cpu = torch.device("cpu")
-    out = torch.empty(n, 1, height, width, dtype=torch.float32)
-    for i in range(n):
+    out = torch.empty(len(indices), 1, height, width, dtype=torch.float32)
+    for i, index in enumerate(indices):
         g = torch.Generator(device=cpu)
-        g.manual_seed(_index_seed(kind, seed, start + i))
+        g.manual_seed(_index_seed(kind, seed, int(index)))
         out[i] = spec.generate(1, height, width, g, cpu, **full)[0]
     return out.to(_as_device(device))
 
