@@ -18,8 +18,9 @@ import torch
 
 from genfill.config import RunConfig, TrainConfig, save_config, to_dict
 from genfill.data.cache import ImageCache, load_cache
-from genfill.data.masks import make_masks, masks_at
+from genfill.data.masks import make_masks
 from genfill.errors import GenfillError
+from genfill.evaluate import test_batches
 from genfill.io import load_checkpoint, make_grid, save_checkpoint, save_figure, save_image
 from genfill.models import GenModel, build_model, composite
 
@@ -66,10 +67,12 @@ class TrainResult:
     seconds: float
 
 
-def eval_masks(cfg: RunConfig, pos: torch.Tensor, size: int, device) -> torch.Tensor:
-    """Validation/test masks fixed per (eval_seed, position in the split): every model sees the same holes."""
-    return masks_at(cfg.masks.kind, pos.tolist(), size, size, seed=cfg.masks.eval_seed, device=device,
-                    **cfg.masks.params)
+def val_batches(data: ImageCache, cfg: RunConfig, n: int, batch_size: int, device, split: str = "val"):
+    """(x, m): the first n images of `split` under holes fixed per (eval_seed, position in the split), the
+    same holes the evaluator uses, so every model and every epoch sees them."""
+    for _, _, x, m in test_batches(data, {cfg.masks.kind: cfg.masks.params}, n, cfg.masks.eval_seed, split,
+                                   batch_size, device):
+        yield x, m
 
 
 @torch.no_grad()
@@ -80,9 +83,7 @@ def validate(model: GenModel, data: ImageCache, cfg: RunConfig, device, split: s
     model.eval()
     sums: dict[str, float] = {}
     n = 0
-    for x, pos in data.iterate(split, cfg.train.batch_size, shuffle=False, device=device,
-                               limit=cfg.train.val_images):
-        m = eval_masks(cfg, pos, data.size, device)
+    for x, m in val_batches(data, cfg, cfg.train.val_images, cfg.train.batch_size, device, split):
         with autocast(device, cfg.train.amp and fast_path(cfg, device)):
             out = model(x, m)
         fill = composite(x, m, out.pred.float())
@@ -98,8 +99,7 @@ def validate(model: GenModel, data: ImageCache, cfg: RunConfig, device, split: s
 def save_samples(model: GenModel, data: ImageCache, cfg: RunConfig, device, path: Path, n: int = 8) -> None:
     """A panel of validation fills (rows: original / masked / fill) plus prior samples when the model has them."""
     model.eval()
-    x, pos = next(data.iterate("val", n, shuffle=False, device=device))
-    m = eval_masks(cfg, pos, data.size, device)
+    x, m = next(val_batches(data, cfg, n, n, device))
     with torch.no_grad():
         filled = model.fill(x, m)
         rows = [x, x * (1 - m) + m, filled]
