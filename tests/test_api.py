@@ -164,3 +164,30 @@ def test_hole_regions_merge_close_holes_and_pad_reflects():
     x = torch.arange(6.0).view(1, 1, 2, 3)
     p = pad_to(x, 8)
     assert p.shape == (1, 1, 8, 8) and torch.equal(p[..., :2, :3], x)
+
+
+def test_cli_fills_a_folder_of_image_mask_pairs(run64, tmp_path, capsys):
+    from genfill.cli import main
+
+    src = tmp_path / "photos"
+    (src / "trip").mkdir(parents=True)
+    cases = {"photo": (_photo(389, 517, 3), "RGB"), "trip/grey": (_photo(300, 300, 1)[:, :, 0], "L")}
+    rgba = np.concatenate([_photo(120, 90, 3), np.full((120, 90, 1), 255, np.uint8)], 2)
+    cases["logo"] = (rgba, "RGBA")
+    holes = {}
+    for stem, (a, mode) in cases.items():
+        Image.fromarray(a, mode).save(src / f"{stem}.png")
+        hole = np.zeros(a.shape[:2], bool)
+        hole[30:70, 20:60] = True
+        hole[a.shape[0] // 2 :, a.shape[1] // 2 : a.shape[1] // 2 + 3] = True
+        holes[stem] = hole
+        Image.fromarray(hole).save(src / f"{stem}_mask.png")
+    assert main(["fill", str(src), "-c", str(run64), "--device", "cpu", "-o", str(tmp_path / "out"), "--quiet"]) == 0
+    assert capsys.readouterr().out.count(" -> ") == 3
+    for stem, (a, mode) in cases.items():
+        out = Image.open(tmp_path / "out" / f"{stem}.png")
+        assert out.mode == mode and out.size == (a.shape[1], a.shape[0])
+        o = np.asarray(out)
+        assert (o[~holes[stem]] == a[~holes[stem]]).all()
+        assert (o[holes[stem]] != a[holes[stem]]).any()
+    assert not list((tmp_path / "out").rglob("*_mask*"))

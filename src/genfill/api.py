@@ -292,3 +292,104 @@ def load(path_or_name: str | Path, device: str | torch.device = "auto", feather:
 
         model, _ = load_model(path_or_name, dev)
     return from_model(model, str(path_or_name), feather, **options)
+
+
+# ---------------------------------------------------------------- files and folders (the `fill` command)
+
+
+@dataclass
+class FileJob:
+    source: Path
+    mask: Path | None  # None: generated (--mask-kind)
+    output: Path
+    hole_ratio: float = 0.0
+
+
+def pair_mask(image: Path) -> Path | None:
+    """`<stem>_mask.<ext>` next to `<stem>.<ext>` (LaMa / IOPaint's convention), any image suffix, .png first."""
+    from genfill.io import IMAGE_EXTENSIONS
+
+    for ext in [".png", *sorted(IMAGE_EXTENSIONS - {".png"})]:
+        cand = image.with_name(f"{image.stem}_mask{ext}")
+        if cand.is_file():
+            return cand
+    return None
+
+
+def plan_files(inputs: Sequence[str | Path], output: str | Path, mask: str | Path | None = None,
+               generated: bool = False) -> list[FileJob]:
+    """Which image goes with which mask to which output. Folders are searched recursively (files named
+    `*_mask.*` are masks, not inputs) and the output mirrors each folder's tree; the outputs are PNG so the
+    pixels outside the hole stay exact on disk. One file with `-o name.ext` writes exactly there."""
+    from genfill.io import IMAGE_EXTENSIONS
+
+    out = Path(output)
+    found: list[tuple[Path, Path]] = []  # (image, path relative to the output folder)
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+                           and not f.stem.endswith("_mask"))
+            if not files:
+                raise GenfillError(f"no images in folder {p} ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            found += [(f, f.relative_to(p).with_suffix(".png")) for f in files]
+        elif p.is_file():
+            found.append((p, Path(p.name).with_suffix(".png")))
+        else:
+            raise GenfillError(f"image not found: {p}")
+    single = len(found) == 1 and not Path(inputs[0]).is_dir() and out.suffix.lower() in IMAGE_EXTENSIONS
+    jobs, seen = [], set()
+    for src, rel in found:
+        dst = out if single else out / rel
+        if dst in seen:
+            raise GenfillError(f"two inputs would both be written to {dst}: give them different names")
+        seen.add(dst)
+        m = Path(mask) if mask else (None if generated else pair_mask(src))
+        if m is None and not generated:
+            raise GenfillError(f"no mask for {src}: put {src.stem}_mask.png next to it, or pass --mask FILE "
+                               "or --mask-kind KIND")
+        jobs.append(FileJob(src, m, dst))
+    return jobs
+
+
+def fill_files(painter: Inpainter, inputs: Sequence[str | Path], output: str | Path, mask: str | Path | None = None,
+               mask_kind: str | None = None, mask_params: dict | None = None, seed: int = 0,
+               mask_resize: bool = False, dilate: int = 0, progress: bool = True) -> list[FileJob]:
+    """Fill image files and folders; masks from `mask` (one for all), `<stem>_mask.png` pairs, or generated
+    at each image's own size by `mask_kind` (fixed per (seed, image index)). Writes are atomic."""
+    from tqdm import tqdm
+
+    from genfill.data.masks import check_params, fixed_masks
+
+    if mask and mask_kind:
+        raise GenfillError("give either --mask FILE or --mask-kind KIND, not both")
+    if mask_kind:
+        check_params(mask_kind, mask_params or {})  # an unknown kind or keyword fails before any work
+    jobs = plan_files(inputs, output, mask, generated=bool(mask_kind))
+    for i, job in enumerate(tqdm(jobs, desc="fill", unit="image", disable=not progress or len(jobs) < 2)):
+        im = _open(job.source)
+        m = job.mask
+        if m is None:
+            m = fixed_masks(mask_kind, 1, im.height, im.width, seed=seed, start=i,
+                            **(mask_params or {}))[0, 0].numpy() > 0.5
+        try:
+            hole = decode_mask(m, (im.height, im.width), mask_resize, dilate)
+        except GenfillError as exc:
+            raise GenfillError(f"{job.mask or job.source}: {exc}") from exc
+        _save_pil(painter.fill(im, hole, seed=seed + i), job.output)
+        job.hole_ratio = float(hole.mean())
+    return jobs
+
+
+def _save_pil(im: Image.Image, path: Path) -> None:
+    """Atomically, in the format the suffix names (JPEG has no alpha: it is dropped there)."""
+    import io
+
+    from genfill.io import atomic_write_bytes
+
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}.get(path.suffix.lower(), "PNG")
+    if fmt == "JPEG" and im.mode not in ("L", "RGB"):
+        im = im.convert("RGB")
+    buf = io.BytesIO()
+    im.save(buf, format=fmt)
+    atomic_write_bytes(path, buf.getvalue())

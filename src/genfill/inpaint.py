@@ -34,8 +34,6 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from genfill.io import make_grid
-
 FillFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 REFINE_SCALE = 3  # a refine cell of S native pixels sits in a window of REFINE_SCALE * S, shrunk that much
@@ -183,9 +181,3 @@ def _refine(img: torch.Tensor, region: Region, fill_fn: FillFn, size: int, feath
                 win = square_window((t, l, min(t + size, b0), min(l + size, r0)), REFINE_SCALE * size, height, width)
                 fill_window(img, cell, cell, win, fill_fn, size, feather)
 
-
-def panel(x: torch.Tensor, m: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
-    """(4 images) original / masked (hole white) / predicted hole on black / composite, as one grid."""
-    masked = x * (1 - m) + m
-    hole_only = filled * m - (1 - m)
-    return make_grid(torch.cat([x, masked, hole_only, filled]).cpu(), nrow=4)
