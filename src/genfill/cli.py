@@ -64,6 +64,17 @@ def cmd_fill(args) -> None:
         print(f"{j.source} -> {j.output} (hole {100 * j.hole_ratio:.1f}%)")
 
 
+def cmd_export(args) -> None:
+    from genfill.export import export_model
+
+    res = export_model(args.run, args.output, half=args.half, onnx=args.onnx)
+    for name, size in res.sizes.items():
+        print(f"{name:20s} {size / 1e6:8.2f} MB")
+    if res.onnx_max_abs is not None:
+        print(f"onnx max abs difference vs torch: {res.onnx_max_abs:.2e}")
+    print(f"export -> {res.out_dir}")
+
+
 def cmd_sample(args) -> None:
     from genfill.sample import sample_grid
 
@@ -182,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "input tree, PNG files)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     sp.set_defaults(func=cmd_fill)
+
+    sp = sub.add_parser("export", help="weights-only safetensors + config.json (and ONNX) from a run")
+    sp.add_argument("run", help="run directory or checkpoint")
+    sp.add_argument("-o", "--output", required=True, help="output folder")
+    sp.add_argument("--half", action="store_true", help="store the weights as fp16 (half the size)")
+    sp.add_argument("--onnx", action="store_true", help="also model.onnx (image + mask in, fill out), "
+                    "checked against torch with onnxruntime")
+    sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("sample", help="draw new images from a generative model")
     ckpt_args(sp)
