@@ -110,3 +110,22 @@ def test_export_takes_ema_weights_and_cli(tmp_path, capsys):
     (tmp_path / "bad" / "model.safetensors").write_bytes(b"junk")
     with pytest.raises(GenfillError, match="not a genfill export"):
         load_export(tmp_path / "bad")
+
+
+def test_train_init_from_a_checkpoint_or_an_export(make_cfg, tmp_path):
+    from genfill.export import export_model
+    from genfill.io import load_checkpoint
+    from genfill.train import train
+
+    first = train(make_cfg(name="first"), verbose=False).run_dir
+    export_model(first, tmp_path / "exp")
+    src = load_checkpoint(first)["model"]
+    for i, start in enumerate([first, tmp_path / "exp"]):
+        cfg = make_cfg(name=f"tuned{i}", train={"init_from": str(start), "lr": 0.0, "max_steps": 1})
+        run = train(cfg, verbose=False).run_dir
+        tuned = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+        assert torch.equal(tuned["to_stats.weight"], src["to_stats.weight"])
+    wrong = make_cfg(name="wrong", model={"kind": "vae", "channels": [8, 16], "latent_dim": 4},
+                     train={"init_from": str(first)})
+    with pytest.raises(GenfillError, match="train.init_from: to_stats.weight is"):
+        train(wrong, verbose=False)

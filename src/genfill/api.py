@@ -265,11 +265,6 @@ def from_model(model, name: str = "model", feather: int | None = None, **options
                      feather)
 
 
-def is_export(path: str | Path) -> bool:
-    p = Path(path)
-    return p.is_dir() and (p / "config.json").is_file() and (p / "model.safetensors").is_file()
-
-
 def load(path_or_name: str | Path, device: str | torch.device = "auto", feather: int | None = None,
          **options: Any) -> Inpainter:
     """An Inpainter from a run directory, a checkpoint (.pt), an exported folder (model.safetensors +
@@ -283,8 +278,9 @@ def load(path_or_name: str | Path, device: str | torch.device = "auto", feather:
             raise GenfillError(f"the {path_or_name} peer takes no fill options (got {', '.join(options)})")
         return Inpainter(path_or_name, PEERS[path_or_name], None, None, "cpu")
     dev = pick_device(str(device)) if not isinstance(device, torch.device) else device
-    if is_export(path_or_name):
-        from genfill.export import load_export
+    from genfill.export import is_export_dir, load_export
+
+    if is_export_dir(path_or_name):
 
         model, _ = load_export(path_or_name, dev)
     else:

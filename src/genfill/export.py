@@ -33,10 +33,10 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _weights(model: nn.Module, ckpt: dict) -> tuple[dict[str, torch.Tensor], str]:
+def _weights(model: nn.Module, ckpt: dict, state: dict | None = None) -> tuple[dict[str, torch.Tensor], str]:
     """The state dict to export, and which weights they are (ema | model); the discriminator is left out:
     nothing fills with it."""
-    state = model.state_dict()
+    state = model.state_dict() if state is None else state
     source = "model"
     ema = ckpt.get("ema")
     if isinstance(ema, dict) and "model" in ema and isinstance(ema["model"], dict):
@@ -102,24 +102,62 @@ def read_export_config(out_dir: str | Path) -> dict:
 
 def load_export(out_dir: str | Path, device: str | torch.device = "cpu"):
     """(model in eval mode on `device`, config) from an exported folder; fp16 weights load as fp32."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     from genfill.models import build_model
 
     out = Path(out_dir)
     config = read_export_config(out)
     model = build_model({"kind": config["kind"], **config["model_config"]}, config["image_size"], config["channels"])
-    try:
-        state = load_file(str(out / "model.safetensors"))
-    except (OSError, SafetensorError) as exc:
-        raise GenfillError(f"{out / 'model.safetensors'} is not readable ({exc})") from exc
+    state = _read_safetensors(out)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("discriminator.")]
     if missing or unexpected:
         raise GenfillError(f"{out}: weights do not match its config (missing {missing[:3]}, "
                            f"unexpected {unexpected[:3]})")
     return model.to(device).eval(), config
+
+
+def init_from(model: nn.Module, path: str | Path) -> str:
+    """Load the weights of a checkpoint, run directory or export into `model` (train.init_from): every
+    key and shape must match, except that a missing discriminator stays freshly initialised. Returns what
+    was loaded, for the log."""
+    from genfill.io import load_checkpoint
+
+    if is_export_dir(path):
+        state = {k: v for k, v in _read_safetensors(Path(path)).items()}
+        kind = read_export_config(path)["kind"]
+    else:
+        ckpt = load_checkpoint(path)
+        state, _ = _weights(model, ckpt, ckpt["model"])
+        kind = ckpt["kind"]
+    own = model.state_dict()
+    for k, v in state.items():
+        if k not in own:
+            raise GenfillError(f"train.init_from: {path} (a {kind} model) has weights {k!r} this "
+                               f"{getattr(model, 'kind', '')} model does not")
+        if own[k].shape != v.shape:
+            raise GenfillError(f"train.init_from: {k} is {tuple(v.shape)} in {path} but {tuple(own[k].shape)} "
+                               "here: the model config must match the one it was trained with")
+    missing = [k for k in own if k not in state and not k.startswith("discriminator.")]
+    if missing:
+        raise GenfillError(f"train.init_from: {path} (a {kind} model) lacks {missing[0]!r} "
+                           f"({len(missing)} tensors missing): the model config must match")
+    model.load_state_dict(state, strict=False)
+    return f"{kind} weights from {path}"
+
+
+def is_export_dir(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / "config.json").is_file() and (p / "model.safetensors").is_file()
+
+
+def _read_safetensors(out: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(out / "model.safetensors"))
+    except (OSError, SafetensorError) as exc:
+        raise GenfillError(f"{out / 'model.safetensors'} is not readable ({exc})") from exc
 
 
 # ---------------------------------------------------------------- ONNX
