@@ -191,3 +191,20 @@ def test_cli_fills_a_folder_of_image_mask_pairs(run64, tmp_path, capsys):
         assert (o[~holes[stem]] == a[~holes[stem]]).all()
         assert (o[holes[stem]] != a[holes[stem]]).any()
     assert not list((tmp_path / "out").rglob("*_mask*"))
+
+
+def test_eval_scores_every_image_of_a_folder(run64, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.chdir(tmp_path)  # the folder's data cache goes to ./data/cache
+    from genfill.cli import main
+
+    (tmp_path / "mine" / "sub").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(_photo(90 + 10 * i, 120, 3, seed=i)).save(tmp_path / "mine" / ("sub" if i else "") / f"{i}.png")
+    out = tmp_path / "ev"
+    assert main(["eval", "-c", str(run64), "-c", "telea", "--data", str(tmp_path / "mine"), "--masks", "square",
+                 "-n", "10", "--no-lpips", "--device", "cpu", "-o", str(out), "--quiet"]) == 0
+    doc = json.loads((out / "eval.json").read_text())
+    assert doc["protocol"]["split"] == "all" and doc["protocol"]["n"] == 3
+    assert all(e["images"] == 3 for e in doc["methods"].values())

@@ -227,8 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_demo)
 
     def eval_args(sp):
-        sp.add_argument("--data", help="YAML file or config name whose data: section to use, or faces64 "
-                        "(default: the checkpoint's own data, else faces64)")
+        sp.add_argument("--data", help="YAML file or config name whose data: section to use, faces64, or a "
+                        "folder of your images (all scored) (default: the checkpoint's own data, else faces64)")
         sp.add_argument("--masks", default="thin,medium,thick,square", help="comma-separated mask kinds")
         sp.add_argument("-n", type=int, default=500, help="test images (each under every mask kind)")
         sp.add_argument("--seed", type=int, default=1234, help="mask seed (the same holes for every method)")
