@@ -208,3 +208,26 @@ def test_eval_scores_every_image_of_a_folder(run64, tmp_path, monkeypatch):
     doc = json.loads((out / "eval.json").read_text())
     assert doc["protocol"]["split"] == "all" and doc["protocol"]["n"] == 3
     assert all(e["images"] == 3 for e in doc["methods"].values())
+
+
+def test_refine_never_trusts_other_regions_unfilled_pixels():
+    """A region refined while another is still unfilled: the other's pixels are hole in every window the
+    model sees (their original values never reach it)."""
+    seen_known = []
+
+    def fake_fill(x, m):
+        seen_known.append(((1 - m) * x).max().item())
+        return m * 0.0 + (1 - m) * x
+
+    h, w = 300, 300
+    x = torch.full((1, h, w), -1.0)
+    hole = np.zeros((h, w), bool)
+    hole[20:120, 20:120] = True  # side 100 > 32: coarse + refine
+    hole[200:204, 200:204] = True  # two small regions 8 px apart: not merged, but each inside the
+    hole[200:204, 212:216] = True  # other's window
+    x[:, torch.from_numpy(hole)] = 1.0  # "secret" content under the holes
+    from genfill.inpaint import hole_regions
+
+    assert len(hole_regions(hole)) == 3
+    fill_native(x, hole, fake_fill, 32)
+    assert max(seen_known) < 0.5

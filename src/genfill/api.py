@@ -133,8 +133,8 @@ def _encode(d: _Decoded, filled: np.ndarray, hole: np.ndarray) -> ImageLike:
         return t[0] if d.layout["ndim"] == 2 else (t[None] if d.layout["ndim"] == 4 else t)
     mode = d.layout["mode"]
     im = Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out)
-    if mode == "1":
-        return im.convert("1")
+    if mode == "1":  # no dithering: it would spread the hole's grey levels onto known pixels
+        return im.convert("1", dither=Image.Dither.NONE)
     if mode.startswith("I;16"):
         return Image.fromarray(out[:, :, 0].astype(np.uint16))
     return im

@@ -13,7 +13,7 @@ training code or optimiser state is read); `genfill.load(DIR)` and `genfill fill
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,7 +30,6 @@ class ExportResult:
     out_dir: Path
     sizes: dict[str, int]  # file name -> bytes
     onnx_max_abs: float | None = None  # parity of model.onnx against torch on random holes
-    notes: list[str] = field(default_factory=list)
 
 
 def _weights(model: nn.Module, ckpt: dict, state: dict | None = None) -> tuple[dict[str, torch.Tensor], str]:
@@ -123,7 +122,7 @@ def init_from(model: nn.Module, path: str | Path) -> str:
     from genfill.io import load_checkpoint
 
     if is_export_dir(path):
-        state = {k: v for k, v in _read_safetensors(Path(path)).items()}
+        state = _read_safetensors(Path(path))
         kind = read_export_config(path)["kind"]
     else:
         ckpt = load_checkpoint(path)

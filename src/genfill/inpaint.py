@@ -116,15 +116,15 @@ def _nearest_known(img: torch.Tensor, hole: np.ndarray) -> tuple[torch.Tensor, n
     return img[:, iy, ix], dist
 
 
-def fill_window(img: torch.Tensor, model_hole: np.ndarray, paste: np.ndarray, win: tuple[int, int, int, int],
+def fill_window(img: torch.Tensor, win: tuple[int, int, int, int], hole: np.ndarray, paste: np.ndarray,
                 fill_fn: FillFn, size: int, feather: int | None = None) -> None:
-    """Fill `img` (C,H,W, [-1, 1]) in place at the pixels `paste` (H,W bool) from one window: the model sees
-    the window shrunk to fit size x size with `model_hole` (H,W bool) as its hole, everything else as known."""
+    """Fill `img` (C,H,W, [-1, 1]) in place inside the window `win` = (top, left, bottom, right): the model
+    sees the window shrunk to fit size x size with `hole` (the window's (h,w) bool: every pixel not to be
+    trusted) as its hole; the pixels `paste` ((h,w) bool, within `hole`) take the upsampled prediction."""
     t, l, b, r = win
     x = img[:, t:b, l:r]
-    hole = model_hole[t:b, l:r]
     h, w = x.shape[-2:]
-    if not hole.any():
+    if not paste.any():
         return
     # Hole pixels get their nearest known value first, so what lies under the hole never leaks into the
     # known pixels around it when the window is shrunk.
@@ -145,7 +145,7 @@ def fill_window(img: torch.Tensor, model_hole: np.ndarray, paste: np.ndarray, wi
     if feather > 0:
         wgt = torch.from_numpy(np.clip(dist / feather, 0, 1)).to(x)
         pred = wgt * pred + (1 - wgt) * x0
-    sel = torch.from_numpy(paste[t:b, l:r]).to(x.device)
+    sel = torch.from_numpy(paste).to(x.device)
     img[:, t:b, l:r] = torch.where(sel, pred, x)
 
 
@@ -154,30 +154,32 @@ def fill_native(x: torch.Tensor, hole: np.ndarray, fill_fn: FillFn, size: int, f
     works at size x size (module docstring). Returns a new (C,H,W) tensor; pixels outside the hole are x's."""
     img = x.clone()
     height, width = hole.shape
-    todo = hole.copy()  # hole pixels not filled yet: the model's hole in every window
     if height <= size and width <= size:
-        fill_window(img, todo, hole, (0, 0, height, width), fill_fn, size, feather)
+        fill_window(img, (0, 0, height, width), hole, hole, fill_fn, size, feather)
         return img
+    todo = hole.copy()  # hole pixels not filled yet: part of the model's hole in every window
     for region in hole_regions(hole):
         side = region.side
-        win = square_window(region.box, max(size, 3 * side), height, width)
-        fill_window(img, todo, region.pixels, win, fill_fn, size, feather)
-        if side > size:
-            _refine(img, region, fill_fn, size, feather)
+        t, l, b, r = win = square_window(region.box, max(size, 3 * side), height, width)
+        fill_window(img, win, todo[t:b, l:r], region.pixels[t:b, l:r], fill_fn, size, feather)
         todo &= ~region.pixels
+        if side > size:
+            _refine(img, region, todo, fill_fn, size, feather)
     return img
 
 
-def _refine(img: torch.Tensor, region: Region, fill_fn: FillFn, size: int, feather: int | None) -> None:
-    """Refine a coarse fill cell by cell: each S x S cell of the region is the hole of a 3S x 3S window."""
+def _refine(img: torch.Tensor, region: Region, todo: np.ndarray, fill_fn: FillFn, size: int,
+            feather: int | None) -> None:
+    """Refine a coarse fill cell by cell: each S x S cell of the region is the hole of a 3S x 3S window
+    (where other regions' unfilled pixels stay hole too)."""
     height, width = region.pixels.shape
     t0, l0, b0, r0 = region.box
-    for t in range(t0, b0, size):
-        for l in range(l0, r0, size):
-            cell = np.zeros_like(region.pixels)
-            cell[t : t + size, l : l + size] = True
-            cell &= region.pixels
-            if cell.any():
-                win = square_window((t, l, min(t + size, b0), min(l + size, r0)), REFINE_SCALE * size, height, width)
-                fill_window(img, cell, cell, win, fill_fn, size, feather)
-
+    for ct in range(t0, b0, size):
+        for cl in range(l0, r0, size):
+            cb, cr = min(ct + size, b0), min(cl + size, r0)
+            if not region.pixels[ct:cb, cl:cr].any():
+                continue
+            t, l, b, r = win = square_window((ct, cl, cb, cr), REFINE_SCALE * size, height, width)
+            cell = np.zeros((b - t, r - l), bool)
+            cell[ct - t : cb - t, cl - l : cr - l] = region.pixels[ct:cb, cl:cr]
+            fill_window(img, win, cell | todo[t:b, l:r], cell, fill_fn, size, feather)
