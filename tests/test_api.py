@@ -223,8 +223,8 @@ def test_refine_never_trusts_other_regions_unfilled_pixels():
     x = torch.full((1, h, w), -1.0)
     hole = np.zeros((h, w), bool)
     hole[20:120, 20:120] = True  # side 100 > 32: coarse + refine
-    hole[200:204, 200:204] = True  # two small regions 8 px apart: not merged, but each inside the
-    hole[200:204, 212:216] = True  # other's window
+    hole[250:254, 230:234] = True  # two small regions 8 px apart: not merged, but each inside the
+    hole[250:254, 242:246] = True  # other's window
     x[:, torch.from_numpy(hole)] = 1.0  # "secret" content under the holes
     from genfill.inpaint import hole_regions
 
