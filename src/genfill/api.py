@@ -277,11 +277,10 @@ def load(path_or_name: str | Path, device: str | torch.device = "auto", feather:
         if options:
             raise GenfillError(f"the {path_or_name} peer takes no fill options (got {', '.join(options)})")
         return Inpainter(path_or_name, PEERS[path_or_name], None, None, "cpu")
-    dev = pick_device(str(device)) if not isinstance(device, torch.device) else device
     from genfill.export import is_export_dir, load_export
 
+    dev = pick_device(str(device)) if not isinstance(device, torch.device) else device
     if is_export_dir(path_or_name):
-
         model, _ = load_export(path_or_name, dev)
     else:
         from genfill.models import load_model
