@@ -50,7 +50,8 @@ from genfill.data.masks import fixed_masks, make_masks
 from genfill.errors import GenfillError
 from genfill.io import atomic_write_json, save_checkpoint
 from genfill.models import REGISTRY, GenModel, build_model
-from genfill.train import autocast, pick_device, prepare, train_step
+from genfill.device import autocast, pick_device
+from genfill.train import prepare, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

@@ -24,7 +24,7 @@ def _params(items: list[str] | None) -> dict:
 
 def _load(args, expect_kind: str | None = None):
     from genfill.models import load_model
-    from genfill.train import pick_device
+    from genfill.device import pick_device
 
     model, ckpt = load_model(args.checkpoint, pick_device(args.device), expect_kind)
     return model, ckpt

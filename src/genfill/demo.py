@@ -13,13 +13,14 @@ import torch
 
 from genfill.config import load_config, resolve_config
 from genfill.data.cache import load_cache
+from genfill.device import pick_device
 from genfill.evaluate import evaluate_methods, test_batches
 from genfill.io import archive_previous, atomic_write_json, make_grid, save_image
 from genfill.models import load_model
 from genfill.peers import telea
 from genfill.report import esc, figure, table, write_page
 from genfill.sample import interpolate, sample_grid
-from genfill.train import pick_device, train
+from genfill.train import train
 
 # Mask kinds the demo reports; `square` is seed 002's 32x32 hole with a 16 px margin (25% of a 64x64 face).
 DEMO_MASKS = {"square": {"size": 32, "margin": 16}, "thin": {}, "medium": {}, "thick": {}, "box": {}}

@@ -367,7 +367,7 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
     `eval.json`, `records.csv`, `summary.csv` and `failures_<method>.png` to out_dir. Returns eval.json.
 
     `data` may also be a data-config dict (what an eval.json stores), so a comparison can re-run a protocol."""
-    from genfill.train import pick_device
+    from genfill.device import pick_device
 
     if not specs:
         raise GenfillError("nothing to evaluate: pass a checkpoint, run directory or peer name")

@@ -124,7 +124,8 @@ def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str
     from genfill.models import load_model
     from genfill.report import esc, figure, table, write_page
     from genfill.sample import interpolate, sample_grid
-    from genfill.train import pick_device, train
+    from genfill.device import pick_device
+    from genfill.train import train
 
     def say(msg: str) -> None:
         print(msg, file=sys.stderr)

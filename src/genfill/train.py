@@ -10,7 +10,6 @@ import json
 import math
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,42 +18,11 @@ import torch
 from genfill.config import RunConfig, TrainConfig, save_config, to_dict
 from genfill.data.cache import ImageCache, load_cache
 from genfill.data.masks import make_masks
+from genfill.device import autocast, fast_path, pick_device
 from genfill.errors import GenfillError
 from genfill.evaluate import test_batches
 from genfill.io import load_checkpoint, make_grid, save_checkpoint, save_figure, save_image
 from genfill.models import GenModel, build_model, composite
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise GenfillError(f"unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GenfillError("device cuda was asked for, but no CUDA GPU is available")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise GenfillError("device mps was asked for, but MPS is not available")
-    return dev
-
-
-def fast_path(cfg: RunConfig, device: torch.device) -> bool:
-    """Whether to train on the fast path (train.fast; by default on CUDA only)."""
-    return cfg.train.fast if cfg.train.fast is not None else device.type == "cuda"
-
-
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA (where the GPU has bf16) and CPU; nothing elsewhere or when disabled."""
-    if not enabled or device.type not in ("cuda", "cpu"):
-        return nullcontext()
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return nullcontext()  # fp16 would need loss scaling; fp32 is the honest fallback
-    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 @dataclass
@@ -84,7 +52,7 @@ def validate(model: GenModel, data: ImageCache, cfg: RunConfig, device, split: s
     sums: dict[str, float] = {}
     n = 0
     for x, m in val_batches(data, cfg, cfg.train.val_images, cfg.train.batch_size, device, split):
-        with autocast(device, cfg.train.amp and fast_path(cfg, device)):
+        with autocast(device, cfg.train.amp and fast_path(cfg.train.fast, device)):
             out = model(x, m)
         fill = composite(x, m, out.pred.float())
         vals = {"loss": out.loss.float(), **{k: v.float() for k, v in out.parts.items()}}
@@ -217,7 +185,7 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
     size, channels = data.size, data.channels
 
     # ---- model and optimisers
-    fast = fast_path(cfg, dev)
+    fast = fast_path(tc.fast, dev)
     use_amp = tc.amp and fast
     model, forward, opt, opt_d = prepare(build_model(cfg.model, size, channels), tc, dev, fast)
     step, epoch, best_val = 0, 0, math.inf
