@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genfill.config import CONFIG_DIRS, from_dict, load_config, read_yaml, resolve_config, to_dict
+from genfill.config import (CONFIG_DIRS, EVAL_MASKS, EVAL_SEED, PEER_NAMES, from_dict, load_config, read_yaml,
+                            resolve_config, to_dict)
 from genfill.errors import GenfillError
 
 PRESET_DIRS = tuple(folder / "reproduce" for folder in CONFIG_DIRS)
@@ -36,11 +37,11 @@ class ModelEntry:
 @dataclass
 class EvalSettings:
     n: int = 200  # test images (each under every mask kind)
-    masks: list[str] = field(default_factory=lambda: ["thin", "medium", "thick", "square"])
-    seed: int = 1234  # mask seed: every method sees the same holes
+    masks: list[str] = field(default_factory=lambda: list(EVAL_MASKS))
+    seed: int = EVAL_SEED  # mask seed: every method sees the same holes
     fid: bool = False  # FID/KID (Inception at 299x299, slow on a CPU)
     lpips: bool = True
-    peers: list[str] = field(default_factory=lambda: ["telea", "ns", "biharmonic", "mean"])
+    peers: list[str] = field(default_factory=lambda: list(PEER_NAMES))
     gallery: int = 8  # worst images per method in the failure gallery
     samples: int = 64  # prior samples per generative model
 

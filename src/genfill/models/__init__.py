@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from genfill.errors import GenfillError
+from genfill.typed import from_dict
 from genfill.models.base import GenModel, ModelOutput, composite
 from genfill.models.avae import AVAE
 from genfill.models.pixelcnn import VQVAEPrior
@@ -32,8 +33,6 @@ def model_class(kind: Any) -> type[GenModel]:
 
 def model_config(spec: dict) -> Any:
     """Validate a `model:` section ({kind: ..., **keywords}) into the kind's Config dataclass."""
-    from genfill.config import from_dict
-
     if not isinstance(spec, dict) or "kind" not in spec:
         raise GenfillError("model: needs a 'kind' key")
     spec = dict(spec)
