@@ -342,7 +342,8 @@ def slug(name: str) -> str:
 def failure_gallery(method: Method, res: EvalResult, data: ImageCache, proto: Protocol, path: Path, k: int = 8,
                     device="cpu") -> list[dict]:
     """The k worst images by hole MSE as a grid, rows original / masked / fill (seed 004's failure gallery)."""
-    from genfill.io import make_grid, save_image
+    from genfill.io import save_image
+    from genfill.pixels import fill_panel
 
     rows = [r for r in res.records if r["mse_hole"] == r["mse_hole"]]
     worst = sorted(rows, key=lambda r: -r["mse_hole"])[:k]
@@ -354,7 +355,7 @@ def failure_gallery(method: Method, res: EvalResult, data: ImageCache, proto: Pr
                             **proto.masks[r["mask"]]) for r in worst])
     with torch.no_grad():
         filled = method.fill(x, m)
-    save_image(make_grid(torch.cat([x, x * (1 - m) + m, filled]).float().cpu(), nrow=len(x)), path)
+    save_image(fill_panel(x, m, filled), path)
     return [{"index": r["index"], "mask": r["mask"], "hole_ratio": r["hole_ratio"], "mse_hole": r["mse_hole"]}
             for r in worst]
 
@@ -404,11 +405,8 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
                  "ms_per_image": res.ms_per_image, "images": res.images, "summary": res.summary(), **res.extras}
         if meth.model is not None:
             entry["test_loss"] = test_loss_parts(meth.model, cache, proto.masks, n_eff, seed, split, device=dev)
-            if fid and getattr(meth.model, "can_sample", False):
-                try:
-                    entry["sample_fid"] = sample_fid(meth.model, cache, n_eff, split, dev)
-                except GenfillError as exc:  # e.g. a prior that is not trained yet
-                    warn(f"{meth.name}: no sample FID ({exc})")
+            if fid and meth.model.can_sample:
+                entry["sample_fid"] = sample_fid(meth.model, cache, n_eff, split, dev)
         if gallery:
             name = f"failures_{slug(meth.name)}.png"
             entry["failures"] = failure_gallery(meth, res, cache, proto, out / name, gallery, dev)

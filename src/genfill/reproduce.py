@@ -175,11 +175,8 @@ def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str
         if (cfg.run_dir / "curves.png").is_file():
             figs.append(figure(f"{rel}/curves.png", f"{cfg.name}: training curves (train and validation)"))
         if model.can_sample:
-            try:
-                sample_grid(model, ev.samples, cfg.run_dir / "samples_grid.png")
-                figs.append(figure(f"{rel}/samples_grid.png", f"{cfg.name}: {ev.samples} prior samples"))
-            except GenfillError as exc:
-                say(f"genfill: {cfg.name}: no samples ({exc})")
+            sample_grid(model, ev.samples, cfg.run_dir / "samples_grid.png")
+            figs.append(figure(f"{rel}/samples_grid.png", f"{cfg.name}: {ev.samples} prior samples"))
         if model.can_interpolate:
             interpolate(model, cfg.run_dir / "morph.png", rows=4, steps=8, pool=pool.to(dev))
             figs.append(figure(f"{rel}/morph.png", f"{cfg.name}: morphs between encoded test faces"))

@@ -21,8 +21,9 @@ from genfill.data.masks import make_masks
 from genfill.device import autocast, fast_path, pick_device
 from genfill.errors import GenfillError
 from genfill.evaluate import test_batches
-from genfill.io import load_checkpoint, make_grid, save_checkpoint, save_figure, save_image
-from genfill.models import GenModel, build_model, composite
+from genfill.io import load_checkpoint, save_checkpoint, save_figure, save_image
+from genfill.pixels import composite, fill_panel
+from genfill.models import GenModel, build_model
 
 
 @dataclass
@@ -70,13 +71,10 @@ def save_samples(model: GenModel, data: ImageCache, cfg: RunConfig, device, path
     x, m = next(val_batches(data, cfg, n, n, device))
     with torch.no_grad():
         filled = model.fill(x, m)
-        rows = [x, x * (1 - m) + m, filled]
+        rows = [filled]
         if model.can_sample:
-            try:
-                rows.append(model.sample(len(x), torch.Generator(device).manual_seed(0)))
-            except GenfillError:
-                pass  # e.g. a VQ-VAE whose prior is not trained yet
-    save_image(make_grid(torch.cat(rows).float().cpu(), nrow=len(x)), path)
+            rows.append(model.sample(len(x), torch.Generator(device).manual_seed(0)))
+    save_image(fill_panel(x, m, *rows), path)
     model.train()
 
 

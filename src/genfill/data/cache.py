@@ -19,6 +19,7 @@ from genfill.config import DataConfig
 from genfill.data.datasets import load_source, source_key
 from genfill.errors import GenfillError
 from genfill.io import atomic_save_npy, atomic_write_json
+from genfill.pixels import from_uint8
 
 SPLITS = ("train", "val", "test")
 
@@ -69,7 +70,7 @@ class ImageCache:
         """Images `idx` as float (B,C,H,W) in [-1, 1]; `flip` (B,) bool mirrors those left-right."""
         device = torch.device(device) if device is not None else self.images.device
         x = self.images[idx.to(self.images.device)].to(device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        x = from_uint8(x.permute(0, 3, 1, 2))
         if flip is not None:
             x = torch.where(flip.to(device).view(-1, 1, 1, 1), x.flip(3), x)
         return x.contiguous()

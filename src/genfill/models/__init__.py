@@ -6,7 +6,8 @@ from typing import Any
 
 from genfill.errors import GenfillError
 from genfill.typed import from_dict
-from genfill.models.base import GenModel, ModelOutput, composite
+from genfill.models.base import GenModel, ModelOutput
+from genfill.pixels import composite
 from genfill.models.avae import AVAE
 from genfill.models.pixelcnn import VQVAEPrior
 from genfill.models.gan import GAN

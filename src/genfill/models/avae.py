@@ -57,7 +57,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from genfill.errors import GenfillError
-from genfill.models.base import ModelOutput, composite
+from genfill.models.base import ModelOutput
+from genfill.pixels import composite
 from genfill.models.blocks import ConvCritic, ConvDecoder
 from genfill.models.vae import VAE, VAEConfig
 

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from genfill.errors import GenfillError
+from genfill.pixels import composite
 
 
 @dataclass
@@ -24,11 +25,6 @@ class ModelOutput:
     # What the discriminator judges as fake, for adversarial models whose fakes are not their fills
     # (e.g. the AVAE's prior samples); None = the composited fill composite(x, m, pred).
     fake: Tensor | None = None
-
-
-def composite(x: Tensor, m: Tensor, pred: Tensor) -> Tensor:
-    """Keep known pixels, take the prediction in the hole: out = m * pred + (1 - m) * x."""
-    return m * pred + (1 - m) * x
 
 
 class GenModel(nn.Module):

@@ -49,7 +49,8 @@ from torch import Tensor, nn
 
 from genfill.errors import GenfillError
 from genfill.losses import ADVERSARIAL_KINDS, adversarial_d_loss, adversarial_g_loss, edge_loss, l1_loss, ssim_loss
-from genfill.models.base import GenModel, ModelOutput, composite
+from genfill.models.base import GenModel, ModelOutput
+from genfill.pixels import composite
 from genfill.models.blocks import PatchDiscriminator, SelfAttention, conv_stack
 
 

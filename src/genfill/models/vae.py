@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genfill.errors import GenfillError
-from genfill.models.base import GenModel, ModelOutput, composite
+from genfill.models.base import GenModel, ModelOutput
 from genfill.models.blocks import ConvDecoder, ConvEncoder, gaussian_kl, masked_input, reparameterize
 from genfill.models.treevi import TREES, TreePosterior
+from genfill.pixels import composite, from_unit, to_unit
 
 
 @dataclass
@@ -108,14 +109,14 @@ class VAE(GenModel):
         return self.decoder(self.from_latent(z).view(-1, *self.feat_shape))
 
     def to_image(self, logits: Tensor) -> Tensor:
-        return torch.tanh(logits) if self.cfg.output == "tanh" else torch.sigmoid(logits) * 2 - 1
+        return torch.tanh(logits) if self.cfg.output == "tanh" else from_unit(torch.sigmoid(logits))
 
     def recon_error(self, logits: Tensor, x: Tensor) -> Tensor:
         """Per-pixel reconstruction error on the [0, 1] scale, (N,C,H,W)."""
-        target = (x + 1) / 2
+        target = to_unit(x)
         if self.cfg.likelihood == "bce":
             return F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-        return ((self.to_image(logits) + 1) / 2 - target).pow(2)
+        return (to_unit(self.to_image(logits)) - target).pow(2)
 
     def elbo(self, x: Tensor, m: Tensor, kl_scale: float = 1.0) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
         """The (beta-)ELBO terms: (loss, parts {recon, kl}, decoder logits, z); z is a posterior draw in

@@ -153,7 +153,7 @@ class VQVAEConfig:
 class VQVAE(GenModel):
     Config = VQVAEConfig
     kind = "vqvae"
-    can_sample = True  # through a trained prior only; sample() explains how
+    can_sample = False  # only through a prior over its codes (kind vqvae_prior); sample() says how
     can_interpolate = True
 
     def __init__(self, cfg: VQVAEConfig, image_size: int, channels: int) -> None:
