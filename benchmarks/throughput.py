@@ -44,14 +44,14 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from genfill.config import RunConfig, load_config, to_dict
+from genfill.config import RunConfig, load_config
 from genfill.data.cache import ImageCache
 from genfill.data.masks import fixed_masks, make_masks
 from genfill.errors import GenfillError
-from genfill.io import atomic_write_json, save_checkpoint
-from genfill.models import REGISTRY, GenModel, build_model
+from genfill.io import atomic_write_json
+from genfill.models import REGISTRY, GenModel, build_model, save_model
 from genfill.device import autocast, pick_device
-from genfill.train import prepare, train_step
+from genfill.train import prepare, train_batches, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -144,10 +144,8 @@ def model_spec(family: Family, size: int, workdir: Path) -> dict:
     if spec["kind"] == "vqvae_prior":
         vq = load_config(CONFIGS / "vqvae-faces64.yaml").model
         torch.manual_seed(0)
-        vqvae = build_model(vq, size, family.cfg.data.channels)
         path = workdir / f"vqvae-{size}.pt"
-        save_checkpoint(path, {"kind": "vqvae", "model_config": to_dict(vqvae.cfg), "image_size": size,
-                               "channels": family.cfg.data.channels, "model": vqvae.state_dict()})
+        save_model(path, build_model(vq, size, family.cfg.data.channels))
         spec.update(vqvae=str(path), vqvae_spec={})
     return spec
 
@@ -288,11 +286,7 @@ def epoch_time(path: TrainPath, cfg: RunConfig, size: int, batch: int, steps: in
     g_mask = torch.Generator(device).manual_seed(1) if device.type == "cuda" else g  # as train() does
 
     def batches():
-        for x, _ in data.iterate("train", batch, shuffle=True, generator=g, flip=cfg.data.flip, drop_last=True,
-                                 device=device):
-            m = make_masks(cfg.masks.kind, len(x), size, size, generator=g_mask, device=g_mask.device,
-                           **cfg.masks.params).to(device)
-            yield x, m
+        return train_batches(data, cfg, batch, g, g_mask, device)
 
     def data_only():
         for _ in batches():

@@ -14,7 +14,7 @@ import torch
 from genfill.config import load_config, resolve_config
 from genfill.data.cache import load_cache
 from genfill.device import pick_device
-from genfill.evaluate import evaluate_methods, test_batches
+from genfill.evaluate import evaluate_methods
 from genfill.io import archive_previous, atomic_write_json, save_image
 from genfill.models import load_model
 from genfill.peers import telea
@@ -62,7 +62,7 @@ def run_demo(out_dir: str = "runs", minutes: float = 4.0, count: int = 20000, de
 
     # ---- pictures
     fill_figs = []
-    for kind, pos, x, m in test_batches(data, DEMO_MASKS, 8, cfg.masks.eval_seed, batch_size=8, device=dev):
+    for kind, pos, x, m in data.heldout_batches(DEMO_MASKS, 8, cfg.masks.eval_seed, batch_size=8, device=dev):
         with torch.no_grad():
             ours, classic = model.fill(x, m), telea(x, m)
         save_image(fill_panel(x, m, ours, classic), run_dir / f"fill_{kind}.png")

@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -20,10 +21,9 @@ from genfill.data.cache import ImageCache, load_cache
 from genfill.data.masks import make_masks
 from genfill.device import autocast, fast_path, pick_device
 from genfill.errors import GenfillError
-from genfill.evaluate import test_batches
-from genfill.io import load_checkpoint, save_checkpoint, save_figure, save_image
+from genfill.io import load_checkpoint, save_figure, save_image
 from genfill.pixels import composite, fill_panel
-from genfill.models import GenModel, build_model
+from genfill.models import GenModel, build_model, save_model
 
 
 @dataclass
@@ -36,11 +36,24 @@ class TrainResult:
     seconds: float
 
 
+def train_batches(data: ImageCache, cfg: RunConfig, batch_size: int, generator: torch.Generator,
+                  mask_generator: torch.Generator, device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of training batches (x, m): shuffled, flipped per `data.flip`, full batches only, with fresh
+    masks of the config's kind drawn where `mask_generator` lives (on the GPU on the fast path, so no host
+    work per step). Shared by train() and benchmarks/throughput.py."""
+    size = data.size
+    for x, _ in data.iterate("train", batch_size, shuffle=True, generator=generator, flip=cfg.data.flip,
+                             drop_last=True, device=device):
+        m = make_masks(cfg.masks.kind, len(x), size, size, generator=mask_generator, device=mask_generator.device,
+                       **cfg.masks.params)
+        yield x, m.to(device)
+
+
 def val_batches(data: ImageCache, cfg: RunConfig, n: int, batch_size: int, device, split: str = "val"):
     """(x, m): the first n images of `split` under holes fixed per (eval_seed, position in the split), the
     same holes the evaluator uses, so every model and every epoch sees them."""
-    for _, _, x, m in test_batches(data, {cfg.masks.kind: cfg.masks.params}, n, cfg.masks.eval_seed, split,
-                                   batch_size, device):
+    for _, _, x, m in data.heldout_batches({cfg.masks.kind: cfg.masks.params}, n, cfg.masks.eval_seed, split,
+                                           batch_size, device):
         yield x, m
 
 
@@ -211,21 +224,14 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
     save_config(cfg, run_dir / "config.yaml")
 
     def checkpoint(name: str) -> None:
-        # The model's own config, not cfg.model: a model may complete it at build time (a VQ-VAE prior
-        # stores the spec of its frozen VQ-VAE there), and load_model must rebuild it from this file alone.
-        save_checkpoint(ckpt_dir / name, {
-            "kind": cfg.model["kind"], "model_config": to_dict(model.cfg),
-            "image_size": size, "channels": channels, "run_config": to_dict(cfg), "model": model.state_dict(),
-            "optim": opt.state_dict(), "optim_d": opt_d.state_dict() if opt_d is not None else None,
-            "step": step, "epoch": epoch, "best_val": best_val, "rng": g.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "rng_masks": g_mask.get_state() if g_mask is not g else None,
-            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
-            "num_parameters": model.num_parameters(),
-        })
+        # save_model writes what rebuilds the model; the rest is what a resumed run continues from.
+        save_model(ckpt_dir / name, model, run_config=to_dict(cfg),
+                   optim=opt.state_dict(), optim_d=opt_d.state_dict() if opt_d is not None else None,
+                   step=step, epoch=epoch, best_val=best_val, rng=g.get_state(), torch_rng=torch.get_rng_state(),
+                   rng_masks=g_mask.get_state() if g_mask is not g else None,
+                   cuda_rng=torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None)
 
     log = open(run_dir / "metrics.jsonl", "a")
-    masks_kw = dict(cfg.masks.params)
     steps_per_epoch = max(1, len(data.split("train")) // tc.batch_size)
     t0 = time.time()
     last_val: dict = {}
@@ -237,10 +243,7 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
     while epoch < tc.epochs and not stop:
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not verbose,
                    file=sys.stderr, leave=False)
-        for x, _ in data.iterate("train", tc.batch_size, shuffle=True, generator=g, flip=cfg.data.flip,
-                                 drop_last=True, device=dev):
-            m = make_masks(cfg.masks.kind, len(x), size, size, generator=g_mask, device=g_mask.device,
-                           **masks_kw).to(dev)
+        for x, m in train_batches(data, cfg, tc.batch_size, g, g_mask, dev):
             if fast:
                 x = x.contiguous(memory_format=torch.channels_last)
             kl_scale = min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps > 0 else 1.0
