@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from genfill.data.masks import hole_ratio
 from genfill.errors import GenfillError
 import genfill.evaluate as ev
-from genfill.evaluate import BUCKETS, EvalResult, Protocol, bucket_of, evaluate_methods, parse_masks, score
+from genfill.evaljob import Protocol, parse_masks
+from genfill.evaluate import BUCKETS, EvalResult, bucket_of, evaluate_methods, score
 from genfill.peers import PEERS
 
 
@@ -107,12 +108,12 @@ def test_fid_extras_use_pooled_and_per_kind_features(tiny_data, monkeypatch):
     assert set(res["mean"].extras["by_mask"]) == {"thin", "square"}
 
 
-def test_test_loss_parts_are_the_models_parts(make_cfg, tiny_data):
+def test_loss_parts_are_the_models_parts(make_cfg, tiny_data):
     from genfill.models import build_model
 
     cfg = make_cfg()
     model = build_model(cfg.model, 32, 3)
-    out = ev.test_loss_parts(model, tiny_data, parse_masks("square", 32), n=6, seed=1)
+    out = ev.loss_parts(model, tiny_data, parse_masks("square", 32), n=6, seed=1)
     assert set(out) == {"loss", "recon", "kl", "by_mask"}
     assert out["loss"] == pytest.approx(out["recon"] + model.cfg.beta * out["kl"], rel=1e-5)
     assert model.training  # the mode is restored

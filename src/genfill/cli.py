@@ -104,7 +104,7 @@ def cmd_demo(args) -> None:
 def cmd_eval(args) -> None:
     import json
 
-    from genfill.evaluate import evaluate_specs, load_eval
+    from genfill.evaljob import evaluate_specs, load_eval
     from genfill.compare import tables, md_table
 
     path = evaluate_specs(args.checkpoint, args.output, data=args.data, masks=args.masks, n=args.n, fid=args.fid,

@@ -121,7 +121,7 @@ def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str
     from genfill.compare import copy_galleries, html_sections, merge, write_comparison
     from genfill.data.cache import load_cache
     from genfill.io import archive_previous
-    from genfill.evaluate import evaluate_specs, load_eval
+    from genfill.evaljob import evaluate_specs, load_eval
     from genfill.models import load_model
     from genfill.report import esc, figure, table, write_page
     from genfill.sample import interpolate, sample_grid
