@@ -50,6 +50,7 @@ from genfill.data.masks import fixed_masks, make_masks
 from genfill.errors import GenfillError
 from genfill.io import atomic_write_json
 from genfill.models import REGISTRY, GenModel, build_model, save_model
+from genfill.pixels import from_unit
 from genfill.device import autocast, pick_device
 from genfill.train import prepare, train_batches, train_step
 
@@ -195,7 +196,7 @@ def reset_peak(device: torch.device) -> None:
 def synthetic_batch(cfg: RunConfig, size: int, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Images in [-1, 1] and the config's masks, (B,C,H,W) and (B,1,H,W), on the device."""
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, cfg.data.channels, size, size, generator=g) * 2 - 1
+    x = from_unit(torch.rand(batch, cfg.data.channels, size, size, generator=g))
     m = make_masks(cfg.masks.kind, batch, size, size, generator=g, **cfg.masks.params)
     return x.to(device), m.to(device)
 
@@ -328,7 +329,7 @@ def cpu_fill_latency(families: list[Family], workdir: Path, threads: int = 2, re
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    x = from_unit(torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)))
     m = fixed_masks("thick", 1, 64, 64, seed=0)
 
     def measure(fn) -> dict:

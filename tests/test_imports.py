@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -68,6 +69,27 @@ def test_no_import_cycle_in_genfill():
 def test_the_cycle_finder_finds_lazy_cycles():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def architecture_layers() -> dict[str, int]:
+    """module -> layer rank (0 = top) from ARCHITECTURE.md: `**Layer**` headings, then one bullet per module."""
+    ranks, rank = {}, -1
+    text = (SRC.parent / "ARCHITECTURE.md").read_text().split("## One image")[0]
+    for line in text.splitlines():
+        if line.startswith("**"):
+            rank += 1
+        elif line.startswith("- `"):
+            for path in re.findall(r"`([\w/]+\.py)`", line.split(":")[0]):
+                ranks[module_name(SRC / "genfill" / path)] = rank
+    return ranks
+
+
+def test_architecture_lists_every_module_and_imports_point_down():
+    graph = import_graph()
+    ranks = architecture_layers()
+    assert set(ranks) == set(graph), set(graph) ^ set(ranks)
+    upward = [f"{a} -> {b}" for a, deps in graph.items() for b in deps if ranks[b] < ranks[a]]
+    assert upward == []
 
 
 def test_leaf_modules_import_nothing_from_genfill_but_errors():
