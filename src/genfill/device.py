@@ -30,6 +30,8 @@ def pick_device(name: str = "auto") -> torch.device:
 
 def fast_path(setting: bool | None, device: torch.device) -> bool:
     """Whether to train on the fast path: `train.fast` when set, by default on CUDA only."""
+    if setting is not None and not isinstance(setting, bool):
+        raise TypeError(f"fast_path takes the train.fast setting (bool or None), got {type(setting).__name__}")
     return setting if setting is not None else device.type == "cuda"
 
 
