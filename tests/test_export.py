@@ -7,10 +7,8 @@ import pytest
 import torch
 
 import genfill
-from genfill.config import to_dict
 from genfill.errors import GenfillError
-from genfill.io import save_checkpoint
-from genfill.models import build_model
+from genfill.models import build_model, save_model
 
 pytest.importorskip("onnxruntime")
 
@@ -35,9 +33,7 @@ def _checkpoint(tmp_path, spec: dict, size: int = 32, name: str = "m.pt", **extr
             mod.running_mean.uniform_(-0.1, 0.1)
             mod.running_var.uniform_(0.5, 1.5)
     path = tmp_path / name
-    save_checkpoint(path, {"kind": spec["kind"], "model_config": to_dict(model.cfg), "image_size": size,
-                           "channels": 3, "model": model.state_dict(), "optim": {"big": torch.zeros(1000)},
-                           **extra})
+    save_model(path, model, optim={"big": torch.zeros(1000)}, **extra)
     return path
 
 

@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from genfill.errors import GenfillError
 from genfill.inpaint import FillFn, fill_native
+from genfill.pixels import from_unit, to_unit
 
 ImageLike = Any  # str | Path | PIL.Image.Image | np.ndarray | torch.Tensor
 
@@ -225,14 +226,14 @@ class Inpainter:
         """(H,W,C) float in [0, 1] with C in 1..4 (2 and 4 carry alpha last) -> filled, same shape."""
         c = pixels.shape[2]
         colour = 1 if c in (1, 2) else 3
-        x = torch.from_numpy(np.ascontiguousarray(pixels[:, :, :colour])).permute(2, 0, 1).float() * 2 - 1
-        out = self._fill_colour(x.to(self.device), hole).cpu().permute(1, 2, 0).numpy() / 2 + 0.5
+        x = from_unit(torch.from_numpy(np.ascontiguousarray(pixels[:, :, :colour])).permute(2, 0, 1).float())
+        out = to_unit(self._fill_colour(x.to(self.device), hole)).cpu().permute(1, 2, 0).numpy()
         if c > colour:  # alpha: filled inside the hole by Telea, kept outside
             from genfill.peers import telea
 
-            a = torch.from_numpy(np.ascontiguousarray(pixels[:, :, colour:])).permute(2, 0, 1)[None] * 2 - 1
+            a = from_unit(torch.from_numpy(np.ascontiguousarray(pixels[:, :, colour:])).permute(2, 0, 1)[None])
             m = torch.from_numpy(hole)[None, None].float()
-            alpha = telea(a, m)[0].permute(1, 2, 0).numpy() / 2 + 0.5
+            alpha = to_unit(telea(a, m)[0]).permute(1, 2, 0).numpy()
             out = np.concatenate([out, alpha], axis=2)
         return np.clip(out, 0, 1)
 
@@ -271,7 +272,7 @@ def load(path_or_name: str | Path, device: str | torch.device = "auto", feather:
     config.json), or a classical peer by name (telea, ns, biharmonic, mean). `options` go to the model's
     fill (e.g. method="optimize" for a VAE)."""
     from genfill.peers import PEERS
-    from genfill.train import pick_device
+    from genfill.device import pick_device
 
     if isinstance(path_or_name, str) and path_or_name in PEERS:
         if options:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from genfill.errors import GenfillError
+from genfill.pixels import from_unit
 
 EXPORT_FORMAT = "genfill-export/1"
 ONNX_OPSET = 20  # AffineGrid (the GAN context variant crops its hole box in the graph)
@@ -213,7 +214,7 @@ def onnx_parity(model: nn.Module, path: str | Path, n: int = 3, seed: int = 0) -
 
     s, c = model.image_size, model.channels
     g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, c, s, s, generator=g) * 2 - 1
+    x = from_unit(torch.rand(n, c, s, s, generator=g))
     m = fixed_masks("mixed", n, s, s, seed=seed)
     with torch.no_grad():
         ref = model.cpu().eval().fill(x, m).numpy()
