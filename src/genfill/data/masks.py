@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -987,7 +988,7 @@ def mask_bank(kind: str, count: int, height: int, width: int, *, seed: int = 0,
             if saved.get("meta") == meta:
                 return MaskBank(saved["packed"], saved["rollable"], height, width,
                                 {**meta, "key": key, "path": str(path)}).to(device)
-        except (OSError, RuntimeError, KeyError, AttributeError, EOFError):
+        except (OSError, RuntimeError, KeyError, AttributeError, EOFError, ValueError, pickle.UnpicklingError):
             pass  # a damaged or foreign file: draw again and replace it
     t0 = time.perf_counter()
     bank = draw_bank(kind, count, height, width, seed=seed, device=device, **params)
