@@ -96,7 +96,7 @@ def test_context_blend_keeps_every_known_pixel(kind, context):
     assert torch.equal(out[known], x[known])  # exact, the context ring included
     assert not torch.equal(out[~known], x[~known])  # the hole does take the generator's output
     # Every hole pixel lies inside its image's box, so the pasted prediction covers the whole hole.
-    for i, (t, l, b, r) in enumerate(hole_boxes(m, context)):
+    for i, (t, l, b, r) in enumerate(hole_boxes(m, context).tolist()):
         inside = torch.zeros(32, 32, dtype=torch.bool)
         inside[t:b, l:r] = True
         assert not (m[i, 0].bool() & ~inside).any()
@@ -107,8 +107,8 @@ def test_boxes_dilate_by_context_and_crop_exactly_at_crop_size():
     m[0, :, 16:48, 16:48] = 1  # seed 002's 32x32 hole, 16 px margin
     m[1, :, 0:8, 50:64] = 1  # a corner hole: rows -4..12, cols 46..68 -> squared to 22 and kept inside
     boxes = hole_boxes(m, 4)
-    assert boxes[0] == (12, 12, 52, 52)
-    assert boxes[1] == (0, 42, 22, 64)
+    assert boxes.device == m.device and boxes.dtype == torch.long
+    assert boxes.tolist() == [[12, 12, 52, 52], [0, 42, 22, 64]]
     x = torch.rand(2, 3, 64, 64)
     crops = crop_boxes(x, boxes, 40)
     torch.testing.assert_close(crops[0], x[0, :, 12:52, 12:52], atol=1e-5, rtol=0)
