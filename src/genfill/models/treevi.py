@@ -60,15 +60,15 @@ def mst_edges(points: Tensor) -> Tensor:
     link = torch.zeros(n, dtype=torch.long, device=p.device)  # nearest tree node
     parents, children = [], []
     for _ in range(n - 1):
-        child = best.masked_fill(in_tree, math.inf).argmin()
-        parents.append(link[child])
+        child = best.masked_fill(in_tree, math.inf).argmin(0, keepdim=True)  # (1,): a tensor, never an int
+        parents.append(link.index_select(0, child))
         children.append(child)
         in_tree = in_tree | (nodes == child)
-        d = dist[child]
+        d = dist.index_select(0, child)[0]
         closer = d < best
         best = torch.where(closer, d, best)
         link = torch.where(closer, child, link)
-    return torch.stack([torch.stack(parents), torch.stack(children)], dim=1)
+    return torch.stack([torch.cat(parents), torch.cat(children)], dim=1)
 
 
 def chain_edges(n: int, device=None) -> Tensor:
