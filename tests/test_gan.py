@@ -158,3 +158,24 @@ def test_adversarial_and_l1_losses():
     mask = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
     assert l1_loss(pred, target) == 0.25
     assert l1_loss(pred, target, mask, hole_weight=3.0) == 0.5  # 3 / (3 + 1 + 1 + 1)
+
+
+def test_boxes_match_a_per_image_reference_and_need_no_host():
+    """The device computation equals the obvious per-image loop (first/last hole row and column, dilated,
+    squared, kept inside); an image without a hole gets the whole image."""
+    def reference(mi, context, side):
+        rows = mi[0].amax(1).nonzero().flatten().tolist()
+        cols = mi[0].amax(0).nonzero().flatten().tolist()
+        if not rows:
+            return [0, 0, side, side]
+        t, b, l, r = rows[0] - context, rows[-1] + 1 + context, cols[0] - context, cols[-1] + 1 + context
+        size = min(max(b - t, r - l), side)
+        t = min(max(t - (size - (b - t)) // 2, 0), side - size)
+        l = min(max(l - (size - (r - l)) // 2, 0), side - size)
+        return [t, l, t + size, l + size]
+
+    m = torch.cat([fixed_masks(kind, 4, 32, 32, seed=5) for kind in ("thin", "thick", "box", "freeform")])
+    m = torch.cat([m, torch.zeros(1, 1, 32, 32)])
+    for context in (0, 4, 8):
+        want = [reference(mi, context, 32) for mi in m]
+        assert hole_boxes(m, context).tolist() == want
