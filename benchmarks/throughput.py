@@ -45,13 +45,15 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from genfill.config import RunConfig, load_config, to_dict
+from genfill.config import RunConfig, load_config
 from genfill.data.cache import ImageCache
 from genfill.data.masks import fixed_masks, make_masks
 from genfill.errors import GenfillError
-from genfill.io import atomic_write_json, save_checkpoint
-from genfill.models import REGISTRY, GenModel, build_model
-from genfill.train import autocast, fast_path, mask_source, pick_device, prepare, train, train_batches, train_step
+from genfill.io import atomic_write_json
+from genfill.models import REGISTRY, GenModel, build_model, save_model
+from genfill.pixels import from_unit
+from genfill.device import autocast, fast_path, pick_device
+from genfill.train import mask_source, prepare, train, train_batches, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -145,10 +147,8 @@ def model_spec(family: Family, size: int, workdir: Path) -> dict:
     if spec["kind"] == "vqvae_prior":
         vq = load_config(CONFIGS / "vqvae-faces64.yaml").model
         torch.manual_seed(0)
-        vqvae = build_model(vq, size, family.cfg.data.channels)
         path = workdir / f"vqvae-{size}.pt"
-        save_checkpoint(path, {"kind": "vqvae", "model_config": to_dict(vqvae.cfg), "image_size": size,
-                               "channels": family.cfg.data.channels, "model": vqvae.state_dict()})
+        save_model(path, build_model(vq, size, family.cfg.data.channels))
         spec.update(vqvae=str(path), vqvae_spec={})
     return spec
 
@@ -198,7 +198,7 @@ def reset_peak(device: torch.device) -> None:
 def synthetic_batch(cfg: RunConfig, size: int, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Images in [-1, 1] and the config's masks, (B,C,H,W) and (B,1,H,W), on the device."""
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, cfg.data.channels, size, size, generator=g) * 2 - 1
+    x = from_unit(torch.rand(batch, cfg.data.channels, size, size, generator=g))
     m = make_masks(cfg.masks.kind, batch, size, size, generator=g, **cfg.masks.params)
     return x.to(device), m.to(device)
 
@@ -303,13 +303,17 @@ def real_loop(spec: dict, cfg: RunConfig, size: int, batch: int, device: torch.d
     data = cache.to(device)
     draw_masks, mask_device = mask_source(run_cfg, size, device)  # the bank train() drew, from its cache
     g, g_mask = torch.Generator().manual_seed(0), torch.Generator(mask_device).manual_seed(1)
-    fast = fast_path(run_cfg, device)
+    fast = fast_path(run_cfg.train.fast, device)
+
+    def data_only():
+        for _ in train_batches(data, run_cfg, batch, g, g_mask, device, draw_masks):
+            pass
+
     # The median of three passes: on a shared machine one pass can land in someone else's burst.
-    data_s = statistics.median(
-        timed(lambda: [None for _ in train_batches(data, run_cfg, draw_masks, g, g_mask, device, fast)], device)
-        for _ in range(3)) * steps / (steps + 1)
+    data_s = statistics.median(timed(data_only, device) for _ in range(3)) * steps / (steps + 1)
+    masks = f"bank of {run_cfg.masks.bank_size}" if run_cfg.masks.bank_size else "per step"
     return {"resident": str(data.images.device), "path": ("fast" if fast else "eager") +
-            ("+compile" if settings.compile else ""), "masks": f"bank of {run_cfg.masks.bank_size}" if run_cfg.masks.bank_size else "per step",
+            ("+compile" if settings.compile else ""), "masks": masks,
             "timed_steps": steps, "timed_images": res.loop_images, "measured_s": res.loop_seconds,
             "images_per_s": loop_ips, "extrapolated_images": CELEBA_TRAIN,
             "epoch_s_extrapolated": CELEBA_TRAIN / loop_ips, "data_masks_s": data_s,
@@ -340,7 +344,7 @@ def cpu_fill_latency(families: list[Family], workdir: Path, threads: int = 2, re
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    x = from_unit(torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)))
     m = fixed_masks("thick", 1, 64, 64, seed=0)
 
     def measure(fn) -> dict:
