@@ -9,6 +9,7 @@ from genfill.models.base import GenModel, ModelOutput, composite
 from genfill.models.avae import AVAE
 from genfill.models.pixelcnn import VQVAEPrior
 from genfill.models.gan import GAN
+from genfill.models.unet import UNet
 from genfill.models.vae import VAE, BetaVAE
 from genfill.models.vqvae import VQVAE
 
@@ -19,6 +20,7 @@ REGISTRY: dict[str, type[GenModel]] = {
     "vqvae": VQVAE,
     "vqvae_prior": VQVAEPrior,
     "gan": GAN,
+    "unet": UNet,
 }
 
 __all__ = ["REGISTRY", "GenModel", "ModelOutput", "composite", "build_model", "model_config", "load_model"]
