@@ -106,12 +106,12 @@ def hole_weighted_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     return (d * (1 + (hole_weight - 1) * mask)).mean()
 
 
-def perceptual_loss(pred: torch.Tensor, target: torch.Tensor, net: str = "alexnet") -> torch.Tensor:
-    """Mean LPIPS distance through genfill's own frozen LPIPS network (`genfill.metrics.lpips`), with
-    gradients flowing into `pred` only. The network is shared per device and never trained: its parameters
-    have requires_grad False and it stays in eval mode, and it is not a submodule of any model (so it is not
-    in checkpoints or optimisers)."""
-    from genfill.metrics.lpips import get_lpips
+def perceptual_loss(pred: torch.Tensor, target: torch.Tensor, net: torch.nn.Module | None = None) -> torch.Tensor:
+    """Mean LPIPS distance through genfill's own frozen LPIPS network (`genfill.metrics.lpips`; AlexNet
+    when `net` is None), with gradients flowing into `pred` only. The network is never trained: its
+    parameters have requires_grad False and it stays in eval mode."""
+    if net is None:
+        from genfill.metrics.lpips import get_lpips
 
-    lp = get_lpips(net, pred.device)
-    return lp(pred.float(), target.float()).mean()
+        net = get_lpips("alexnet", pred.device)
+    return net(pred.float(), target.float()).mean()

@@ -253,8 +253,21 @@ class UNet(GenModel):
         self.net = ResUNet(2 * channels + 1, channels, cfg)
         if cfg.w_adv > 0:
             self.discriminator = PatchDiscriminator(channels, cfg.d_base, cfg.d_layers, cfg.d_norm)
+        # The frozen LPIPS net of the perceptual term: held outside the module tree (not in state_dict,
+        # parameters() or the optimiser), moved along with the model by _apply below.
+        self._lpips: list[nn.Module] = []
+        if cfg.w_perceptual > 0:
+            from genfill.metrics.lpips import LPIPS
+
+            self._lpips.append(LPIPS.from_pretrained("alexnet"))
         # Training forwards run so far: gates the perceptual/adversarial terms without a host sync.
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        for net in self._lpips:
+            net._apply(fn, *args, **kwargs)
+        return self
 
     def base_fill(self, x: Tensor, m: Tensor) -> Tensor:
         """The classical fill the network corrects (known pixels exact)."""
@@ -283,7 +296,7 @@ class UNet(GenModel):
         loss = c.w_l1 * l1
         parts = {"l1": l1}
         if c.w_perceptual > 0:
-            perc = perceptual_loss(composite(x32, m32, p32), x32)
+            perc = perceptual_loss(composite(x32, m32, p32), x32, self._lpips[0])
             loss = loss + self.adv_gate() * c.w_perceptual * perc
             parts["perceptual"] = perc
         if self.training:
