@@ -10,6 +10,9 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.image import structural_similarity_index_measure as _tm_ssim
 
+from genfill.errors import GenfillError
+from genfill.pixels import to_unit
+
 # One SSIM definition for the loss and the metric: Gaussian window 11, sigma 1.5, on [0, 1] images.
 SSIM_KWARGS = dict(gaussian_kernel=True, kernel_size=11, sigma=1.5, data_range=1.0)
 
@@ -25,7 +28,11 @@ def sobel(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     c = x.shape[1]
     kx = _SOBEL_X.to(device=x.device, dtype=x.dtype)
     weight = torch.stack([kx, kx.t()]).unsqueeze(1).repeat(c, 1, 1, 1)  # (2C,1,3,3): gx, gy per channel
-    g = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, groups=c)
+    # Replicate padding by concatenation: the same values as F.pad(mode="replicate"), whose backward
+    # fails under torch.compile on CPU when the gradient arrives channels_last (torch 2.13).
+    x = torch.cat([x[..., :1, :], x, x[..., -1:, :]], dim=2)
+    x = torch.cat([x[..., :1], x, x[..., -1:]], dim=3)
+    g = F.conv2d(x, weight, groups=c)
     return g[:, 0::2], g[:, 1::2]
 
 
@@ -44,7 +51,7 @@ def _masked_mean(v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """1 - mean SSIM, computed on the [0, 1] scale of [-1, 1] images."""
-    s = _tm_ssim((pred + 1) / 2, (target + 1) / 2, reduction="elementwise_mean", **SSIM_KWARGS)
+    s = _tm_ssim(to_unit(pred), to_unit(target), reduction="elementwise_mean", **SSIM_KWARGS)
     return 1.0 - s
 
 
@@ -85,7 +92,7 @@ def adversarial_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kin
                 + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
     if kind == "hinge":
         return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
-    raise ValueError(f"unknown adversarial loss {kind!r} (valid: {', '.join(ADVERSARIAL_KINDS)})")
+    raise GenfillError(f"unknown adversarial loss {kind!r} (valid: {', '.join(ADVERSARIAL_KINDS)})")
 
 
 def adversarial_g_loss(fake_logits: torch.Tensor, kind: str = "bce") -> torch.Tensor:
@@ -94,7 +101,8 @@ def adversarial_g_loss(fake_logits: torch.Tensor, kind: str = "bce") -> torch.Te
         return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
     if kind == "hinge":
         return -fake_logits.mean()
-    raise ValueError(f"unknown adversarial loss {kind!r} (valid: {', '.join(ADVERSARIAL_KINDS)})")
+    raise GenfillError(f"unknown adversarial loss {kind!r} (valid: {', '.join(ADVERSARIAL_KINDS)})")
+
 
 
 def hole_weighted_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, hole_weight: float = 1.0

@@ -10,52 +10,21 @@ import json
 import math
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
 from genfill.config import RunConfig, TrainConfig, save_config, to_dict
 from genfill.data.cache import ImageCache, load_cache
-from genfill.data.masks import MASK_KINDS, MaskBank, make_masks, mask_bank
+from genfill.data.masks import MASK_KINDS, make_masks, mask_bank
+from genfill.device import autocast, fast_path, pick_device
 from genfill.ema import EMA
 from genfill.errors import GenfillError
-from genfill.evaluate import test_batches
-from genfill.io import load_checkpoint, make_grid, save_checkpoint, save_figure, save_image
-from genfill.models import GenModel, build_model, composite
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise GenfillError(f"unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GenfillError("device cuda was asked for, but no CUDA GPU is available")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise GenfillError("device mps was asked for, but MPS is not available")
-    return dev
-
-
-def fast_path(cfg: RunConfig, device: torch.device) -> bool:
-    """Whether to train on the fast path (train.fast; by default on CUDA only)."""
-    return cfg.train.fast if cfg.train.fast is not None else device.type == "cuda"
-
-
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA (where the GPU has bf16) and CPU; nothing elsewhere or when disabled."""
-    if not enabled or device.type not in ("cuda", "cpu"):
-        return nullcontext()
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return nullcontext()  # fp16 would need loss scaling; fp32 is the honest fallback
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+from genfill.io import load_checkpoint, save_figure, save_image
+from genfill.pixels import composite, fill_panel
+from genfill.models import GenModel, build_model, save_model
 
 
 @dataclass
@@ -70,11 +39,29 @@ class TrainResult:
     loop_images: int = 0  # images trained in that time: loop_images / loop_seconds is the loop's images/s
 
 
+def train_batches(data: ImageCache, cfg: RunConfig, batch_size: int, generator: torch.Generator,
+                  mask_generator: torch.Generator, device,
+                  draw_masks=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of training batches (x, m): shuffled, flipped per `data.flip`, full batches only, with masks
+    from `draw_masks(n, mask_generator)` (mask_source: the config's mask bank, sampled on the device) or,
+    when None, fresh masks of the config's kind drawn where `mask_generator` lives. Shared by train() and
+    benchmarks/throughput.py."""
+    size = data.size
+    for x, _ in data.iterate("train", batch_size, shuffle=True, generator=generator, flip=cfg.data.flip,
+                             drop_last=True, device=device):
+        if draw_masks is not None:
+            m = draw_masks(len(x), mask_generator)
+        else:
+            m = make_masks(cfg.masks.kind, len(x), size, size, generator=mask_generator,
+                           device=mask_generator.device, **cfg.masks.params)
+        yield x, m.to(device)
+
+
 def val_batches(data: ImageCache, cfg: RunConfig, n: int, batch_size: int, device, split: str = "val"):
     """(x, m): the first n images of `split` under holes fixed per (eval_seed, position in the split), the
     same holes the evaluator uses, so every model and every epoch sees them."""
-    for _, _, x, m in test_batches(data, {cfg.masks.kind: cfg.masks.params}, n, cfg.masks.eval_seed, split,
-                                   batch_size, device):
+    for _, _, x, m in data.heldout_batches({cfg.masks.kind: cfg.masks.params}, n, cfg.masks.eval_seed, split,
+                                           batch_size, device):
         yield x, m
 
 
@@ -87,7 +74,7 @@ def validate(model: GenModel, data: ImageCache, cfg: RunConfig, device, split: s
     sums: dict[str, float] = {}
     n = 0
     for x, m in val_batches(data, cfg, cfg.train.val_images, cfg.train.batch_size, device, split):
-        with autocast(device, cfg.train.amp and fast_path(cfg, device)):
+        with autocast(device, cfg.train.amp and fast_path(cfg.train.fast, device)):
             out = model(x, m)
         fill = composite(x, m, out.pred.float())
         vals = {"loss": out.loss.float(), **{k: v.float() for k, v in out.parts.items()}}
@@ -105,13 +92,10 @@ def save_samples(model: GenModel, data: ImageCache, cfg: RunConfig, device, path
     x, m = next(val_batches(data, cfg, n, n, device))
     with torch.no_grad():
         filled = model.fill(x, m)
-        rows = [x, x * (1 - m) + m, filled]
+        rows = [filled]
         if model.can_sample:
-            try:
-                rows.append(model.sample(len(x), torch.Generator(device).manual_seed(0)))
-            except GenfillError:
-                pass  # e.g. a VQ-VAE whose prior is not trained yet
-    save_image(make_grid(torch.cat(rows).float().cpu(), nrow=len(x)), path)
+            rows.append(model.sample(len(x), torch.Generator(device).manual_seed(0)))
+    save_image(fill_panel(x, m, *rows), path)
     model.train()
 
 
@@ -244,18 +228,6 @@ def mask_source(cfg: RunConfig, size: int, device: torch.device, verbose: bool =
     return draw, where
 
 
-def train_batches(data: ImageCache, cfg: RunConfig, draw_masks, g: torch.Generator, g_mask: torch.Generator,
-                  device: torch.device, fast: bool):
-    """One epoch of training batches (x, m): shuffled, flipped images from the cache and masks from
-    `draw_masks` (see mask_source). Shared by train() and benchmarks/throughput.py."""
-    for x, _ in data.iterate("train", cfg.train.batch_size, shuffle=True, generator=g, flip=cfg.data.flip,
-                             drop_last=True, device=device):
-        m = draw_masks(len(x), g_mask)
-        if fast:
-            x = x.contiguous(memory_format=torch.channels_last)
-        yield x, m
-
-
 def prepare(model: GenModel, tc: TrainConfig, dev: torch.device, fast: bool):
     """`model` on `dev` with its optimisers: (model, forward, opt, opt_d). The fast path keeps activations
     channels_last, steps Adam fused and (on CUDA) lets cuDNN autotune and use TF32; `forward` is the model
@@ -299,7 +271,7 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
     draw_masks, mask_device = mask_source(cfg, size, dev, verbose)
 
     # ---- model, optimisers, the weight average
-    fast = fast_path(cfg, dev)
+    fast = fast_path(tc.fast, dev)
     use_amp = tc.amp and fast
     model, forward, opt, opt_d = prepare(build_model(cfg.model, size, channels), tc, dev, fast)
     ema = EMA(model, tc.ema) if tc.ema > 0 else None
@@ -333,18 +305,14 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
     shown = ema.model if ema is not None else model  # the weights validated, filled with and saved
 
     def checkpoint(name: str) -> None:
-        # The model's own config, not cfg.model: a model may complete it at build time (a VQ-VAE prior
-        # stores the spec of its frozen VQ-VAE there), and load_model must rebuild it from this file alone.
-        save_checkpoint(ckpt_dir / name, {
-            "kind": cfg.model["kind"], "model_config": to_dict(model.cfg),
-            "image_size": size, "channels": channels, "run_config": to_dict(cfg), "model": shown.state_dict(),
-            "model_live": model.state_dict() if ema is not None else None,
-            "optim": opt.state_dict(), "optim_d": opt_d.state_dict() if opt_d is not None else None,
-            "step": step, "epoch": epoch, "best_val": best_val, "rng": g.get_state(),
-            "torch_rng": torch.get_rng_state(), "rng_masks": g_mask.get_state(),
-            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
-            "num_parameters": model.num_parameters(),
-        })
+        # save_model writes what rebuilds the model (the average when train.ema is on: what load_model
+        # gives); the rest is what a resumed run continues from, the live weights included.
+        save_model(ckpt_dir / name, shown, run_config=to_dict(cfg),
+                   model_live=model.state_dict() if ema is not None else None,
+                   optim=opt.state_dict(), optim_d=opt_d.state_dict() if opt_d is not None else None,
+                   step=step, epoch=epoch, best_val=best_val, rng=g.get_state(), torch_rng=torch.get_rng_state(),
+                   rng_masks=g_mask.get_state(),
+                   cuda_rng=torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None)
 
     log = open(run_dir / "metrics.jsonl", "a")
     steps_per_epoch = max(1, len(data.split("train")) // tc.batch_size)
@@ -361,7 +329,9 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not verbose,
                    file=sys.stderr, leave=False)
         t_loop = time.perf_counter()
-        for x, m in train_batches(data, cfg, draw_masks, g, g_mask, dev, fast):
+        for x, m in train_batches(data, cfg, tc.batch_size, g, g_mask, dev, draw_masks):
+            if fast:
+                x = x.contiguous(memory_format=torch.channels_last)
             kl_scale = min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps > 0 else 1.0
             elapsed = time.time() - t0
             lr = lr_factor(tc, step, horizon, elapsed / tc.time_budget_s if tc.time_budget_s else 0.0)

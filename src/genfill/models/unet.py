@@ -45,7 +45,8 @@ from torch import Tensor, nn
 
 from genfill.errors import GenfillError
 from genfill.losses import ADVERSARIAL_KINDS, adversarial_d_loss, adversarial_g_loss, hole_weighted_l1, perceptual_loss
-from genfill.models.base import GenModel, ModelOutput, composite
+from genfill.models.base import GenModel, ModelOutput
+from genfill.pixels import composite
 from genfill.models.blocks import PatchDiscriminator, SelfAttention, activation, norm
 
 PRIORS = ("harmonic", "biharmonic", "none")
