@@ -60,7 +60,7 @@ CONFIGS = ROOT / "configs"
 RESULTS = ROOT / "benchmarks" / "results"
 # One config per family; a family joins when its config exists and its model kind is registered.
 FAMILY_CONFIGS = ("vae-faces64", "avae-faces64", "treevi-faces64", "vqvae-faces64", "vqvae-prior-faces64",
-                  "gan-faces64", "seed002-gan")
+                  "gan-faces64", "seed002-gan", "unet-faces64")
 NATURAL_SIZES = (64, 256)  # seed configs train at their own data.size instead
 CELEBA_TRAIN = 162_770  # images in CelebA's train split: the epoch the epoch time is extrapolated to
 LOSS_RTOL = 0.05  # bf16 tolerance for one step's loss, eager vs fast
