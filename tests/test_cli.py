@@ -64,7 +64,9 @@ def test_fill_with_mask_kind_and_mask_file(tiny_run, tmp_path, capsys):
     mask.save(tmp_path / "mask.png")
     assert main(["fill", str(img), str(img), "-c", str(run), "--mask", str(tmp_path / "mask.png"),
                  "-o", str(tmp_path / "many")]) == 0
-    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["face_filled.png", "face_panel.png"]
+    # the same stem twice: the second output is numbered, not written over the first
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["face-2_filled.png", "face-2_panel.png",
+                                                                     "face_filled.png", "face_panel.png"]
     assert "hole 25.0%" in capsys.readouterr().out
     # the filled image keeps every known pixel of the (cropped, resized) input
     filled = torch.from_numpy(__import__("numpy").array(Image.open(tmp_path / "many" / "face_filled.png")))

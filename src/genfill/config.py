@@ -61,7 +61,8 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         # Ranges are checked when a config is built, before any folder is made (cf. issue 12).
-        _require(self.name in DATASETS, "data.name", f"one of {', '.join(DATASETS)}", self.name)
+        if self.name not in DATASETS:
+            raise GenfillError(f"data.name: unknown dataset {self.name!r} (valid: {', '.join(DATASETS)})")
         _int_at_least("data.size", self.size, 8, 4096)
         _require(self.channels in (1, 3), "data.channels", "1 or 3", self.channels)
         _int_at_least("data.count", self.count, 3)

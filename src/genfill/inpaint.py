@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from genfill.data.masks import fixed_masks, load_mask_file
 from genfill.errors import GenfillError
-from genfill.io import IMAGE_EXTENSIONS, center_crop_resize, image_to_tensor, make_grid, read_image, save_image
+from genfill.io import IMAGE_FORMATS, center_crop_resize, check_target, image_format, image_to_tensor, make_grid, read_image, save_image
 from genfill.models import GenModel
 
 
@@ -41,11 +41,22 @@ def panel(x: torch.Tensor, m: torch.Tensor, filled: torch.Tensor) -> torch.Tenso
     return make_grid(torch.cat([x, masked, hole_only, filled]).cpu(), nrow=4)
 
 
-def output_paths(src: Path, out: Path, many: bool) -> tuple[Path, Path]:
-    """`-o` is a file for one input with an image suffix, else a folder of <stem>_filled / <stem>_panel."""
-    if not many and out.suffix.lower() in IMAGE_EXTENSIONS:
+def output_paths(src: Path, out: Path, many: bool, taken: set[str] | None = None) -> tuple[Path, Path]:
+    """`-o` is a file for one input (any suffix: an unsupported one is refused, never turned into a folder),
+    else - several inputs, an existing folder, or no suffix - a folder of <stem>_filled / <stem>_panel.
+    Inputs sharing a stem (a/x.png, b/x.jpg) get x, x-2, ... so no output overwrites another; `taken`
+    collects the stems used so far."""
+    if not many and out.suffix and not out.is_dir():
+        image_format(out)  # a clear error for .gif, .txt, ...
         return out, out.with_name(f"{out.stem}_panel.png")
-    return out / f"{src.stem}_filled.png", out / f"{src.stem}_panel.png"
+    if out.suffix.lower() in IMAGE_FORMATS and not out.is_dir():
+        raise GenfillError(f"-o {out}: several inputs need an output folder, not an image file")
+    stem, n = src.stem, 2
+    if taken is not None:
+        while stem in taken:
+            stem, n = f"{src.stem}-{n}", n + 1
+        taken.add(stem)
+    return out / f"{stem}_filled.png", out / f"{stem}_panel.png"
 
 
 def fill_files(model: GenModel, images: list[str], out: str, mask_file: str | None = None,
@@ -58,6 +69,13 @@ def fill_files(model: GenModel, images: list[str], out: str, mask_file: str | No
     device = next(model.parameters()).device
     size, channels = model.image_size, model.channels
     out_path = Path(out)
+    many = len(images) > 1
+    taken: set[str] = set()
+    # Every output name is fixed (and checked) before the first model call.
+    targets = [output_paths(Path(name), out_path, many, taken) for name in images]
+    for paths in targets:
+        for t in paths:
+            check_target(t)
     results = []
     for i, name in enumerate(images):
         src = Path(name)
@@ -69,7 +87,7 @@ def fill_files(model: GenModel, images: list[str], out: str, mask_file: str | No
         x = image_to_tensor(center_crop_resize(im, size)).to(device)
         m = m.to(device)
         filled = model.fill(x, m, **fill_options)
-        filled_path, panel_path = output_paths(src, out_path, len(images) > 1)
+        filled_path, panel_path = targets[i]
         save_image(filled, filled_path)
         save_image(panel(x, m, filled), panel_path)
         results.append(FillResult(src, filled_path, panel_path, float(m.mean())))
