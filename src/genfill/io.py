@@ -91,9 +91,9 @@ def _atomic(path: str | Path, write) -> None:
         except OSError:
             old_mode = 0o666 & ~_umask()
         with os.fdopen(fd, "wb") as fh:
-            _pause_for_tests("write", path)
             write(fh)
             fh.flush()
+            _pause_for_tests("write", path)  # the temp file is whole, the target not yet replaced
             os.fsync(fh.fileno())
         os.chmod(tmp, old_mode)
         check_target(path)  # nothing swapped a link or device in while we wrote
@@ -118,20 +118,28 @@ def remove_stale_temps(folder: str | Path) -> int:
     return n
 
 
-def _pause_for_tests(point: str, path: Path | str = "") -> None:
-    """Test hook for the kill -9 fault test: with GENFILL_TEST_PAUSE=POINT[:NAME]:SECONDS, sleep at POINT
-    (write: inside an output write; step: inside a training step) so a kill lands there. No-op otherwise."""
+_PAUSE_HITS = [0]
+
+
+def _pause_for_tests(point: str, name: str | Path = "") -> None:
+    """Test hook for the kill -9 fault test (tests/test_faults.py); a no-op unless GENFILL_TEST_PAUSE is set.
+    GENFILL_TEST_PAUSE=POINT:NAME:SECONDS sleeps at the (GENFILL_TEST_PAUSE_SKIP + 1)-th time the code passes
+    POINT with NAME, after writing GENFILL_TEST_PAUSE_MARKER, so the test's kill lands exactly there. Points:
+    write (NAME = the file name, inside the atomic write), step (NAME = the step number, before the step),
+    metrics (NAME = the row's step, halfway through writing its line)."""
     spec = os.environ.get("GENFILL_TEST_PAUSE")
     if not spec:
         return
-    parts = spec.split(":")
-    want, seconds = parts[0], float(parts[-1])
-    name = parts[1] if len(parts) == 3 else None
-    if want == point and (name is None or Path(path).name == name):
-        marker = os.environ.get("GENFILL_TEST_PAUSE_MARKER")
-        if marker:
-            Path(marker).write_text(f"{point} {Path(path).name}\n")
-        time.sleep(seconds)
+    want, want_name, seconds = spec.split(":")
+    if want != point or Path(str(name)).name != want_name:
+        return
+    _PAUSE_HITS[0] += 1
+    if _PAUSE_HITS[0] <= int(os.environ.get("GENFILL_TEST_PAUSE_SKIP", "0")):
+        return
+    marker = os.environ.get("GENFILL_TEST_PAUSE_MARKER")
+    if marker:
+        Path(marker).write_text(f"{point} {want_name}\n")  # test-only signal, not an output
+    time.sleep(float(seconds))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -172,7 +172,7 @@ def _write_log(log, row: dict) -> None:
     if os.environ.get("GENFILL_TEST_PAUSE", "").startswith("metrics"):
         log.write(line[: len(line) // 2])  # the fault test kills here, between the halves of a line
         log.flush()
-        _pause_for_tests("metrics")
+        _pause_for_tests("metrics", str(row["step"]))
         line = line[len(line) // 2 :]
     log.write(line)
     log.flush()
@@ -365,7 +365,7 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
                 x = x.contiguous(memory_format=torch.channels_last)
             kl_scale = min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps > 0 else 1.0
 
-            _pause_for_tests("step")
+            _pause_for_tests("step", str(step + 1))
             loss, parts = train_step(model, forward, opt, opt_d, x, m, kl_scale, use_amp, tc.grad_clip)
             step += 1
             seen += len(x)
