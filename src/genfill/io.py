@@ -63,6 +63,8 @@ def check_target(path: str | Path) -> Path:
         st = os.lstat(path)
     except FileNotFoundError:
         return path
+    except NotADirectoryError:
+        raise GenfillError(f"cannot write {path}: a file is in the way of its folder") from None
     except OSError as exc:
         raise GenfillError(f"cannot write {path}: {_why(exc)}") from None
     if stat.S_ISLNK(st.st_mode):
@@ -206,7 +208,8 @@ def open_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
     except GenfillError:
         raise
     except Image.DecompressionBombError:
-        raise GenfillError(f"image {path} declares more pixels than allowed (a decompression bomb?)") from None
+        raise GenfillError(f"image {path} declares too many pixels, over the limit of PIL's decoder "
+                           f"(a decompression bomb?)") from None
     except MemoryError:
         raise GenfillError(f"image {path} is too large to decode in memory") from None
     except Exception as exc:  # noqa: BLE001 - PIL's decoders raise many types on hostile files
