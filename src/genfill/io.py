@@ -195,7 +195,7 @@ def open_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
         raise GenfillError(f"image not found: {path}")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")  # PIL warns on damaged files; they are refused or read
             with Image.open(path) as im:
                 w, h = im.size
                 if w < 1 or h < 1:
