@@ -24,7 +24,7 @@ def _params(items: list[str] | None) -> dict:
 
 def _load(args, expect_kind: str | None = None):
     from genfill.models import load_model
-    from genfill.train import pick_device
+    from genfill.device import pick_device
 
     model, ckpt = load_model(args.checkpoint, pick_device(args.device), expect_kind)
     return model, ckpt
@@ -105,7 +105,7 @@ def cmd_demo(args) -> None:
 def cmd_eval(args) -> None:
     import json
 
-    from genfill.evaluate import evaluate_specs, load_eval
+    from genfill.evaljob import evaluate_specs, load_eval
     from genfill.compare import tables, md_table
 
     path = evaluate_specs(args.checkpoint, args.output, data=args.data, masks=args.masks, n=args.n, fid=args.fid,
@@ -140,6 +140,8 @@ def cmd_reproduce(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from genfill.config import EVAL_MASKS, EVAL_SEED, PEER_NAMES
+
     p = argparse.ArgumentParser(prog="genfill", description="Train, compare and run image inpainting and "
                                 "generation models.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -196,16 +198,16 @@ def build_parser() -> argparse.ArgumentParser:
     def eval_args(sp):
         sp.add_argument("--data", help="YAML file or config name whose data: section to use, or faces64 "
                         "(default: the checkpoint's own data, else faces64)")
-        sp.add_argument("--masks", default="thin,medium,thick,square", help="comma-separated mask kinds")
+        sp.add_argument("--masks", default=",".join(EVAL_MASKS), help="comma-separated mask kinds")
         sp.add_argument("-n", type=int, default=500, help="test images (each under every mask kind)")
-        sp.add_argument("--seed", type=int, default=1234, help="mask seed (the same holes for every method)")
+        sp.add_argument("--seed", type=int, default=EVAL_SEED, help="mask seed (the same holes for every method)")
         sp.add_argument("--fid", action="store_true", help="also FID/KID (slow on a CPU)")
         sp.add_argument("--device", default="auto")
         sp.add_argument("--quiet", action="store_true")
 
     sp = sub.add_parser("eval", help="score a checkpoint or a classical peer on fixed test holes")
     sp.add_argument("-c", "--checkpoint", action="append", required=True, metavar="CKPT|PEER",
-                    help="checkpoint, run directory, or peer (telea, ns, biharmonic, mean); repeatable")
+                    help=f"checkpoint, run directory, or peer ({', '.join(PEER_NAMES)}); repeatable")
     eval_args(sp)
     sp.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     sp.add_argument("-o", "--output", help="output folder (default: RUN/eval, or runs/eval-PEER)")

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 
 from genfill.data.masks import fixed_masks, load_mask_file
 from genfill.errors import GenfillError
-from genfill.io import IMAGE_FORMATS, center_crop_resize, check_target, image_format, image_to_tensor, make_grid, read_image, save_image
+from genfill.io import IMAGE_FORMATS, center_crop_resize, check_target, image_format, image_to_tensor, read_image, save_image
 from genfill.models import GenModel
+from genfill.pixels import fill_panel
 
 
 @dataclass
@@ -36,9 +37,7 @@ def crop_resize_mask(m: torch.Tensor, size: int) -> torch.Tensor:
 
 def panel(x: torch.Tensor, m: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
     """(4 images) original / masked (hole white) / predicted hole on black / composite, as one grid."""
-    masked = x * (1 - m) + m
-    hole_only = filled * m - (1 - m)
-    return make_grid(torch.cat([x, masked, hole_only, filled]).cpu(), nrow=4)
+    return fill_panel(x, m, filled * m - (1 - m), filled, nrow=4)
 
 
 def output_paths(src: Path, out: Path, many: bool, taken: set[str] | None = None) -> tuple[Path, Path]:

@@ -11,52 +11,21 @@ import math
 import os
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
 from genfill.config import RunConfig, TrainConfig, save_config, to_dict
 from genfill.data.cache import ImageCache, load_cache
 from genfill.data.masks import make_masks
+from genfill.device import autocast, fast_path, pick_device
 from genfill.errors import GenfillError
-from genfill.evaluate import test_batches
-from genfill.io import (_pause_for_tests, atomic_write_text, load_checkpoint, make_dir, make_grid,
-                        remove_stale_temps, save_checkpoint, save_figure, save_image)
-from genfill.models import GenModel, build_model, composite
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise GenfillError(f"unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GenfillError("device cuda was asked for, but no CUDA GPU is available")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise GenfillError("device mps was asked for, but MPS is not available")
-    return dev
-
-
-def fast_path(cfg: RunConfig, device: torch.device) -> bool:
-    """Whether to train on the fast path (train.fast; by default on CUDA only)."""
-    return cfg.train.fast if cfg.train.fast is not None else device.type == "cuda"
-
-
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA (where the GPU has bf16) and CPU; nothing elsewhere or when disabled."""
-    if not enabled or device.type not in ("cuda", "cpu"):
-        return nullcontext()
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return nullcontext()  # fp16 would need loss scaling; fp32 is the honest fallback
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+from genfill.io import (_pause_for_tests, atomic_write_text, load_checkpoint, make_dir, remove_stale_temps,
+                        save_figure, save_image)
+from genfill.pixels import composite, fill_panel
+from genfill.models import GenModel, build_model, save_model
 
 
 @dataclass
@@ -69,11 +38,26 @@ class TrainResult:
     seconds: float
 
 
+def train_batches(data: ImageCache, cfg: RunConfig, batch_size: int, generator: torch.Generator,
+                  mask_generator: torch.Generator, device, order: torch.Tensor | None = None,
+                  start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of training batches (x, m): shuffled, flipped per `data.flip`, full batches only, with fresh
+    masks of the config's kind drawn where `mask_generator` lives (on the GPU on the fast path, so no host
+    work per step). Shared by train() and benchmarks/throughput.py. `order`/`start`: an epoch's image order
+    and how many of it are done (resuming inside an epoch)."""
+    size = data.size
+    for x, _ in data.iterate("train", batch_size, shuffle=True, generator=generator, flip=cfg.data.flip,
+                             drop_last=True, device=device, order=order, start=start):
+        m = make_masks(cfg.masks.kind, len(x), size, size, generator=mask_generator, device=mask_generator.device,
+                       **cfg.masks.params)
+        yield x, m.to(device)
+
+
 def val_batches(data: ImageCache, cfg: RunConfig, n: int, batch_size: int, device, split: str = "val"):
     """(x, m): the first n images of `split` under holes fixed per (eval_seed, position in the split), the
     same holes the evaluator uses, so every model and every epoch sees them."""
-    for _, _, x, m in test_batches(data, {cfg.masks.kind: cfg.masks.params}, n, cfg.masks.eval_seed, split,
-                                   batch_size, device):
+    for _, _, x, m in data.heldout_batches({cfg.masks.kind: cfg.masks.params}, n, cfg.masks.eval_seed, split,
+                                           batch_size, device):
         yield x, m
 
 
@@ -86,7 +70,7 @@ def validate(model: GenModel, data: ImageCache, cfg: RunConfig, device, split: s
     sums: dict[str, float] = {}
     n = 0
     for x, m in val_batches(data, cfg, cfg.train.val_images, cfg.train.batch_size, device, split):
-        with autocast(device, cfg.train.amp and fast_path(cfg, device)):
+        with autocast(device, cfg.train.amp and fast_path(cfg.train.fast, device)):
             out = model(x, m)
         fill = composite(x, m, out.pred.float())
         vals = {"loss": out.loss.float(), **{k: v.float() for k, v in out.parts.items()}}
@@ -104,13 +88,10 @@ def save_samples(model: GenModel, data: ImageCache, cfg: RunConfig, device, path
     x, m = next(val_batches(data, cfg, n, n, device))
     with torch.no_grad():
         filled = model.fill(x, m)
-        rows = [x, x * (1 - m) + m, filled]
+        rows = [filled]
         if model.can_sample:
-            try:
-                rows.append(model.sample(len(x), torch.Generator(device).manual_seed(0)))
-            except GenfillError:
-                pass  # e.g. a VQ-VAE whose prior is not trained yet
-    save_image(make_grid(torch.cat(rows).float().cpu(), nrow=len(x)), path)
+            rows.append(model.sample(len(x), torch.Generator(device).manual_seed(0)))
+    save_image(fill_panel(x, m, *rows), path)
     model.train()
 
 
@@ -277,7 +258,7 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
 
     # ---- model and optimisers. Seeded here, after the data: nothing before may change the model's init.
     torch.manual_seed(tc.seed)
-    fast = fast_path(cfg, dev)
+    fast = fast_path(tc.fast, dev)
     use_amp = tc.amp and fast
     model, forward, opt, opt_d = prepare(build_model(cfg.model, size, channels), tc, dev, fast)
     step, epoch, best_val = 0, 0, math.inf
@@ -320,27 +301,20 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
     atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in rows))
 
     def checkpoint(name: str) -> None:
-        # The model's own config, not cfg.model: a model may complete it at build time (a VQ-VAE prior
-        # stores the spec of its frozen VQ-VAE there), and load_model must rebuild it from this file alone.
-        save_checkpoint(ckpt_dir / name, {
-            "kind": cfg.model["kind"], "model_config": to_dict(model.cfg),
-            "image_size": size, "channels": channels, "run_config": to_dict(cfg), "model": model.state_dict(),
-            "optim": opt.state_dict(), "optim_d": opt_d.state_dict() if opt_d is not None else None,
-            "step": step, "epoch": epoch, "best_val": best_val, "rng": g.get_state(),
-            # A run stopped mid-epoch (max_steps, time budget) resumes inside that epoch: same order, same
-            # position, so it matches a run that never stopped.
-            "epoch_order": order, "epoch_seen": seen,
-            "torch_rng": torch.get_rng_state(),
-            "rng_masks": g_mask.get_state() if g_mask is not g else None,
-            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
-            "num_parameters": model.num_parameters(),
-        })
+        # save_model writes what rebuilds the model; the rest is what a resumed run continues from.
+        # A run stopped mid-epoch (max_steps, time budget) resumes inside that epoch: same image order, same
+        # position (epoch_order, epoch_seen), so it matches a run that never stopped.
+        save_model(ckpt_dir / name, model, run_config=to_dict(cfg),
+                   optim=opt.state_dict(), optim_d=opt_d.state_dict() if opt_d is not None else None,
+                   step=step, epoch=epoch, best_val=best_val, rng=g.get_state(), torch_rng=torch.get_rng_state(),
+                   epoch_order=order, epoch_seen=seen,
+                   rng_masks=g_mask.get_state() if g_mask is not g else None,
+                   cuda_rng=torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None)
 
     try:
         log = open(log_path, "a")
     except OSError as exc:
         raise GenfillError(f"cannot write {log_path}: {exc.strerror}") from None
-    masks_kw = dict(cfg.masks.params)
     n_train = len(data.split("train"))
     steps_per_epoch = max(1, n_train // tc.batch_size)
     t0 = time.time()
@@ -357,10 +331,7 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
         if order is None:
             order, seen = torch.randperm(n_train, generator=g), 0
         ended = True
-        for x, _ in data.iterate("train", tc.batch_size, shuffle=True, generator=g, flip=cfg.data.flip,
-                                 drop_last=True, device=dev, order=order, start=seen):
-            m = make_masks(cfg.masks.kind, len(x), size, size, generator=g_mask, device=g_mask.device,
-                           **masks_kw).to(dev)
+        for x, m in train_batches(data, cfg, tc.batch_size, g, g_mask, dev, order=order, start=seen):
             if fast:
                 x = x.contiguous(memory_format=torch.channels_last)
             kl_scale = min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps > 0 else 1.0

@@ -17,8 +17,10 @@ import torch
 
 from genfill.config import DataConfig
 from genfill.data.datasets import load_source, source_key
+from genfill.data.masks import fixed_masks
 from genfill.errors import GenfillError
 from genfill.io import atomic_save_npy, atomic_write_json, make_dir, remove_stale_temps
+from genfill.pixels import from_uint8
 
 SPLITS = ("train", "val", "test")
 
@@ -69,7 +71,7 @@ class ImageCache:
         """Images `idx` as float (B,C,H,W) in [-1, 1]; `flip` (B,) bool mirrors those left-right."""
         device = torch.device(device) if device is not None else self.images.device
         x = self.images[idx.to(self.images.device)].to(device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        x = from_uint8(x.permute(0, 3, 1, 2))
         if flip is not None:
             x = torch.where(flip.to(device).view(-1, 1, 1, 1), x.flip(3), x)
         return x.contiguous()
@@ -91,6 +93,17 @@ class ImageCache:
             pos = order[start : start + batch_size]
             f = (torch.rand(len(pos), generator=generator) < 0.5) if flip else None
             yield self.batch(ids[pos.to(ids.device)], device, f), pos
+
+    def heldout_batches(self, mask_kinds: dict[str, dict], n: int, seed: int, split: str = "test",
+                        batch_size: int = 64, device=None) -> Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yield (kind, positions, x, m) for each mask kind in turn: the first n images of `split` in order,
+        under masks fixed per (seed, position in the split), so every method, every epoch and every run sees
+        the same holes on the same images (validation and evaluation both read them here)."""
+        for kind, params in mask_kinds.items():
+            for x, pos in self.iterate(split, batch_size, shuffle=False, device=device, limit=n):
+                m = fixed_masks(kind, len(x), self.size, self.size, seed=seed, start=int(pos[0]), device=x.device,
+                                **params)
+                yield kind, pos, x, m
 
 
 def cache_dir(cfg: DataConfig) -> Path:
