@@ -107,6 +107,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model's training forward (pays off on long GPU runs)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     seed: int = 0
+    init_from: str | None = None  # fine-tune: start from this checkpoint, run directory or export (same model config)
     log_every: int = 20
     val_images: int = 512  # validation images scored at the end of each epoch (fixed masks)
     sample_every_epoch: bool = True

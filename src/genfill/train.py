@@ -266,6 +266,12 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
     g = torch.Generator().manual_seed(tc.seed)  # data order and flips (and masks off the fast path)
     # Masks are drawn where they are used: on the GPU in batch on the fast path, so no host work per step.
     g_mask = torch.Generator(dev).manual_seed(tc.seed + 1) if fast and dev.type == "cuda" else g
+    if tc.init_from and not resume:  # on resume, last.pt already holds the fine-tuned weights
+        from genfill.export import init_from
+
+        loaded = init_from(model, tc.init_from)
+        if verbose:
+            print(f"genfill: starting from {loaded}", file=sys.stderr)
     if resume:
         ckpt = load_checkpoint(ckpt_dir / "last.pt", dev)
         _check_resumable(ckpt, cfg, model, size, channels)

@@ -47,8 +47,11 @@ class ImageCache:
         return self.images.shape[0]
 
     def split(self, name: str) -> torch.Tensor:
+        """Indices of a split; "all" is every image in the cache's order (a user's folder, scored whole)."""
+        if name == "all":
+            return torch.cat([self.splits[s] for s in SPLITS]).sort().values
         if name not in self.splits:
-            raise GenfillError(f"unknown split {name!r} (valid: {', '.join(self.splits)})")
+            raise GenfillError(f"unknown split {name!r} (valid: {', '.join(self.splits)}, all)")
         return self.splits[name]
 
     def to(self, device: torch.device | str) -> "ImageCache":

@@ -132,50 +132,63 @@ class UNetGenerator(nn.Module):
 # ---- the context variant's boxes: crop each image's hole region to one size, paste the result back
 
 
-def hole_boxes(m: Tensor, context: int) -> list[tuple[int, int, int, int]]:
+def box_tensor(m: Tensor, context: int) -> Tensor:
     """Per image, (top, left, bottom, right) (exclusive ends) of the hole's bounding box dilated by
-    `context`, grown to a square where the image allows (kept inside the image). No hole: the whole image."""
-    n, _, height, width = m.shape
-    rows = (m.amax(dim=(1, 3)) > 0.5).cpu()  # (N, H)
-    cols = (m.amax(dim=(1, 2)) > 0.5).cpu()  # (N, W)
-    boxes = []
-    for i in range(n):
-        r, c = rows[i].nonzero().flatten(), cols[i].nonzero().flatten()
-        if len(r) == 0:
-            boxes.append((0, 0, height, width))
-            continue
-        t, b = int(r[0]) - context, int(r[-1]) + 1 + context
-        l, rt = int(c[0]) - context, int(c[-1]) + 1 + context
-        side = max(b - t, rt - l)
-        t, b = _grow(t, b, side, height)
-        l, rt = _grow(l, rt, side, width)
-        boxes.append((t, l, b, rt))
-    return boxes
+    `context`, grown to a square where the image allows (kept inside the image). No hole: the whole image.
+    (N,4) int64, computed with tensor ops only, so the batch size stays dynamic in an ONNX trace."""
+    _, _, height, width = m.shape
+    rows = m.amax(dim=(1, 3)) > 0.5  # (N, H)
+    cols = m.amax(dim=(1, 2)) > 0.5  # (N, W)
+
+    def extent(hit: Tensor, limit: int) -> tuple[Tensor, Tensor]:
+        idx = torch.arange(limit, device=hit.device).expand_as(hit)
+        first = torch.where(hit, idx, torch.full_like(idx, limit)).amin(1)
+        last = torch.where(hit, idx, torch.full_like(idx, -1)).amax(1)
+        return first - context, last + 1 + context
+
+    t, b = extent(rows, height)
+    l, r = extent(cols, width)
+    side = torch.maximum(b - t, r - l)
+    t, b = _grow(t, b, side, height)
+    l, r = _grow(l, r, side, width)
+    boxes = torch.stack([t, l, b, r], 1)
+    full = torch.tensor([0, 0, height, width], device=m.device).expand_as(boxes)
+    return torch.where(rows.any(1, keepdim=True), boxes, full)
 
 
-def _grow(lo: int, hi: int, side: int, limit: int) -> tuple[int, int]:
+def hole_boxes(m: Tensor, context: int) -> list[tuple[int, int, int, int]]:
+    """`box_tensor` as a list of (top, left, bottom, right) tuples."""
+    return [tuple(int(v) for v in row) for row in box_tensor(m, context).tolist()]
+
+
+def _grow(lo: Tensor, hi: Tensor, side: Tensor, limit: int) -> tuple[Tensor, Tensor]:
     """Widen [lo, hi) around its centre to `side` (at most `limit`), shifted to lie within [0, limit)."""
-    side = min(side, limit)
-    lo -= (side - (hi - lo)) // 2
-    lo = min(max(lo, 0), limit - side)
+    side = side.clamp(max=limit)
+    lo = lo - torch.div(side - (hi - lo), 2, rounding_mode="floor")
+    lo = torch.minimum(lo.clamp(min=0), limit - side)
     return lo, lo + side
 
 
-def _thetas(boxes, height: int, width: int, device, dtype, inverse: bool) -> Tensor:
-    """Affine maps (N,2,3) for F.affine_grid (align_corners=False): crop -> box, or image -> crop (inverse)."""
-    rows = []
-    for t, l, b, r in boxes:
-        bw, bh = r - l, b - t
-        if not inverse:  # crop coordinate u in [-1, 1] -> image coordinate over the box
-            rows.append([[bw / width, 0.0, (l + r) / width - 1], [0.0, bh / height, (t + b) / height - 1]])
-        else:  # image coordinate -> crop coordinate; the box maps onto [-1, 1]
-            rows.append([[width / bw, 0.0, (width - 2 * l - bw) / bw], [0.0, height / bh, (height - 2 * t - bh) / bh]])
-    return torch.tensor(rows, device=device, dtype=dtype)
+def _as_boxes(boxes, device) -> Tensor:
+    return boxes if isinstance(boxes, Tensor) else torch.tensor(boxes, device=device).view(-1, 4)
+
+
+def _thetas(boxes: Tensor, height: int, width: int, dtype, inverse: bool) -> Tensor:
+    """Affine maps (N,2,3) for F.affine_grid (align_corners=False): crop -> box, or image -> crop (inverse).
+    Computed in float64, then cast (the exact values the crop-size-wide identity case needs)."""
+    t, l, b, r = boxes.double().unbind(1)
+    bw, bh = r - l, b - t
+    zero = torch.zeros_like(bw)
+    if not inverse:  # crop coordinate u in [-1, 1] -> image coordinate over the box
+        rows = [bw / width, zero, (l + r) / width - 1, zero, bh / height, (t + b) / height - 1]
+    else:  # image coordinate -> crop coordinate; the box maps onto [-1, 1]
+        rows = [width / bw, zero, (width - 2 * l - bw) / bw, zero, height / bh, (height - 2 * t - bh) / bh]
+    return torch.stack(rows, 1).view(-1, 2, 3).to(dtype)
 
 
 def crop_boxes(x: Tensor, boxes, size: int) -> Tensor:
     """Bilinear crop-and-resize of each image's box to (size, size); exact copies where a box is size wide."""
-    theta = _thetas(boxes, x.shape[-2], x.shape[-1], x.device, x.dtype, inverse=False)
+    theta = _thetas(_as_boxes(boxes, x.device), x.shape[-2], x.shape[-1], x.dtype, inverse=False)
     grid = F.affine_grid(theta, [x.shape[0], x.shape[1], size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
@@ -184,12 +197,14 @@ def paste_boxes(crops: Tensor, boxes, background: Tensor) -> Tensor:
     """Resize each crop back into its box over `background` (N,C,H,W); outside the boxes, background."""
     n, c, height, width = background.shape
     crops = crops.to(background.dtype)  # autocast may hand in bf16; the paste is done in the image's dtype
-    theta = _thetas(boxes, height, width, crops.device, crops.dtype, inverse=True)
+    boxes = _as_boxes(boxes, background.device)
+    theta = _thetas(boxes, height, width, crops.dtype, inverse=True)
     grid = F.affine_grid(theta, [n, c, height, width], align_corners=False)
     pasted = F.grid_sample(crops, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    inside = torch.zeros(n, 1, height, width, device=background.device, dtype=background.dtype)
-    for i, (t, l, b, r) in enumerate(boxes):
-        inside[i, :, t:b, l:r] = 1
+    ys = torch.arange(height, device=background.device).view(1, 1, height, 1)
+    xs = torch.arange(width, device=background.device).view(1, 1, 1, width)
+    t, l, b, r = (v.view(-1, 1, 1, 1) for v in boxes.unbind(1))
+    inside = ((ys >= t) & (ys < b) & (xs >= l) & (xs < r)).to(background.dtype)
     return inside * pasted + (1 - inside) * background
 
 
@@ -205,7 +220,7 @@ class GAN(GenModel):
 
     # ---- pieces
     def _boxes(self, m: Tensor):
-        return hole_boxes(m, self.cfg.context) if self.cfg.variant == "context" else None
+        return box_tensor(m, self.cfg.context) if self.cfg.variant == "context" else None
 
     def _view(self, img: Tensor, boxes) -> Tensor:
         """What losses and the discriminator look at: the crops (context) or the whole image."""
