@@ -199,7 +199,7 @@ def test_folder_dataset_counts_and_skips_bombs_and_reads_16_bit(tmp_path):
 @pytest.mark.parametrize("key,value", [
     ("batch_size", 0), ("batch_size", -4), ("lr", -1), ("lr", float("nan")), ("betas", [2, 3]), ("log_every", 0),
     ("val_images", 0), ("epochs", 0), ("max_steps", 0), ("weight_decay", -1), ("grad_clip", 0), ("seed", -1),
-    ("time_budget_s", 0), ("kl_warmup_steps", -1), ("lr_d", 0),
+    ("time_budget_s", 0), ("kl_warmup_steps", -1), ("lr_d", -1),
 ])
 def test_training_settings_are_range_checked_at_load(make_cfg, key, value, tmp_path, capsys):
     with pytest.raises(GenfillError, match=f"train.{key}"):

@@ -118,11 +118,11 @@ class TrainConfig:
             _int_at_least("train.max_steps", self.max_steps, 1)
         _positive("train.time_budget_s", self.time_budget_s, allow_none=True)
         _int_at_least("train.batch_size", self.batch_size, 1)
-        _positive("train.lr", self.lr)
+        _positive("train.lr", self.lr, allow_zero=True)  # 0 freezes the weights (init_from checks use it)
         _require(len(self.betas) == 2 and all(_finite(b) and 0 <= b < 1 for b in self.betas), "train.betas",
                  "two numbers in [0, 1)", list(self.betas))
         _positive("train.weight_decay", self.weight_decay, allow_zero=True)
-        _positive("train.lr_d", self.lr_d, allow_none=True)
+        _positive("train.lr_d", self.lr_d, allow_none=True, allow_zero=True)
         _positive("train.grad_clip", self.grad_clip, allow_none=True)
         _int_at_least("train.kl_warmup_steps", self.kl_warmup_steps, 0)
         _int_at_least("train.seed", self.seed, 0, SEED_MAX - 1)  # seed + 1 seeds the mask generator
