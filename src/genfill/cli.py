@@ -156,6 +156,16 @@ def cmd_reproduce(args) -> None:
     print(f"reproduce report -> {report}")
 
 
+def cmd_serve(args) -> None:
+    from genfill.serve.app import Limits, serve
+
+    if args.max_upload_mb <= 0 or args.max_pixels <= 0 or args.timeout <= 0:
+        raise GenfillError("--max-upload-mb, --max-pixels and --timeout must be positive")
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=int(args.max_pixels),
+                    timeout_s=args.timeout)
+    serve(args.checkpoint or [], peers=args.peers, host=args.host, port=args.port, device=args.device, limits=limits)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from genfill.config import EVAL_MASKS, EVAL_SEED, PEER_NAMES
 
@@ -259,6 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", default="auto")
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=cmd_reproduce)
+
+    sp = sub.add_parser("serve", help="a web page to paint a hole on a photo and compare fills (genfill[serve])")
+    sp.add_argument("-c", "--checkpoint", action="append", metavar="RUN_OR_EXPORT",
+                    help="run directory, checkpoint, exported folder or peer name; repeatable")
+    sp.add_argument("--peers", action="store_true", help=f"also the classical peers ({', '.join(PEER_NAMES)})")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this computer only)")
+    sp.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    sp.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (for the models)")
+    sp.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request (photo + mask)")
+    sp.add_argument("--max-pixels", type=float, default=40e6, help="largest image, width x height")
+    sp.add_argument("--timeout", type=float, default=120.0, help="seconds one fill may take, queue included")
+    sp.set_defaults(func=cmd_serve)
     return p
 
 
