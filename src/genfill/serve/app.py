@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from genfill.api import Inpainter, decode_mask, load
@@ -206,19 +207,27 @@ class BodyLimit:
         length = dict(scope["headers"]).get(b"content-length", b"")
         if length.isdigit() and int(length) > self.limit:
             return await self._reply()(scope, receive, send)
-        seen, started = 0, False
+        seen, started, over = 0, False, False
 
         async def counted_receive():
-            nonlocal seen
+            nonlocal seen, over
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.limit:
+                    over = True
                     raise BodyLimit.TooLarge
             return msg
 
         async def tracked_send(msg):
+            # The form parser turns any error while reading into its own 400: once over the limit, the
+            # app's reply is replaced by the 413.
             nonlocal started
+            if over:
+                if msg["type"] == "http.response.start" and not started:
+                    started = True
+                    await self._reply()(scope, receive, send)
+                return
             started = started or msg["type"] == "http.response.start"
             await send(msg)
 
@@ -327,7 +336,7 @@ def create_app(painters: dict[str, Inpainter], limits: Limits = Limits(), faces:
             except GenfillError as exc:
                 raise ServeError(422, str(exc).replace("mask_resize=True (CLI: --mask-resize)",
                                                        "mask_resize=true")) from exc
-            return im, hole
+            return im, np.array(hole)  # a writable copy: torch.from_numpy warns on read-only arrays
 
         im, hole = await run_in_threadpool(prepare)
         queued = time.perf_counter()
@@ -391,9 +400,10 @@ def make_server(app, log_level: str = "warning"):
 
 
 def serve(specs: Sequence[str], peers: bool = False, host: str = "127.0.0.1", port: int = 8000,
-          device: str = "auto", limits: Limits = Limits(), say: Callable[[str], None] = print) -> None:
+          device: str = "auto", limits: Limits = Limits(), say: Callable[[str], None] | None = None) -> None:
     """`genfill serve`: bind first (a port in use fails before any model loads), load, then serve until
     Ctrl+C."""
+    say = say or (lambda line: print(line, flush=True))
     sock = bind(host, port)
     try:
         painters = load_methods(specs, peers, device)
