@@ -145,6 +145,27 @@ def test_paint_fill_with_a_model_and_a_peer_and_download(server, tmp_path):
                 assert (out[~hole] == photo[~hole]).all(), f"{name} changed pixels outside the hole"
                 assert (np.abs(out[hole].astype(int) - photo[hole]).sum(axis=-1) > 0).mean() > 0.3, \
                     f"{name} left the hole (mostly) unchanged"
+
+            # a mask file of another size is scaled (nearest); the eraser takes hole away; clear empties it
+            small = np.zeros((80, 100), np.uint8)
+            small[20:40, 25:75] = 255  # 1/8 of the photo once scaled to 200x160
+            Image.fromarray(small).save(tmp_path / "small_mask.png")
+            page.set_input_files("#mask-file", str(tmp_path / "small_mask.png"))
+            page.wait_for_function("holeFraction() === 0.125")
+            page.click("#eraser")
+            box = page.locator("#overlay").bounding_box()  # smaller now: the photo shares its row with the fills
+            page.mouse.move(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.375)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.375, steps=8)
+            page.mouse.up()
+            assert 0 < page.evaluate("holeFraction()") < 0.1
+            page.click("#clear")
+            assert page.evaluate("holeFraction()") == 0
+
+            # a built-in face opens at its own 64x64
+            page.locator("#faces img").nth(2).click()
+            page.wait_for_function("document.getElementById('dims').textContent === '64×64'")
+            assert page.locator(".result").count() == 0
             assert errors == []
         finally:
             browser.close()
