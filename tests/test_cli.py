@@ -107,7 +107,8 @@ def test_demo_command_writes_a_complete_report(tmp_path, monkeypatch, capsys):
     index = tmp_path / "runs" / "demo" / "index.html"
     assert index.is_file()
     text = index.read_text()
-    assert "OpenCV Telea" in text and "genfill VAE" in text and "dB" in text
+    assert "OpenCV Telea" in text and "biharmonic" in text and "genfill" in text and "dB" in text
+    assert "best PSNR" in text  # the winner per mask kind is marked
     for ref in referenced_files(text):
         assert (index.parent / ref).is_file(), ref
     # a second demo keeps the first one

@@ -44,6 +44,11 @@ class MaskConfig:
     kind: str = "mixed"  # see genfill.data.masks.mask_kinds()
     params: dict[str, Any] = field(default_factory=dict)  # the kind's keywords, e.g. {size: 32, margin: 16}
     eval_seed: int = EVAL_SEED  # validation/test masks are fixed per (eval_seed, image index)
+    # Training masks come from a bank of this many masks drawn once at the training size (cached in
+    # data.cache_dir/masks/, resident on the device), sampled per step with random flips/transposes/rolls;
+    # 0 = draw fresh masks every step. 32768 mixed masks at 64x64 take ~3 s to draw on 2 CPU cores.
+    bank_size: int = 32768
+    bank_seed: int = 0  # the bank's draw (per-step sampling follows train.seed)
 
 
 @dataclass
@@ -58,6 +63,11 @@ class TrainConfig:
     lr_d: float | None = None  # discriminator learning rate (GAN-style models); None = lr
     grad_clip: float | None = None  # max global grad norm
     kl_warmup_steps: int = 0  # beta ramps linearly from 0 to its value over these steps
+    schedule: str = "constant"  # learning rate: constant | cosine (to 0 at the end of training)
+    warmup_steps: int = 0  # the learning rate ramps linearly from lr/warmup_steps to lr over these steps
+    ema: float = 0.0  # decay of an exponential moving average of the weights, used for validation, fills
+    # and checkpoints (e.g. 0.999); 0 = off
+    accumulate: int = 1  # split each batch into this many micro-batches (same step, less activation memory)
     amp: bool = True  # bf16 autocast on the fast path
     fast: bool | None = None  # the fast path: bf16 autocast, channels_last, fused Adam, masks on the device,
     # no per-step host sync. None = on for CUDA, off elsewhere; true forces it (CPU: bf16 autocast too)
@@ -136,7 +146,27 @@ def build_config(raw: dict) -> RunConfig:
     from genfill.data.masks import check_params
 
     check_params(cfg.masks.kind, cfg.masks.params)
+    check_training(cfg)
     return cfg
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def check_training(cfg: RunConfig) -> None:
+    """The training keys' ranges (types are checked by from_dict)."""
+    tc = cfg.train
+    if cfg.masks.bank_size < 0:
+        raise GenfillError(f"masks.bank_size: must be >= 0 (0 = draw masks every step), got {cfg.masks.bank_size}")
+    if tc.schedule not in SCHEDULES:
+        raise GenfillError(f"train.schedule: {tc.schedule!r} is not one of {', '.join(SCHEDULES)}")
+    if tc.warmup_steps < 0:
+        raise GenfillError(f"train.warmup_steps: must be >= 0, got {tc.warmup_steps}")
+    if not 0.0 <= tc.ema < 1.0:
+        raise GenfillError(f"train.ema: must be in [0, 1) (0 = off; e.g. 0.999), got {tc.ema}")
+    if tc.accumulate < 1 or tc.batch_size % tc.accumulate:
+        raise GenfillError(f"train.accumulate: must be >= 1 and divide train.batch_size ({tc.batch_size}), "
+                           f"got {tc.accumulate}")
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

@@ -18,8 +18,9 @@ import torch
 
 from genfill.config import RunConfig, TrainConfig, save_config, to_dict
 from genfill.data.cache import ImageCache, load_cache
-from genfill.data.masks import make_masks
+from genfill.data.masks import MASK_KINDS, make_masks, mask_bank
 from genfill.device import autocast, fast_path, pick_device
+from genfill.ema import EMA
 from genfill.errors import GenfillError
 from genfill.io import load_checkpoint, save_figure, save_image
 from genfill.pixels import composite, fill_panel
@@ -34,18 +35,25 @@ class TrainResult:
     best_val: float
     last_val: dict
     seconds: float
+    loop_seconds: float = 0.0  # time in the step loop after its first step (no validation, no checkpoints)
+    loop_images: int = 0  # images trained in that time: loop_images / loop_seconds is the loop's images/s
 
 
 def train_batches(data: ImageCache, cfg: RunConfig, batch_size: int, generator: torch.Generator,
-                  mask_generator: torch.Generator, device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of training batches (x, m): shuffled, flipped per `data.flip`, full batches only, with fresh
-    masks of the config's kind drawn where `mask_generator` lives (on the GPU on the fast path, so no host
-    work per step). Shared by train() and benchmarks/throughput.py."""
+                  mask_generator: torch.Generator, device,
+                  draw_masks=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of training batches (x, m): shuffled, flipped per `data.flip`, full batches only, with masks
+    from `draw_masks(n, mask_generator)` (mask_source: the config's mask bank, sampled on the device) or,
+    when None, fresh masks of the config's kind drawn where `mask_generator` lives. Shared by train() and
+    benchmarks/throughput.py."""
     size = data.size
     for x, _ in data.iterate("train", batch_size, shuffle=True, generator=generator, flip=cfg.data.flip,
                              drop_last=True, device=device):
-        m = make_masks(cfg.masks.kind, len(x), size, size, generator=mask_generator, device=mask_generator.device,
-                       **cfg.masks.params)
+        if draw_masks is not None:
+            m = draw_masks(len(x), mask_generator)
+        else:
+            m = make_masks(cfg.masks.kind, len(x), size, size, generator=mask_generator,
+                           device=mask_generator.device, **cfg.masks.params)
         yield x, m.to(device)
 
 
@@ -124,36 +132,100 @@ def check_finite(loss: torch.Tensor, step: int) -> None:
 
 
 def train_step(model: GenModel, forward, opt, opt_d, x: torch.Tensor, m: torch.Tensor, kl_scale: float,
-               use_amp: bool, grad_clip: float | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+               use_amp: bool, grad_clip: float | None,
+               accumulate: int = 1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One optimisation step (two for adversarial models). Returns the loss and its parts as device tensors;
-    nothing here waits for the device. `forward` is the model or its torch.compile'd wrapper."""
+    nothing here waits for the device. `forward` is the model or its torch.compile'd wrapper.
+
+    With `accumulate` k > 1 the batch is cut into k equal micro-batches whose gradients add up (each loss
+    scaled by 1/k) to the gradient of the whole batch, for models whose loss is a mean over images (not
+    through batch statistics: BatchNorm, TreeVI's tree). A plain model frees each micro-batch's graph
+    before the next; an adversarial model keeps the generator's graphs until its step, because the
+    discriminator must first be updated on all of the batch's fakes, so only the discriminator saves memory."""
     dev = x.device
-    with autocast(dev, use_amp):
-        out = forward(x, m, kl_scale=kl_scale)
-    loss, parts = out.loss, dict(out.parts)
+    micro = list(zip(x.chunk(accumulate), m.chunk(accumulate)))
+    k = len(micro)
+    opt.zero_grad(set_to_none=True)
+    outs = []
+    loss_sum = torch.zeros((), device=dev)
+    parts_sum: dict[str, torch.Tensor] = {}
+
+    def add(parts: dict[str, torch.Tensor]) -> None:
+        for name, v in parts.items():
+            parts_sum[name] = parts_sum.get(name, 0) + v.detach().float() / k
+
+    for xi, mi in micro:
+        with autocast(dev, use_amp):
+            out = forward(xi, mi, kl_scale=kl_scale)
+        add(out.parts)
+        if opt_d is None:
+            (out.loss / k).backward()  # this micro-batch's graph is freed here
+            loss_sum = loss_sum + out.loss.detach().float() / k
+        else:
+            outs.append(out)
 
     if opt_d is not None:
         # Discriminator step: real images vs the generator's composited fills (or the model's own
         # `out.fake`, e.g. AVAE's prior samples), detached.
-        fake = out.fake if out.fake is not None else composite(x, m, out.pred)
-        with autocast(dev, use_amp):
-            d_loss, d_parts = model.d_loss(x, m, fake.detach())
+        fakes = [out.fake if out.fake is not None else composite(xi, mi, out.pred)
+                 for out, (xi, mi) in zip(outs, micro)]
         opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
+        for fake, (xi, mi) in zip(fakes, micro):
+            with autocast(dev, use_amp):
+                d_loss, d_parts = model.d_loss(xi, mi, fake.detach())
+            (d_loss / k).backward()
+            add(d_parts)
         opt_d.step()
-        parts.update(d_parts)
         # Generator step: its own losses plus fooling the (just updated) discriminator.
-        with autocast(dev, use_amp):
-            g_adv, g_parts = model.g_adv_loss(x, m, fake)
-        loss = loss + g_adv
-        parts.update(g_parts)
+        total = 0
+        for out, fake, (xi, mi) in zip(outs, fakes, micro):
+            with autocast(dev, use_amp):
+                g_adv, g_parts = model.g_adv_loss(xi, mi, fake)
+            total = total + (out.loss + g_adv) / k
+            add(g_parts)
+        total.backward()
+        loss_sum = total.detach().float()
 
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(model.generator_parameters(), grad_clip)
     opt.step()
-    return loss.detach(), {k: v.detach() for k, v in parts.items()}
+    return loss_sum, parts_sum
+
+
+def lr_factor(tc: TrainConfig, step: int, total_steps: int, time_frac: float = 0.0) -> float:
+    """The learning-rate multiplier for optimiser step `step` (0-based) of `total_steps`: a linear warm-up
+    over train.warmup_steps (1/w, 2/w, ..., 1), times 1 (constant) or a cosine from 1 after the warm-up
+    to 0 at the end of training; the end is `total_steps`, or the time budget if that comes first
+    (`time_frac` = elapsed / train.time_budget_s)."""
+    w = tc.warmup_steps
+    warm = min(1.0, (step + 1) / w) if w > 0 else 1.0
+    if tc.schedule == "constant":
+        return warm
+    progress = max((step - w) / max(1, total_steps - w), time_frac)
+    return warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+
+
+def total_steps(tc: TrainConfig, steps_per_epoch: int) -> int:
+    """Optimiser steps the run will take when no time budget stops it first."""
+    total = tc.epochs * steps_per_epoch
+    return min(total, tc.max_steps) if tc.max_steps is not None else total
+
+
+def mask_source(cfg: RunConfig, size: int, device: torch.device, verbose: bool = False):
+    """`draw(n, generator)` -> (n,1,size,size) training masks on `device`, and the device the generator must
+    live on. From the mask bank (masks.bank_size > 0, a random kind) or drawn fresh per step. Masks are made
+    on the training device (CPU or CUDA), so a step does no host work for them."""
+    where = device if device.type in ("cpu", "cuda") else torch.device("cpu")
+    kind, params = cfg.masks.kind, dict(cfg.masks.params)
+    if cfg.masks.bank_size > 0 and MASK_KINDS[kind].random:
+        bank = mask_bank(kind, cfg.masks.bank_size, size, size, seed=cfg.masks.bank_seed, device=where,
+                         cache_dir=cfg.data.cache_dir, verbose=verbose, **params)
+        return (lambda n, g: bank.sample(n, g).to(device)), where
+
+    def draw(n: int, g: torch.Generator) -> torch.Tensor:
+        return make_masks(kind, n, size, size, generator=g, device=where, **params).to(device)
+
+    return draw, where
 
 
 def prepare(model: GenModel, tc: TrainConfig, dev: torch.device, fast: bool):
@@ -176,7 +248,9 @@ def prepare(model: GenModel, tc: TrainConfig, dev: torch.device, fast: bool):
     return model, forward, opt, opt_d
 
 
-def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbose: bool = True) -> TrainResult:
+def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbose: bool = True,
+          data: ImageCache | None = None) -> TrainResult:
+    """Train cfg's model into cfg.run_dir. `data` replaces the config's dataset (benchmarks, tests)."""
     from tqdm import tqdm
 
     tc = cfg.train
@@ -189,38 +263,44 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
     if resume and not (ckpt_dir / "last.pt").exists():
         raise GenfillError(f"nothing to resume: {ckpt_dir / 'last.pt'} does not exist")
 
-    # ---- data, resident on the device when it fits
-    data = load_cache(cfg.data, verbose=verbose).to(dev)
+    # ---- data, resident on the device when it fits; training masks from the bank, on the device
+    data = (data if data is not None else load_cache(cfg.data, verbose=verbose)).to(dev)
     if len(data.split("train")) == 0 or len(data.split("val")) == 0:
         raise GenfillError("the dataset needs at least one training and one validation image")
     size, channels = data.size, data.channels
+    draw_masks, mask_device = mask_source(cfg, size, dev, verbose)
 
-    # ---- model and optimisers
+    # ---- model, optimisers, the weight average
     fast = fast_path(tc.fast, dev)
     use_amp = tc.amp and fast
     model, forward, opt, opt_d = prepare(build_model(cfg.model, size, channels), tc, dev, fast)
-    step, epoch, best_val = 0, 0, math.inf
-    g = torch.Generator().manual_seed(tc.seed)  # data order and flips (and masks off the fast path)
-    # Masks are drawn where they are used: on the GPU in batch on the fast path, so no host work per step.
-    g_mask = torch.Generator(dev).manual_seed(tc.seed + 1) if fast and dev.type == "cuda" else g
     if tc.init_from and not resume:  # on resume, last.pt already holds the fine-tuned weights
         from genfill.export import init_from
 
         loaded = init_from(model, tc.init_from)
         if verbose:
             print(f"genfill: starting from {loaded}", file=sys.stderr)
+    ema = EMA(model, tc.ema) if tc.ema > 0 else None  # after init_from: the average starts from those weights
+    step, epoch, best_val = 0, 0, math.inf
+    g = torch.Generator().manual_seed(tc.seed)  # data order and flips
+    g_mask = torch.Generator(mask_device).manual_seed(tc.seed + 1)  # which bank masks, and their transforms
     if resume:
         ckpt = load_checkpoint(ckpt_dir / "last.pt", dev)
         if ckpt["kind"] != cfg.model["kind"]:
             raise GenfillError(f"cannot resume: the checkpoint holds a {ckpt['kind']} model, the config a "
                                f"{cfg.model['kind']}")
-        model.load_state_dict(ckpt["model"])
+        # "model" holds the weights load_model gives (the average when train.ema is on), "model_live" the
+        # optimiser's own weights when they differ.
+        live = ckpt.get("model_live") or ckpt["model"]
+        model.load_state_dict(live)
+        if ema is not None:
+            ema.model.load_state_dict(ckpt["model"] if ckpt.get("model_live") is not None else live)
         opt.load_state_dict(ckpt["optim"])
         if opt_d is not None and ckpt.get("optim_d") is not None:
             opt_d.load_state_dict(ckpt["optim_d"])
         step, epoch, best_val = ckpt["step"], ckpt["epoch"], ckpt["best_val"]
         g.set_state(ckpt["rng"])
-        if g_mask is not g and ckpt.get("rng_masks") is not None:
+        if ckpt.get("rng_masks") is not None:
             g_mask.set_state(ckpt["rng_masks"].cpu())
         torch.set_rng_state(ckpt["torch_rng"].cpu())  # the models' own noise (reparameterisation, ...)
         if dev.type == "cuda" and ckpt.get("cuda_rng") is not None:
@@ -228,18 +308,23 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "samples").mkdir(exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
+    shown = ema.model if ema is not None else model  # the weights validated, filled with and saved
 
     def checkpoint(name: str) -> None:
-        # save_model writes what rebuilds the model; the rest is what a resumed run continues from.
-        save_model(ckpt_dir / name, model, run_config=to_dict(cfg),
+        # save_model writes what rebuilds the model (the average when train.ema is on: what load_model
+        # gives); the rest is what a resumed run continues from, the live weights included.
+        save_model(ckpt_dir / name, shown, run_config=to_dict(cfg),
+                   model_live=model.state_dict() if ema is not None else None,
                    optim=opt.state_dict(), optim_d=opt_d.state_dict() if opt_d is not None else None,
                    step=step, epoch=epoch, best_val=best_val, rng=g.get_state(), torch_rng=torch.get_rng_state(),
-                   rng_masks=g_mask.get_state() if g_mask is not g else None,
+                   rng_masks=g_mask.get_state(),
                    cuda_rng=torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None)
 
     log = open(run_dir / "metrics.jsonl", "a")
     steps_per_epoch = max(1, len(data.split("train")) // tc.batch_size)
+    horizon = total_steps(tc, steps_per_epoch)
     t0 = time.time()
+    loop_s, loop_images, first = 0.0, 0, True
     last_val: dict = {}
     stop = False
     model.train()
@@ -249,19 +334,33 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
     while epoch < tc.epochs and not stop:
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not verbose,
                    file=sys.stderr, leave=False)
-        for x, m in train_batches(data, cfg, tc.batch_size, g, g_mask, dev):
+        t_loop = time.perf_counter()
+        for x, m in train_batches(data, cfg, tc.batch_size, g, g_mask, dev, draw_masks):
             if fast:
                 x = x.contiguous(memory_format=torch.channels_last)
             kl_scale = min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps > 0 else 1.0
+            elapsed = time.time() - t0
+            lr = lr_factor(tc, step, horizon, elapsed / tc.time_budget_s if tc.time_budget_s else 0.0)
+            for o, base in ((opt, tc.lr), (opt_d, tc.lr_d or tc.lr)):
+                for group in (o.param_groups if o is not None else ()):
+                    group["lr"] = base * lr
 
-            loss, parts = train_step(model, forward, opt, opt_d, x, m, kl_scale, use_amp, tc.grad_clip)
+            loss, parts = train_step(model, forward, opt, opt_d, x, m, kl_scale, use_amp, tc.grad_clip,
+                                     tc.accumulate)
             step += 1
+            if ema is not None:
+                ema.update(model, step)
             bar.update(1)
+            if first:  # the loop's clock starts after its first step (lazy init, compile, autotune)
+                loss.item()
+                first, t_loop = False, time.perf_counter()
+            else:
+                loop_images += len(x)
 
             # The host reads the device only here, every log_every steps (and at the epoch's end).
             if step % tc.log_every == 0 or step == 1:
                 check_finite(loss, step)
-                vals = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}}
+                vals = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": tc.lr * lr}
                 bar.set_postfix({k: f"{v:.4g}" for k, v in vals.items()})
                 log.write(json.dumps({"step": step, "epoch": epoch, "split": "train",
                                       "time": round(time.time() - t0, 2), **vals}) + "\n")
@@ -273,10 +372,11 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
                 break
         bar.close()
         check_finite(loss, step)
+        loop_s += time.perf_counter() - t_loop
         epoch += 1
 
-        # ---- end of epoch: validate, keep the best, write everything atomically
-        last_val = validate(model, data, cfg, dev)
+        # ---- end of epoch: validate (the averaged weights when train.ema is on), keep the best, write
+        last_val = validate(shown, data, cfg, dev)
         last_val.update(model.epoch_stats())
         log.write(json.dumps({"step": step, "epoch": epoch, "split": "val", "time": round(time.time() - t0, 2),
                               **last_val}) + "\n")
@@ -289,7 +389,7 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
             checkpoint("best.pt")
         checkpoint("last.pt")
         if tc.sample_every_epoch:
-            save_samples(model, data, cfg, dev, run_dir / "samples" / f"epoch{epoch:03d}.png")
+            save_samples(shown, data, cfg, dev, run_dir / "samples" / f"epoch{epoch:03d}.png")
         plot_curves(run_dir)
     log.close()
-    return TrainResult(run_dir, step, epoch, best_val, last_val, time.time() - t0)
+    return TrainResult(run_dir, step, epoch, best_val, last_val, time.time() - t0, loop_s, loop_images)

@@ -10,6 +10,7 @@ from genfill.models.avae import AVAE
 from genfill.models.base import GenModel, ModelOutput
 from genfill.models.gan import GAN
 from genfill.models.pixelcnn import VQVAEPrior
+from genfill.models.unet import UNet
 from genfill.models.vae import VAE, BetaVAE
 from genfill.models.vqvae import VQVAE
 from genfill.pixels import composite  # noqa: F401 (re-exported: genfill.models.composite)
@@ -22,6 +23,7 @@ REGISTRY: dict[str, type[GenModel]] = {
     "vqvae": VQVAE,
     "vqvae_prior": VQVAEPrior,
     "gan": GAN,
+    "unet": UNet,
 }
 
 __all__ = ["REGISTRY", "GenModel", "ModelOutput", "composite", "build_model", "model_config", "save_model",

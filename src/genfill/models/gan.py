@@ -156,9 +156,9 @@ def box_tensor(m: Tensor, context: int) -> Tensor:
     return torch.where(rows.any(1, keepdim=True), boxes, full)
 
 
-def hole_boxes(m: Tensor, context: int) -> list[tuple[int, int, int, int]]:
-    """`box_tensor` as a list of (top, left, bottom, right) tuples."""
-    return [tuple(int(v) for v in row) for row in box_tensor(m, context).tolist()]
+def hole_boxes(m: Tensor, context: int) -> Tensor:
+    """`box_tensor` by its older name: (N,4) long on m's device, no host sync."""
+    return box_tensor(m, context)
 
 
 def _grow(lo: Tensor, hi: Tensor, side: Tensor, limit: int) -> tuple[Tensor, Tensor]:
@@ -186,14 +186,14 @@ def _thetas(boxes: Tensor, height: int, width: int, dtype, inverse: bool) -> Ten
     return torch.stack(rows, 1).view(-1, 2, 3).to(dtype)
 
 
-def crop_boxes(x: Tensor, boxes, size: int) -> Tensor:
+def crop_boxes(x: Tensor, boxes: Tensor, size: int) -> Tensor:
     """Bilinear crop-and-resize of each image's box to (size, size); exact copies where a box is size wide."""
     theta = _thetas(_as_boxes(boxes, x.device), x.shape[-2], x.shape[-1], x.dtype, inverse=False)
     grid = F.affine_grid(theta, [x.shape[0], x.shape[1], size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def paste_boxes(crops: Tensor, boxes, background: Tensor) -> Tensor:
+def paste_boxes(crops: Tensor, boxes: Tensor, background: Tensor) -> Tensor:
     """Resize each crop back into its box over `background` (N,C,H,W); outside the boxes, background."""
     n, c, height, width = background.shape
     crops = crops.to(background.dtype)  # autocast may hand in bf16; the paste is done in the image's dtype

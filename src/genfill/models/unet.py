@@ -1,0 +1,342 @@
+"""`unet`: the default inpainter. A residual U-Net that sees the masked image, the mask and (optionally) a
+cheap classical fill, and predicts the hole; the output is always composited (known pixels kept exactly).
+
+Input (N, 2C+1, H, W) = [x * (1 - m), m, base] where `base` is the classical fill (`prior`):
+
+- ``prior: harmonic`` (default): the harmonic (Laplace) fill of the hole computed on the device in torch,
+  batched, with no host sync: a coarse-to-fine multigrid cascade. The known-pixel average image and the
+  "all-hole" mask are pooled 2x down to 8x8; at the coarsest level Jacobi sweeps start from the mean known
+  colour; each finer level starts from the bilinear upsampling of the coarser solution and runs
+  `prior_iters` Jacobi sweeps ``u <- m * avg4(u) + (1 - m) * x`` (replicate borders = Neumann). A 32x32
+  square converges in a few dozen sweeps per level instead of thousands at full size. The network predicts
+  a residual on top: ``pred = clamp(base + delta, -1, 1)``, so an untrained net already fills like a
+  diffusion peer and training only has to learn what diffusion gets wrong.
+- ``prior: none``: base is the masked image itself (zeros in the hole) and ``pred = tanh(out)``.
+
+Network (widths w0..wL, `blocks` residual blocks per level):
+
+    stem conv3x3 -> [ResBlock x blocks, keep skip, stride-2 conv] per level but the last
+    bottleneck at the last width: ResBlock x blocks, then `context` blocks of global context:
+        dilated:  residual blocks with dilations 2, 4, 8, ... (receptive field grows geometrically)
+        ffc:      LaMa-style fast Fourier convolution blocks: a local 3x3 branch plus a spectral branch
+                  (rfft2 -> 1x1 conv over real/imag channels -> irfft2) whose receptive field is the image
+    optional SAGAN self-attention at the bottleneck (`attention: true`)
+    decoder: nearest 2x up + conv, concat skip, ResBlock x blocks; GroupNorm-SiLU-conv3x3 to C (zero init)
+
+ResBlock: x + conv(act(norm(conv(act(norm(x)))))) (GroupNorm + SiLU by default; 1x1 skip when the width
+changes). `gated: true` makes every 3x3 conv in the blocks a gated convolution (Yu et al. 2019, DeepFill
+v2): conv to 2x channels, features * sigmoid(gate), so the net can learn where the hole's invalid pixels are.
+
+Losses (`genfill.losses`), on the whole-image prediction against the original:
+``w_l1 * hole_weighted_l1 + w_perceptual * LPIPS(composite) + w_adv * adversarial(composite)``; the
+perceptual and adversarial terms are multiplied by 0 until `warmup_steps` training forwards have run (a
+step counter buffer in the model, saved in checkpoints, read as a tensor so no host sync happens). With
+`w_adv > 0` the model carries a PatchGAN discriminator (`blocks.PatchDiscriminator`) and the shared loop
+runs its discriminator step (see `train.train_step`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genfill.errors import GenfillError
+from genfill.losses import ADVERSARIAL_KINDS, adversarial_d_loss, adversarial_g_loss, hole_weighted_l1, perceptual_loss
+from genfill.models.base import GenModel, ModelOutput
+from genfill.pixels import composite
+from genfill.models.blocks import PatchDiscriminator, SelfAttention, activation, norm
+
+PRIORS = ("harmonic", "biharmonic", "none")
+CONTEXTS = ("none", "dilated", "ffc")
+
+
+@dataclass
+class UNetConfig:
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128])  # channels per level (len-1 downsamplings)
+    blocks: int = 1  # residual blocks per level (encoder, bottleneck, decoder)
+    norm: str = "group"  # group | batch | instance | none
+    activation: str = "silu"
+    attention: bool = False  # SAGAN self-attention at the bottleneck
+    gated: bool = False  # gated 3x3 convolutions in the residual blocks
+    context: str = "none"  # global-context bottleneck: none | dilated | ffc
+    context_blocks: int = 2
+    prior: str = "harmonic"  # classical fill the net corrects: harmonic | none
+    prior_iters: int = 24  # Jacobi sweeps per multigrid level
+    smooth_iters: int = 100  # biharmonic prior: thin-plate gradient steps after the harmonic fill
+    hole_weight: float = 6.0  # L1 weight of hole pixels (known pixels 1)
+    w_l1: float = 1.0
+    w_perceptual: float = 0.0  # LPIPS (AlexNet, frozen) on the composited fill
+    w_adv: float = 0.0  # PatchGAN adversarial term on the composited fill (0 = no discriminator)
+    warmup_steps: int = 0  # perceptual and adversarial terms start after this many training steps
+    adversarial: str = "hinge"  # bce | hinge
+    d_base: int = 32
+    d_layers: int = 3
+    d_norm: str = "none"
+
+    def __post_init__(self) -> None:
+        if not self.widths or min(self.widths) < 1:
+            raise GenfillError("model.widths: need at least one positive width")
+        if self.blocks < 0 or self.context_blocks < 0 or self.prior_iters < 0 or self.smooth_iters < 0 or self.warmup_steps < 0:
+            raise GenfillError("model: blocks, context_blocks, prior_iters and warmup_steps must be >= 0")
+        if self.prior not in PRIORS:
+            raise GenfillError(f"model.prior: {self.prior!r} is not one of {', '.join(PRIORS)}")
+        if self.context not in CONTEXTS:
+            raise GenfillError(f"model.context: {self.context!r} is not one of {', '.join(CONTEXTS)}")
+        if self.adversarial not in ADVERSARIAL_KINDS:
+            raise GenfillError(f"model.adversarial: {self.adversarial!r} is not one of {', '.join(ADVERSARIAL_KINDS)}")
+        if min(self.hole_weight, self.w_l1, self.w_perceptual, self.w_adv) < 0:
+            raise GenfillError("model: loss weights and hole_weight must be >= 0")
+        norm(self.norm, 8)  # fail now on an unknown norm or activation, not at build time
+        activation(self.activation)
+
+
+# ---- the classical fill on the device
+
+
+def _avg4(u: Tensor) -> Tensor:
+    p = F.pad(u, (1, 1, 1, 1), mode="replicate")
+    return 0.25 * (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:])
+
+
+def harmonic_fill(x: Tensor, m: Tensor, iters: int = 24, coarsest: int = 8) -> Tensor:
+    """Harmonic (Laplace) fill of the hole, (N,C,H,W), known pixels exactly `x`: a coarse-to-fine cascade of
+    Jacobi sweeps (see the module docstring). `m` (N,1,H,W), 1 = hole. Batched, no host sync."""
+    x, m = x.float(), m.float()
+    known = 1 - m
+    levels = [(x * known, known)]
+    while min(levels[-1][0].shape[-2:]) > coarsest and all(s % 2 == 0 for s in levels[-1][0].shape[-2:]):
+        xs, ks = levels[-1]
+        kp = F.avg_pool2d(ks, 2)
+        levels.append((F.avg_pool2d(xs, 2), kp))  # xs stays "known colour * known fraction"
+    u = None
+    for xs, ks in reversed(levels):
+        colour = xs / ks.clamp_min(1e-6)  # mean colour of the known pixels under each coarse pixel
+        hole = (ks <= 0).to(xs.dtype)  # a coarse pixel is free only when none of its pixels is known
+        if u is None:  # coarsest: start from each image's mean known colour
+            mean = xs.sum((2, 3), keepdim=True) / ks.sum((2, 3), keepdim=True).clamp_min(1e-6)
+            u = hole * mean + (1 - hole) * colour
+            sweeps = iters * 2
+        else:
+            u = F.interpolate(u, size=xs.shape[-2:], mode="bilinear", align_corners=False)
+            u = hole * u + (1 - hole) * colour
+            sweeps = iters
+        for _ in range(sweeps):
+            u = hole * _avg4(u) + (1 - hole) * colour
+    return composite(x, m, u)
+
+
+def _laplace(u: Tensor) -> Tensor:
+    return 4 * (_avg4(u) - u)
+
+
+def biharmonic_fill(x: Tensor, m: Tensor, iters: int = 24, smooth_iters: int = 100, step: float = 0.025) -> Tensor:
+    """Biharmonic fill: the harmonic fill above, then `smooth_iters` gradient steps on the thin-plate energy
+    sum |laplace u|^2 over the hole, ``u <- u - step * m * laplace(laplace(u))`` (the squared 5-point
+    Laplacian has eigenvalues up to 64, so any step < 2/64 is stable). Thin holes converge in a few dozen
+    steps; it continues gradients across the hole where the harmonic fill flattens them."""
+    u = harmonic_fill(x, m, iters)
+    hole = m.float()
+    for _ in range(smooth_iters):
+        u = u - step * hole * _laplace(_laplace(u))
+    return composite(x.float(), hole, u)
+
+
+# ---- blocks
+
+
+class GatedConv2d(nn.Module):
+    """Gated convolution (DeepFill v2): conv to 2*out channels, features * sigmoid(gate)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, dilation: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, 2 * cout, kernel, padding=dilation * (kernel // 2), dilation=dilation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        f, g = self.conv(x).chunk(2, dim=1)
+        return f * torch.sigmoid(g)
+
+
+def conv3(cin: int, cout: int, gated: bool, dilation: int = 1) -> nn.Module:
+    if gated:
+        return GatedConv2d(cin, cout, 3, dilation)
+    return nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation)
+
+
+class ResBlock(nn.Module):
+    """x + conv(act(norm(conv(act(norm(x)))))); a 1x1 skip when the width changes."""
+
+    def __init__(self, cin: int, cout: int, norm_name: str, act: str, gated: bool = False, dilation: int = 1):
+        super().__init__()
+        self.n1, self.a1 = norm(norm_name, cin), activation(act, inplace=False)
+        self.c1 = conv3(cin, cout, gated, dilation)
+        self.n2, self.a2 = norm(norm_name, cout), activation(act)
+        self.c2 = conv3(cout, cout, gated, dilation)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.c1(self.a1(self.n1(x)))
+        return self.skip(x) + self.c2(self.a2(self.n2(h)))
+
+
+class SpectralTransform(nn.Module):
+    """LaMa's Fourier unit: rfft2 -> 1x1 conv (norm, act) over the real and imaginary parts as channels ->
+    irfft2. Every output pixel depends on every input pixel. The FFT runs in fp32 (autocast-safe)."""
+
+    def __init__(self, channels: int, norm_name: str, act: str) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2 * channels, 2 * channels, 1)
+        self.norm, self.act = norm(norm_name, 2 * channels), activation(act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        with torch.autocast(x.device.type, enabled=False):
+            f = torch.fft.rfft2(x.float(), norm="ortho")
+            z = torch.cat([f.real, f.imag], 1)
+            z = self.act(self.norm(self.conv(z)))
+            re, im = z.chunk(2, 1)
+            return torch.fft.irfft2(torch.complex(re, im), s=(h, w), norm="ortho").to(x.dtype)
+
+
+class FFCBlock(nn.Module):
+    """Fast Fourier convolution residual block: half the channels go through a local 3x3 conv, half through
+    the spectral transform; both halves see all channels (LaMa's l->g and g->l paths), then a 1x1 mixes."""
+
+    def __init__(self, channels: int, norm_name: str, act: str, gated: bool = False) -> None:
+        super().__init__()
+        half = channels // 2
+        self.n, self.a = norm(norm_name, channels), activation(act, inplace=False)
+        self.local = conv3(channels, channels - half, gated)
+        self.to_global = nn.Conv2d(channels, half, 1)
+        self.spectral = SpectralTransform(half, norm_name, act)
+        self.mix = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.a(self.n(x))
+        return x + self.mix(torch.cat([self.local(h), self.spectral(self.to_global(h))], 1))
+
+
+class ResUNet(nn.Module):
+    """(N, in_ch, H, W) -> (N, out_ch, H, W), unbounded; H and W are padded to a multiple of 2^(levels-1)."""
+
+    def __init__(self, in_ch: int, out_ch: int, c: UNetConfig) -> None:
+        super().__init__()
+        w, nn_, act, g = c.widths, c.norm, c.activation, c.gated
+        self.stem = nn.Conv2d(in_ch, w[0], 3, padding=1)
+        self.enc = nn.ModuleList(nn.Sequential(*[ResBlock(w[i], w[i], nn_, act, g) for _ in range(c.blocks)])
+                                 for i in range(len(w) - 1))
+        self.down = nn.ModuleList(nn.Conv2d(w[i], w[i + 1], 3, stride=2, padding=1) for i in range(len(w) - 1))
+        mid: list[nn.Module] = [ResBlock(w[-1], w[-1], nn_, act, g) for _ in range(c.blocks)]
+        if c.attention:
+            mid.append(SelfAttention(w[-1]))
+        for i in range(c.context_blocks if c.context != "none" else 0):
+            mid.append(ResBlock(w[-1], w[-1], nn_, act, g, dilation=2 ** (i % 3 + 1)) if c.context == "dilated"
+                       else FFCBlock(w[-1], nn_, act, g))
+        self.mid = nn.Sequential(*mid)
+        self.up = nn.ModuleList(nn.Conv2d(w[i + 1], w[i], 3, padding=1) for i in range(len(w) - 1))
+        self.dec = nn.ModuleList(nn.Sequential(ResBlock(2 * w[i], w[i], nn_, act, g),
+                                               *[ResBlock(w[i], w[i], nn_, act, g) for _ in range(c.blocks - 1)])
+                                 for i in range(len(w) - 1))
+        self.out = nn.Sequential(norm(nn_, w[0]), activation(act), nn.Conv2d(w[0], out_ch, 3, padding=1))
+        nn.init.zeros_(self.out[-1].weight)  # start as "no correction": pred = the classical fill
+        nn.init.zeros_(self.out[-1].bias)
+        self.multiple = 2 ** (len(w) - 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = -h % self.multiple, -w % self.multiple
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        z = self.stem(x)
+        skips = []
+        for enc, down in zip(self.enc, self.down):
+            z = enc(z)
+            skips.append(z)
+            z = down(z)
+        z = self.mid(z)
+        for i in reversed(range(len(self.up))):
+            z = self.up[i](F.interpolate(z, scale_factor=2.0, mode="nearest"))
+            z = self.dec[i](torch.cat([z, skips[i]], 1))
+        return self.out(z)[..., :h, :w]
+
+
+class UNet(GenModel):
+    Config = UNetConfig
+    kind = "unet"
+
+    def __init__(self, cfg: UNetConfig, image_size: int, channels: int) -> None:
+        super().__init__(cfg, image_size, channels)
+        self.net = ResUNet(2 * channels + 1, channels, cfg)
+        if cfg.w_adv > 0:
+            self.discriminator = PatchDiscriminator(channels, cfg.d_base, cfg.d_layers, cfg.d_norm)
+        # The frozen LPIPS net of the perceptual term: held outside the module tree (not in state_dict,
+        # parameters() or the optimiser), moved along with the model by _apply below.
+        self._lpips: list[nn.Module] = []
+        if cfg.w_perceptual > 0:
+            from genfill.metrics.lpips import LPIPS
+
+            self._lpips.append(LPIPS.from_pretrained("alexnet"))
+        # Training forwards run so far: gates the perceptual/adversarial terms without a host sync.
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        for net in self._lpips:
+            net._apply(fn, *args, **kwargs)
+        return self
+
+    @torch.compiler.disable  # a few hundred unrolled sweeps compile slowly and gain little: run them eagerly
+    def base_fill(self, x: Tensor, m: Tensor) -> Tensor:
+        """The classical fill the network corrects (known pixels exact)."""
+        if self.cfg.prior == "harmonic":
+            return harmonic_fill(x, m, self.cfg.prior_iters).to(x.dtype)
+        if self.cfg.prior == "biharmonic":
+            return biharmonic_fill(x, m, self.cfg.prior_iters, self.cfg.smooth_iters).to(x.dtype)
+        return x * (1 - m)
+
+    def predict(self, x: Tensor, m: Tensor) -> Tensor:
+        """Whole-image prediction (N,C,H,W) in [-1, 1] for images `x` in [-1, 1] and masks `m` (N,1,H,W,
+        1 = hole); only its hole pixels matter (fills composite it)."""
+        base = self.base_fill(x, m)
+        out = self.net(torch.cat([x * (1 - m), m.to(x.dtype), base], 1))
+        if self.cfg.prior == "none":
+            return torch.tanh(out)
+        return (base + out).clamp(-1, 1)
+
+    def adv_gate(self) -> Tensor:
+        """1.0 once `warmup_steps` training forwards have run, else 0.0 (a device tensor)."""
+        return (self.steps >= self.cfg.warmup_steps).float()
+
+    def forward(self, x: Tensor, m: Tensor, kl_scale: float = 1.0) -> ModelOutput:
+        c = self.cfg
+        pred = self.predict(x, m)
+        p32, x32, m32 = pred.float(), x.float(), m.float()
+        l1 = hole_weighted_l1(p32, x32, m32, c.hole_weight)
+        loss = c.w_l1 * l1
+        parts = {"l1": l1}
+        if c.w_perceptual > 0:
+            perc = perceptual_loss(composite(x32, m32, p32), x32, self._lpips[0])
+            loss = loss + self.adv_gate() * c.w_perceptual * perc
+            parts["perceptual"] = perc
+        if self.training:
+            self.steps += 1
+        return ModelOutput(loss=loss, pred=pred, parts=parts)
+
+    def d_loss(self, x: Tensor, m: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        real_logits = self.discriminator(x).float()
+        fake_logits = self.discriminator(fake).float()
+        loss = adversarial_d_loss(real_logits, fake_logits, self.cfg.adversarial)
+        return loss, {"d_loss": loss.detach(), "d_real": real_logits.mean().detach(),
+                      "d_fake": fake_logits.mean().detach()}
+
+    def g_adv_loss(self, x: Tensor, m: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        adv = adversarial_g_loss(self.discriminator(fake).float(), self.cfg.adversarial)
+        return self.adv_gate() * self.cfg.w_adv * adv, {"adv": adv.detach()}
+
+    @torch.no_grad()
+    def fill(self, x: Tensor, m: Tensor, **options) -> Tensor:
+        if options:
+            raise GenfillError(f"unet takes no fill options (got {', '.join(options)})")
+        return composite(x, m, self.predict(x, m).to(x.dtype))
