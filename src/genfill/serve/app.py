@@ -21,6 +21,7 @@ two fills and the CPU is not oversubscribed); classical peers run on the CPU's q
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import ipaddress
 import socket
@@ -274,12 +275,18 @@ class Faces:
 
 def create_app(painters: dict[str, Inpainter], limits: Limits = Limits(), faces: int = 8):
     """The app serving `painters` (name -> Inpainter, e.g. from `load_methods`) under `limits`."""
-    app = FastAPI(title="genfill serve", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
-    app.add_middleware(BodyLimit, limit=limits.max_upload_bytes)
     queues = DeviceQueues(limits.timeout_s, limits.max_pending)
     face_store = Faces(faces)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        queues.shutdown()
+
+    app = FastAPI(title="genfill serve", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json",
+                  lifespan=lifespan)
+    app.add_middleware(BodyLimit, limit=limits.max_upload_bytes)
     app.state.painters, app.state.limits, app.state.queues = painters, limits, queues
-    app.router.add_event_handler("shutdown", queues.shutdown)
 
     @app.exception_handler(ServeError)
     async def _serve_error(request: Request, exc: ServeError):
