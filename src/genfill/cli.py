@@ -37,8 +37,9 @@ def cmd_train(args) -> None:
     cfg = load_config(resolve_config(args.config), args.set)
     res = train(cfg, resume=args.resume, device=args.device, verbose=not args.quiet)
     if not res.last_val:
-        print(f"nothing to do: {res.run_dir} already reached epoch {res.epoch} of {cfg.train.epochs} "
-              f"(step {res.step}); raise train.epochs to continue")
+        limit = f", max_steps {cfg.train.max_steps}" if cfg.train.max_steps is not None else ""
+        print(f"nothing to do: {res.run_dir} is finished at epoch {res.epoch} of {cfg.train.epochs}, step "
+              f"{res.step}{limit}; raise train.epochs or train.max_steps to continue")
         return
     val = " ".join(f"{k} {v:.4g}" for k, v in res.last_val.items())
     print(f"trained {res.step} steps in {res.seconds:.0f}s -> {res.run_dir} ({val})")
@@ -84,7 +85,7 @@ def cmd_sample(args) -> None:
 
 
 def cmd_interpolate(args) -> None:
-    from genfill.sample import interpolate
+    from genfill.sample import interpolate, morph_rows
 
     model, ckpt = _load(args)
     pool = None
@@ -93,7 +94,7 @@ def cmd_interpolate(args) -> None:
     path = interpolate(model, args.output, rows=args.rows, steps=args.steps, images=args.images, pool=pool,
                        seed=args.seed)
     source = "image files" if args.images else ("test images" if pool is not None else "random latents")
-    print(f"{args.rows} morph rows of {args.steps} between {source} -> {path}")
+    print(f"{morph_rows(args.rows, args.images, pool)} morph rows of {args.steps} between {source} -> {path}")
 
 
 def _test_pool(ckpt: dict, n: int):
@@ -225,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     ckpt_args(sp)
     sp.add_argument("images", nargs="*", help="pairs of images to morph between (default: test faces)")
     sp.add_argument("--random", action="store_true", help="morph between random prior draws")
-    sp.add_argument("--rows", type=int, default=4)
+    sp.add_argument("--rows", type=int, default=None, help="morph rows (default 4; with image files: one per pair)")
     sp.add_argument("--steps", type=int, default=8)
     sp.add_argument("-o", "--output", default="morph.png")
     sp.set_defaults(func=cmd_interpolate)
