@@ -116,7 +116,7 @@ def cmd_demo(args) -> None:
     from genfill.demo import run_demo
 
     report = run_demo(out_dir=args.out_dir, minutes=args.minutes, count=args.count, device=args.device,
-                      verbose=not args.quiet, config=args.config)
+                      verbose=not args.quiet, config=args.config, overrides=args.set)
     print(f"demo report -> {report}")
 
 
@@ -237,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--count", type=int, default=20000, help="faces to draw for the built-in dataset")
     sp.add_argument("--config", default=None, help="config to train (default: unet-faces64, the best filler "
                     "in the budget; vae-faces64 also samples and morphs)")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value of the trained model, e.g. masks.bank_size=4096")
     sp.add_argument("--device", default="auto")
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=cmd_demo)
