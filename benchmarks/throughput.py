@@ -44,13 +44,15 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from genfill.config import RunConfig, load_config, to_dict
+from genfill.config import RunConfig, load_config
 from genfill.data.cache import ImageCache
 from genfill.data.masks import fixed_masks, make_masks
 from genfill.errors import GenfillError
-from genfill.io import atomic_write_json, save_checkpoint
-from genfill.models import REGISTRY, GenModel, build_model
-from genfill.train import autocast, pick_device, prepare, train_step
+from genfill.io import atomic_write_json
+from genfill.models import REGISTRY, GenModel, build_model, save_model
+from genfill.pixels import from_unit
+from genfill.device import autocast, pick_device
+from genfill.train import prepare, train_batches, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -143,10 +145,8 @@ def model_spec(family: Family, size: int, workdir: Path) -> dict:
     if spec["kind"] == "vqvae_prior":
         vq = load_config(CONFIGS / "vqvae-faces64.yaml").model
         torch.manual_seed(0)
-        vqvae = build_model(vq, size, family.cfg.data.channels)
         path = workdir / f"vqvae-{size}.pt"
-        save_checkpoint(path, {"kind": "vqvae", "model_config": to_dict(vqvae.cfg), "image_size": size,
-                               "channels": family.cfg.data.channels, "model": vqvae.state_dict()})
+        save_model(path, build_model(vq, size, family.cfg.data.channels))
         spec.update(vqvae=str(path), vqvae_spec={})
     return spec
 
@@ -196,7 +196,7 @@ def reset_peak(device: torch.device) -> None:
 def synthetic_batch(cfg: RunConfig, size: int, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Images in [-1, 1] and the config's masks, (B,C,H,W) and (B,1,H,W), on the device."""
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, cfg.data.channels, size, size, generator=g) * 2 - 1
+    x = from_unit(torch.rand(batch, cfg.data.channels, size, size, generator=g))
     m = make_masks(cfg.masks.kind, batch, size, size, generator=g, **cfg.masks.params)
     return x.to(device), m.to(device)
 
@@ -287,11 +287,11 @@ def epoch_time(path: TrainPath, cfg: RunConfig, size: int, batch: int, steps: in
     g_mask = torch.Generator(device).manual_seed(1) if device.type == "cuda" else g  # as train() does
 
     def batches():
-        for x, _ in data.iterate("train", batch, shuffle=True, generator=g, flip=cfg.data.flip, drop_last=True,
-                                 device=device):
-            m = make_masks(cfg.masks.kind, len(x), size, size, generator=g_mask, device=g_mask.device,
-                           **cfg.masks.params).to(device)
-            yield x, m
+        def draw(n: int, gm: torch.Generator) -> torch.Tensor:  # fresh masks per step, no bank
+            return make_masks(cfg.masks.kind, n, size, size, generator=gm, device=gm.device,
+                              **cfg.masks.params).to(device)
+
+        return train_batches(data, cfg, draw, g, g_mask, device, fast=False, batch_size=batch)
 
     def data_only():
         for _ in batches():
@@ -333,7 +333,7 @@ def cpu_fill_latency(families: list[Family], workdir: Path, threads: int = 2, re
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    x = from_unit(torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)))
     m = fixed_masks("thick", 1, 64, 64, seed=0)
 
     def measure(fn) -> dict:

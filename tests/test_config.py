@@ -39,6 +39,35 @@ def test_wrong_types_are_named(raw, key):
         build_config(raw)
 
 
+# One bad value per registered family: load_config rejects it, naming the key, before any data is touched
+# (the data folder below does not exist, and no checkpoint is opened).
+BAD_MODEL_VALUES = {
+    "vae": ({"output": "relu"}, "model.output"),
+    "beta_vae": ({"likelihood": "bce"}, "model.likelihood"),
+    "avae": ({"gan_loss": "wasserstein"}, "model.gan_loss"),
+    "vqvae": ({"decay": 1.5}, "model.decay"),
+    "vqvae_prior": ({"vqvae": "runs/nowhere", "kernel": 4}, "model.kernel"),
+    "gan": ({"variant": "patch"}, "model.variant"),
+}
+
+
+def test_every_family_has_a_bad_value_case():
+    from genfill.models import REGISTRY
+
+    assert set(BAD_MODEL_VALUES) == set(REGISTRY)
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_MODEL_VALUES))
+def test_bad_model_values_fail_at_load_time(kind, tmp_path):
+    bad, key = BAD_MODEL_VALUES[kind]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"data": {"name": "folder", "root": str(tmp_path / "no-such-folder")},
+                                    "model": {"kind": kind, **bad}}))
+    with pytest.raises(GenfillError, match=key):
+        load_config(path)
+    assert not (tmp_path / "no-such-folder").exists()
+
+
 def test_unknown_model_kind():
     with pytest.raises(GenfillError, match="unknown model kind 'vea'"):
         build_config({"model": {"kind": "vea"}})

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from genfill.data.masks import hole_ratio
 from genfill.errors import GenfillError
 import genfill.evaluate as ev
-from genfill.evaluate import BUCKETS, EvalResult, Protocol, bucket_of, evaluate_methods, parse_masks, score
+from genfill.evaljob import Protocol, parse_masks
+from genfill.evaluate import BUCKETS, EvalResult, bucket_of, evaluate_methods, score
 from genfill.peers import PEERS
 
 
@@ -107,15 +108,40 @@ def test_fid_extras_use_pooled_and_per_kind_features(tiny_data, monkeypatch):
     assert set(res["mean"].extras["by_mask"]) == {"thin", "square"}
 
 
-def test_test_loss_parts_are_the_models_parts(make_cfg, tiny_data):
+def test_loss_parts_are_the_models_parts(make_cfg, tiny_data):
     from genfill.models import build_model
 
     cfg = make_cfg()
     model = build_model(cfg.model, 32, 3)
-    out = ev.test_loss_parts(model, tiny_data, parse_masks("square", 32), n=6, seed=1)
+    out = ev.loss_parts(model, tiny_data, parse_masks("square", 32), n=6, seed=1)
     assert set(out) == {"loss", "recon", "kl", "by_mask"}
     assert out["loss"] == pytest.approx(out["recon"] + model.cfg.beta * out["kl"], rel=1e-5)
     assert model.training  # the mode is restored
+
+
+def test_a_model_method_runs_once_per_batch_for_fills_and_loss_parts(make_cfg, tiny_data, monkeypatch):
+    from genfill.models import build_model
+
+    model = build_model(make_cfg().model, 32, 3).eval()
+    kinds = parse_masks("square,thin", 32)
+    calls = {"forward": 0}
+    forward = model.forward
+
+    def counted(*args, **kwargs):
+        calls["forward"] += 1
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", counted)
+    res = evaluate_methods({"vae": model, "fill": lambda x, m: model.fill(x, m)}, tiny_data, kinds, n=6,
+                           batch_size=4)
+    assert calls["forward"] == 4  # 2 kinds x 2 batches, once each: fills and loss parts from one pass
+    alone = ev.loss_parts(model, tiny_data, kinds, n=6, seed=1234, batch_size=4)
+    got = res["vae"].extras["test_loss"]
+    assert {k: v for k, v in got.items() if k != "by_mask"} == pytest.approx(
+        {k: v for k, v in alone.items() if k != "by_mask"}, rel=1e-6)
+    assert got["by_mask"]["thin"] == pytest.approx(alone["by_mask"]["thin"], rel=1e-6)
+    for a, b in zip(res["vae"].records, res["fill"].records):  # the same fills as model.fill
+        assert a["psnr"] == pytest.approx(b["psnr"], rel=1e-5)
 
 
 def test_protocol_mismatch_names_the_difference():

@@ -62,3 +62,10 @@ def test_bad_mask_shape():
     x, m = _images(3)
     with pytest.raises(GenfillError):
         PEERS["telea"](x, m[:, :, :10])
+
+
+def test_peer_names_are_defined_once():
+    from genfill.config import PEER_NAMES
+    from genfill.peers import PEERS
+
+    assert tuple(PEERS) == PEER_NAMES

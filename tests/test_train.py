@@ -94,7 +94,7 @@ def test_kl_warmup_and_grad_clip_run(make_cfg):
 
 
 def test_device_choice():
-    from genfill.train import pick_device
+    from genfill.device import pick_device
 
     assert pick_device("cpu").type == "cpu"
     assert pick_device("auto").type in ("cpu", "cuda", "mps")

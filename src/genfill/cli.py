@@ -24,7 +24,7 @@ def _params(items: list[str] | None) -> dict:
 
 def _load(args, expect_kind: str | None = None):
     from genfill.models import load_model
-    from genfill.train import pick_device
+    from genfill.device import pick_device
 
     model, ckpt = load_model(args.checkpoint, pick_device(args.device), expect_kind)
     return model, ckpt
@@ -52,7 +52,7 @@ def cmd_fill(args) -> None:
     if args.method:
         options["method"] = args.method
     results = fill_files(model, args.images, args.output, mask_file=args.mask, mask_kind=args.mask_kind,
-                         mask_params=_params(args.mask_param), seed=args.seed, **options)
+                         mask_params=_params(args.mask_param), seed=args.seed, verbose=not args.quiet, **options)
     for r in results:
         print(f"{r.source} -> {r.filled} (panel {r.panel}, hole {100 * r.hole_ratio:.1f}%)")
 
@@ -104,7 +104,7 @@ def cmd_demo(args) -> None:
 def cmd_eval(args) -> None:
     import json
 
-    from genfill.evaluate import evaluate_specs, load_eval
+    from genfill.evaljob import evaluate_specs, load_eval
     from genfill.compare import tables, md_table
 
     path = evaluate_specs(args.checkpoint, args.output, data=args.data, masks=args.masks, n=args.n, fid=args.fid,
@@ -139,9 +139,12 @@ def cmd_reproduce(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from genfill.config import EVAL_MASKS, EVAL_SEED, PEER_NAMES
+
     p = argparse.ArgumentParser(prog="genfill", description="Train, compare and run image inpainting and "
                                 "generation models.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or progress lines (any command)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def ckpt_args(sp):
@@ -154,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=1e-3")
     sp.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     sp.add_argument("--device", default=None, help="force auto | cpu | cuda | mps (default: train.device)")
-    sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("fill", help="fill holes in images")
@@ -166,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--method", help="model-specific fill method (VAE: auto | encode | optimize; "
                                      "AVAE: auto | generator | decoder)")
     sp.add_argument("-o", "--output", required=True, help="output image (one input) or folder")
+    sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
     sp.set_defaults(func=cmd_fill)
 
     sp = sub.add_parser("sample", help="draw new images from a generative model")
@@ -191,22 +195,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--config", default=None, help="config to train (default: unet-faces64, the best filler "
                     "in the budget; vae-faces64 also samples and morphs)")
     sp.add_argument("--device", default="auto")
-    sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
     sp.set_defaults(func=cmd_demo)
 
     def eval_args(sp):
         sp.add_argument("--data", help="YAML file or config name whose data: section to use, or faces64 "
                         "(default: the checkpoint's own data, else faces64)")
-        sp.add_argument("--masks", default="thin,medium,thick,square", help="comma-separated mask kinds")
+        sp.add_argument("--masks", default=",".join(EVAL_MASKS), help="comma-separated mask kinds")
         sp.add_argument("-n", type=int, default=500, help="test images (each under every mask kind)")
-        sp.add_argument("--seed", type=int, default=1234, help="mask seed (the same holes for every method)")
+        sp.add_argument("--seed", type=int, default=EVAL_SEED, help="mask seed (the same holes for every method)")
         sp.add_argument("--fid", action="store_true", help="also FID/KID (slow on a CPU)")
         sp.add_argument("--device", default="auto")
-        sp.add_argument("--quiet", action="store_true")
+        sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
 
     sp = sub.add_parser("eval", help="score a checkpoint or a classical peer on fixed test holes")
     sp.add_argument("-c", "--checkpoint", action="append", required=True, metavar="CKPT|PEER",
-                    help="checkpoint, run directory, or peer (telea, ns, biharmonic, mean); repeatable")
+                    help=f"checkpoint, run directory, or peer ({', '.join(PEER_NAMES)}); repeatable")
     eval_args(sp)
     sp.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     sp.add_argument("-o", "--output", help="output folder (default: RUN/eval, or runs/eval-PEER)")
@@ -223,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--preset", default="quick", help="quick | full | a preset YAML (configs/reproduce/)")
     sp.add_argument("--out-dir", default=None, help="parent of the run folder (default: the preset's out_dir)")
     sp.add_argument("--device", default="auto")
-    sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
     sp.set_defaults(func=cmd_reproduce)
     return p
 
@@ -231,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from genfill.progress import set_quiet
+
+    set_quiet(args.quiet)  # `genfill --quiet CMD` and `genfill CMD --quiet` both silence every bar
     try:
         args.func(args)
     except GenfillError as exc:

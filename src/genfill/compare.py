@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 
 from genfill.errors import GenfillError
-from genfill.evaluate import (BUCKETS, DEFAULT_MASKS, DEFAULT_SEED, EVAL_FORMAT, Protocol, evaluate_specs,
-                              load_eval, slug)
+from genfill.evaljob import DEFAULT_MASKS, DEFAULT_SEED, EVAL_FORMAT, Protocol, evaluate_specs, load_eval, slug
+from genfill.evaluate import BUCKETS
 from genfill.io import atomic_write_json, atomic_write_text, save_figure
 from genfill.report import esc, figure, table, write_page
 

@@ -7,9 +7,6 @@ the key (``train.lr: expected float, got 'fast'``). `--set a.b=value` overrides 
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +14,17 @@ from typing import Any
 import yaml
 
 from genfill.errors import GenfillError
+from genfill.typed import from_dict, read_yaml, to_dict
+
+__all__ = ["DataConfig", "MaskConfig", "TrainConfig", "RunConfig", "from_dict", "to_dict", "read_yaml",
+           "apply_overrides", "resolve_config", "load_config", "build_config", "save_config"]
+
+
+# The evaluation protocol's defaults, defined once (CLI, eval job, reproduce presets): the mask seed that fixes
+# every test and validation hole per (seed, image index), the mask kinds scored, the classical peers compared.
+EVAL_SEED = 1234
+EVAL_MASKS = ("thin", "medium", "thick", "square")
+PEER_NAMES = ("telea", "ns", "biharmonic", "mean")  # the keys of genfill.peers.PEERS
 
 
 @dataclass
@@ -35,7 +43,7 @@ class DataConfig:
 class MaskConfig:
     kind: str = "mixed"  # see genfill.data.masks.mask_kinds()
     params: dict[str, Any] = field(default_factory=dict)  # the kind's keywords, e.g. {size: 32, margin: 16}
-    eval_seed: int = 1234  # validation/test masks are fixed per (eval_seed, image index)
+    eval_seed: int = EVAL_SEED  # validation/test masks are fixed per (eval_seed, image index)
     # Training masks come from a bank of this many masks drawn once at the training size (cached in
     # data.cache_dir/masks/, resident on the device), sampled per step with random flips/transposes/rolls;
     # 0 = draw fresh masks every step. 32768 mixed masks at 64x64 take ~3 s to draw on 2 CPU cores.
@@ -85,98 +93,6 @@ class RunConfig:
         return Path(self.out_dir) / self.name
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check `value` against the annotation `tp`, converting only where YAML is ambiguous (int -> float)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except GenfillError as exc:
-                errors.append(str(exc))
-        raise GenfillError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, prefix=key)
-    if tp is Any:
-        return value
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise GenfillError(f"{key}: expected a mapping, got {value!r}")
-        return dict(value)
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise GenfillError(f"{key}: expected a list, got {value!r}")
-        args = typing.get_args(tp)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise GenfillError(f"{key}: expected {len(args)} items, got {len(value)}")
-            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-        inner = args[0] if args else Any
-        out = [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(out) if origin is tuple else out
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise GenfillError(f"{key}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise GenfillError(f"{key}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise GenfillError(f"{key}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise GenfillError(f"{key}: expected a string, got {value!r}")
-    raise GenfillError(f"{key}: unsupported config type {tp}")  # pragma: no cover - a genfill bug
-
-
-def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
-    """Build dataclass `cls` from a mapping; every key must be a field, every value of the field's type."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise GenfillError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise GenfillError(
-            f"unknown config key {where}{unknown[0]} (valid keys: {', '.join(sorted(names))})"
-        )
-    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
-    return cls(**kwargs)
-
-
-def to_dict(obj: Any) -> Any:
-    """A dataclass tree as plain dicts/lists of YAML- and checkpoint-safe values."""
-    if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: to_dict(v) for k, v in obj.items()}
-    return obj
-
-
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Apply `a.b=value` overrides (value parsed as YAML) to a raw config mapping, in place."""
     for item in overrides:
@@ -211,23 +127,6 @@ def resolve_config(name: str | Path) -> Path:
         if (folder / stem).is_file():
             return folder / stem
     raise GenfillError(f"config file not found: {name}")
-
-
-def read_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise GenfillError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise GenfillError(f"{path}: not valid YAML{where}") from exc
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise GenfillError(f"{path}: a config must be a mapping of sections")
-    return raw
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:

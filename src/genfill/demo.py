@@ -14,13 +14,15 @@ import torch
 
 from genfill.config import load_config, resolve_config
 from genfill.data.cache import load_cache
-from genfill.evaluate import evaluate_methods, test_batches
-from genfill.io import archive_previous, atomic_write_json, make_grid, save_image
+from genfill.device import pick_device
+from genfill.evaluate import evaluate_methods
+from genfill.io import archive_previous, atomic_write_json, save_image
 from genfill.models import load_model
 from genfill.peers import biharmonic, telea
+from genfill.pixels import fill_panel
 from genfill.report import esc, figure, table, write_page
 from genfill.sample import interpolate, sample_grid
-from genfill.train import pick_device, train
+from genfill.train import train
 
 # Mask kinds the demo reports; `square` is seed 002's 32x32 hole with a 16 px margin (25% of a 64x64 face).
 DEMO_MASKS = {"square": {"size": 32, "margin": 16}, "thin": {}, "medium": {}, "thick": {}, "box": {}}
@@ -70,11 +72,10 @@ def run_demo(out_dir: str = "runs", minutes: float = 4.0, count: int = 20000, de
 
     # ---- pictures
     fill_figs = []
-    for kind, pos, x, m in test_batches(data, DEMO_MASKS, 8, cfg.masks.eval_seed, batch_size=8, device=dev):
+    for kind, pos, x, m in data.heldout_batches(DEMO_MASKS, 8, cfg.masks.eval_seed, batch_size=8, device=dev):
         with torch.no_grad():
             ours, classic, bih = model.fill(x, m), telea(x, m), biharmonic(x, m)
-        grid = make_grid(torch.cat([x, x * (1 - m) + m, ours, classic, bih]).float().cpu(), nrow=len(x))
-        save_image(grid, run_dir / f"fill_{kind}.png")
+        save_image(fill_panel(x, m, ours, classic, bih), run_dir / f"fill_{kind}.png")
         fill_figs.append(figure(f"fill_{kind}.png", f"{kind} holes - rows: original, masked, genfill "
                                                      f"{ckpt['kind']}, OpenCV Telea, biharmonic"))
     # New faces and morphs only from a family that has a prior / latent space (the VAE family does).

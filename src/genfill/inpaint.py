@@ -11,8 +11,10 @@ import torch.nn.functional as F
 
 from genfill.data.masks import fixed_masks, load_mask_file
 from genfill.errors import GenfillError
-from genfill.io import IMAGE_EXTENSIONS, center_crop_resize, image_to_tensor, make_grid, read_image, save_image
+from genfill.io import IMAGE_EXTENSIONS, center_crop_resize, image_to_tensor, read_image, save_image
 from genfill.models import GenModel
+from genfill.pixels import fill_panel
+from genfill.progress import Progress
 
 
 @dataclass
@@ -36,9 +38,7 @@ def crop_resize_mask(m: torch.Tensor, size: int) -> torch.Tensor:
 
 def panel(x: torch.Tensor, m: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
     """(4 images) original / masked (hole white) / predicted hole on black / composite, as one grid."""
-    masked = x * (1 - m) + m
-    hole_only = filled * m - (1 - m)
-    return make_grid(torch.cat([x, masked, hole_only, filled]).cpu(), nrow=4)
+    return fill_panel(x, m, filled * m - (1 - m), filled, nrow=4)
 
 
 def output_paths(src: Path, out: Path, many: bool) -> tuple[Path, Path]:
@@ -50,7 +50,7 @@ def output_paths(src: Path, out: Path, many: bool) -> tuple[Path, Path]:
 
 def fill_files(model: GenModel, images: list[str], out: str, mask_file: str | None = None,
                mask_kind: str | None = None, mask_params: dict | None = None, seed: int = 0,
-               **fill_options) -> list[FillResult]:
+               verbose: bool = True, **fill_options) -> list[FillResult]:
     if not images:
         raise GenfillError("no images given to fill")
     if mask_file and mask_kind:
@@ -59,6 +59,7 @@ def fill_files(model: GenModel, images: list[str], out: str, mask_file: str | No
     size, channels = model.image_size, model.channels
     out_path = Path(out)
     results = []
+    bar = Progress(len(images), "fill", "img", enabled=verbose and len(images) > 1)
     for i, name in enumerate(images):
         src = Path(name)
         im = read_image(src, channels)
@@ -73,4 +74,6 @@ def fill_files(model: GenModel, images: list[str], out: str, mask_file: str | No
         save_image(filled, filled_path)
         save_image(panel(x, m, filled), panel_path)
         results.append(FillResult(src, filled_path, panel_path, float(m.mean())))
+        bar.update(1)
+    bar.close()
     return results

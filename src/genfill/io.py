@@ -14,6 +14,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from genfill.errors import GenfillError
+from genfill.pixels import from_uint8, make_grid, to_uint8  # noqa: F401 (make_grid: importable from io too)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 CHECKPOINT_FORMAT = 1
@@ -109,20 +110,14 @@ def image_to_tensor(im: Image.Image) -> torch.Tensor:
     a = np.asarray(im, dtype=np.uint8)
     if a.ndim == 2:
         a = a[:, :, None]
-    return torch.from_numpy(a.copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """float (N,C,H,W) or (C,H,W) in [-1, 1] -> uint8 NHWC / HWC numpy."""
-    x = x.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).cpu()
-    return (x.permute(0, 2, 3, 1) if x.dim() == 4 else x.permute(1, 2, 0)).numpy()
+    return from_uint8(torch.from_numpy(a.copy()).permute(2, 0, 1)[None])
 
 
 def save_image(x: torch.Tensor, path: str | Path) -> None:
     """Save one (C,H,W) or (1,C,H,W) image in [-1, 1] atomically; format from the suffix."""
     if x.dim() == 4:
         x = x[0]
-    a = to_uint8(x)
+    a = to_uint8(x).cpu().numpy()
     im = Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
     path = Path(path)
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}.get(path.suffix.lower(), "PNG")
@@ -131,19 +126,6 @@ def save_image(x: torch.Tensor, path: str | Path) -> None:
         im.save(fh, format=fmt)
 
     _atomic(path, write)
-
-
-def make_grid(x: torch.Tensor, nrow: int, pad: int = 2, value: float = 1.0) -> torch.Tensor:
-    """Tile (N,C,H,W) images into one (C,H',W') grid with `pad` px of background between them."""
-    n, c, h, w = x.shape
-    ncol = nrow
-    nrows = (n + ncol - 1) // ncol
-    grid = torch.full((c, nrows * (h + pad) + pad, ncol * (w + pad) + pad), value, dtype=x.dtype)
-    for i in range(n):
-        r, col = divmod(i, ncol)
-        top, left = pad + r * (h + pad), pad + col * (w + pad)
-        grid[:, top : top + h, left : left + w] = x[i].cpu()
-    return grid
 
 
 def save_figure(fig, path: str | Path, dpi: int = 100) -> None:

@@ -10,6 +10,9 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.image import structural_similarity_index_measure as _tm_ssim
 
+from genfill.errors import GenfillError
+from genfill.pixels import to_unit
+
 # One SSIM definition for the loss and the metric: Gaussian window 11, sigma 1.5, on [0, 1] images.
 SSIM_KWARGS = dict(gaussian_kernel=True, kernel_size=11, sigma=1.5, data_range=1.0)
 
@@ -44,7 +47,7 @@ def _masked_mean(v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 
 def ssim_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """1 - mean SSIM, computed on the [0, 1] scale of [-1, 1] images."""
-    s = _tm_ssim((pred + 1) / 2, (target + 1) / 2, reduction="elementwise_mean", **SSIM_KWARGS)
+    s = _tm_ssim(to_unit(pred), to_unit(target), reduction="elementwise_mean", **SSIM_KWARGS)
     return 1.0 - s
 
 
@@ -85,7 +88,7 @@ def adversarial_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kin
                 + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
     if kind == "hinge":
         return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
-    raise ValueError(f"unknown adversarial loss {kind!r} (valid: {', '.join(ADVERSARIAL_KINDS)})")
+    raise GenfillError(f"unknown adversarial loss {kind!r} (valid: {', '.join(ADVERSARIAL_KINDS)})")
 
 
 def adversarial_g_loss(fake_logits: torch.Tensor, kind: str = "bce") -> torch.Tensor:
@@ -94,7 +97,7 @@ def adversarial_g_loss(fake_logits: torch.Tensor, kind: str = "bce") -> torch.Te
         return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
     if kind == "hinge":
         return -fake_logits.mean()
-    raise ValueError(f"unknown adversarial loss {kind!r} (valid: {', '.join(ADVERSARIAL_KINDS)})")
+    raise GenfillError(f"unknown adversarial loss {kind!r} (valid: {', '.join(ADVERSARIAL_KINDS)})")
 
 
 def hole_weighted_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, hole_weight: float = 1.0

@@ -15,6 +15,7 @@ import torch
 from skimage.restoration import inpaint_biharmonic
 
 from genfill.errors import GenfillError
+from genfill.pixels import composite, from_unit, to_unit
 
 Peer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -24,22 +25,16 @@ def _check(x: torch.Tensor, m: torch.Tensor) -> None:
         raise GenfillError(f"peers need x (N,C,H,W) and mask (N,1,H,W) of one size, got {tuple(x.shape)}, {tuple(m.shape)}")
 
 
-def _composite(x: torch.Tensor, m: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-    pred = pred.to(device=x.device, dtype=x.dtype)
-    m = m.to(device=x.device, dtype=x.dtype)
-    return m * pred + (1 - m) * x
-
-
 def _per_image(fill_one: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Peer:
     """Lift fill_one(img HWC float64 in [0, 1], hole HW bool) -> HWC in [0, 1] to a batched peer."""
 
     def peer(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         _check(x, m)
-        imgs = ((x.detach().cpu().double() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+        imgs = to_unit(x.detach().cpu().double()).clamp(0, 1).permute(0, 2, 3, 1).numpy()
         holes = (m.detach().cpu()[:, 0] > 0.5).numpy()
         out = np.stack([fill_one(img, hole) if hole.any() else img for img, hole in zip(imgs, holes)])
-        pred = torch.from_numpy(np.ascontiguousarray(out)).permute(0, 3, 1, 2) * 2 - 1
-        return _composite(x, m, pred)
+        pred = from_unit(torch.from_numpy(np.ascontiguousarray(out)).permute(0, 3, 1, 2))
+        return composite(x, m, pred)
 
     peer.__doc__ = fill_one.__doc__
     return peer
@@ -83,7 +78,7 @@ def mean_fill(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     known = (1 - m).to(x.dtype)
     count = known.sum(dim=(2, 3), keepdim=True)
     mean = (x * known).sum(dim=(2, 3), keepdim=True) / count.clamp_min(1)
-    return _composite(x, m, mean.expand_as(x))
+    return composite(x, m, mean.expand_as(x))
 
 
 PEERS: dict[str, Peer] = {"telea": telea, "ns": navier_stokes, "biharmonic": biharmonic, "mean": mean_fill}

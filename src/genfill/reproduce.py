@@ -15,12 +15,12 @@ A preset is a YAML file (configs/reproduce/quick.yaml, full.yaml):
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genfill.config import CONFIG_DIRS, from_dict, load_config, read_yaml, resolve_config, to_dict
+from genfill.config import (CONFIG_DIRS, EVAL_MASKS, EVAL_SEED, PEER_NAMES, from_dict, load_config, read_yaml,
+                            resolve_config, to_dict)
 from genfill.errors import GenfillError
 
 PRESET_DIRS = tuple(folder / "reproduce" for folder in CONFIG_DIRS)
@@ -36,11 +36,11 @@ class ModelEntry:
 @dataclass
 class EvalSettings:
     n: int = 200  # test images (each under every mask kind)
-    masks: list[str] = field(default_factory=lambda: ["thin", "medium", "thick", "square"])
-    seed: int = 1234  # mask seed: every method sees the same holes
+    masks: list[str] = field(default_factory=lambda: list(EVAL_MASKS))
+    seed: int = EVAL_SEED  # mask seed: every method sees the same holes
     fid: bool = False  # FID/KID (Inception at 299x299, slow on a CPU)
     lpips: bool = True
-    peers: list[str] = field(default_factory=lambda: ["telea", "ns", "biharmonic", "mean"])
+    peers: list[str] = field(default_factory=lambda: list(PEER_NAMES))
     gallery: int = 8  # worst images per method in the failure gallery
     samples: int = 64  # prior samples per generative model
 
@@ -120,14 +120,13 @@ def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str
     from genfill.compare import copy_galleries, html_sections, merge, write_comparison
     from genfill.data.cache import load_cache
     from genfill.io import archive_previous
-    from genfill.evaluate import evaluate_specs, load_eval
+    from genfill.evaljob import evaluate_specs, load_eval
     from genfill.models import load_model
     from genfill.report import esc, figure, table, write_page
     from genfill.sample import interpolate, sample_grid
-    from genfill.train import pick_device, train
-
-    def say(msg: str) -> None:
-        print(msg, file=sys.stderr)
+    from genfill.device import pick_device
+    from genfill.progress import Progress, say
+    from genfill.train import train
 
     t0 = time.time()
     p = load_preset(preset)
@@ -142,10 +141,12 @@ def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str
 
     # ---- train every model
     trained = []
-    for cfg in cfgs:
-        say(f"genfill: training {cfg.name} ({cfg.model['kind']})")
-        res = train(cfg, device=device, verbose=verbose)
-        trained.append((cfg, res))
+    with Progress(len(cfgs), f"reproduce {p.name}: training", "models", enabled=verbose) as bar:
+        for cfg in cfgs:
+            say(f"genfill: training {cfg.name} ({cfg.model['kind']})")
+            res = train(cfg, device=device, verbose=verbose)
+            trained.append((cfg, res))
+            bar.update(1)
 
     # ---- evaluate models and peers together: one protocol, one table
     data_cfg = cfgs[0].data if cfgs else load_config(None, [s for s in p.set if s.startswith("data.")]).data
@@ -173,11 +174,8 @@ def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str
         if (cfg.run_dir / "curves.png").is_file():
             figs.append(figure(f"{rel}/curves.png", f"{cfg.name}: training curves (train and validation)"))
         if model.can_sample:
-            try:
-                sample_grid(model, ev.samples, cfg.run_dir / "samples_grid.png")
-                figs.append(figure(f"{rel}/samples_grid.png", f"{cfg.name}: {ev.samples} prior samples"))
-            except GenfillError as exc:
-                say(f"genfill: {cfg.name}: no samples ({exc})")
+            sample_grid(model, ev.samples, cfg.run_dir / "samples_grid.png")
+            figs.append(figure(f"{rel}/samples_grid.png", f"{cfg.name}: {ev.samples} prior samples"))
         if model.can_interpolate:
             interpolate(model, cfg.run_dir / "morph.png", rows=4, steps=8, pool=pool.to(dev))
             figs.append(figure(f"{rel}/morph.png", f"{cfg.name}: morphs between encoded test faces"))

@@ -8,54 +8,23 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
 from genfill.config import RunConfig, TrainConfig, save_config, to_dict
 from genfill.data.cache import ImageCache, load_cache
-from genfill.data.masks import MASK_KINDS, MaskBank, make_masks, mask_bank
+from genfill.data.masks import MASK_KINDS, make_masks, mask_bank
+from genfill.device import autocast, fast_path, pick_device
 from genfill.ema import EMA
 from genfill.errors import GenfillError
-from genfill.evaluate import test_batches
-from genfill.io import load_checkpoint, make_grid, save_checkpoint, save_figure, save_image
-from genfill.models import GenModel, build_model, composite
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise GenfillError(f"unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GenfillError("device cuda was asked for, but no CUDA GPU is available")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise GenfillError("device mps was asked for, but MPS is not available")
-    return dev
-
-
-def fast_path(cfg: RunConfig, device: torch.device) -> bool:
-    """Whether to train on the fast path (train.fast; by default on CUDA only)."""
-    return cfg.train.fast if cfg.train.fast is not None else device.type == "cuda"
-
-
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA (where the GPU has bf16) and CPU; nothing elsewhere or when disabled."""
-    if not enabled or device.type not in ("cuda", "cpu"):
-        return nullcontext()
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return nullcontext()  # fp16 would need loss scaling; fp32 is the honest fallback
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+from genfill.io import load_checkpoint, save_figure, save_image
+from genfill.pixels import composite, fill_panel
+from genfill.progress import Progress, say
+from genfill.models import GenModel, build_model, save_model
 
 
 @dataclass
@@ -73,8 +42,8 @@ class TrainResult:
 def val_batches(data: ImageCache, cfg: RunConfig, n: int, batch_size: int, device, split: str = "val"):
     """(x, m): the first n images of `split` under holes fixed per (eval_seed, position in the split), the
     same holes the evaluator uses, so every model and every epoch sees them."""
-    for _, _, x, m in test_batches(data, {cfg.masks.kind: cfg.masks.params}, n, cfg.masks.eval_seed, split,
-                                   batch_size, device):
+    for _, _, x, m in data.heldout_batches({cfg.masks.kind: cfg.masks.params}, n, cfg.masks.eval_seed, split,
+                                           batch_size, device):
         yield x, m
 
 
@@ -87,7 +56,7 @@ def validate(model: GenModel, data: ImageCache, cfg: RunConfig, device, split: s
     sums: dict[str, float] = {}
     n = 0
     for x, m in val_batches(data, cfg, cfg.train.val_images, cfg.train.batch_size, device, split):
-        with autocast(device, cfg.train.amp and fast_path(cfg, device)):
+        with autocast(device, cfg.train.amp and fast_path(cfg.train.fast, device)):
             out = model(x, m)
         fill = composite(x, m, out.pred.float())
         vals = {"loss": out.loss.float(), **{k: v.float() for k, v in out.parts.items()}}
@@ -105,13 +74,10 @@ def save_samples(model: GenModel, data: ImageCache, cfg: RunConfig, device, path
     x, m = next(val_batches(data, cfg, n, n, device))
     with torch.no_grad():
         filled = model.fill(x, m)
-        rows = [x, x * (1 - m) + m, filled]
+        rows = [filled]
         if model.can_sample:
-            try:
-                rows.append(model.sample(len(x), torch.Generator(device).manual_seed(0)))
-            except GenfillError:
-                pass  # e.g. a VQ-VAE whose prior is not trained yet
-    save_image(make_grid(torch.cat(rows).float().cpu(), nrow=len(x)), path)
+            rows.append(model.sample(len(x), torch.Generator(device).manual_seed(0)))
+    save_image(fill_panel(x, m, *rows), path)
     model.train()
 
 
@@ -245,10 +211,11 @@ def mask_source(cfg: RunConfig, size: int, device: torch.device, verbose: bool =
 
 
 def train_batches(data: ImageCache, cfg: RunConfig, draw_masks, g: torch.Generator, g_mask: torch.Generator,
-                  device: torch.device, fast: bool):
-    """One epoch of training batches (x, m): shuffled, flipped images from the cache and masks from
-    `draw_masks` (see mask_source). Shared by train() and benchmarks/throughput.py."""
-    for x, _ in data.iterate("train", cfg.train.batch_size, shuffle=True, generator=g, flip=cfg.data.flip,
+                  device: torch.device, fast: bool, batch_size: int | None = None):
+    """One epoch of training batches (x, m): shuffled, flipped images from the cache (full batches of
+    `batch_size`, default train.batch_size) and masks from `draw_masks(n, g_mask)` (see mask_source). Shared by
+    train() and benchmarks/throughput.py."""
+    for x, _ in data.iterate("train", batch_size or cfg.train.batch_size, shuffle=True, generator=g, flip=cfg.data.flip,
                              drop_last=True, device=device):
         m = draw_masks(len(x), g_mask)
         if fast:
@@ -279,8 +246,6 @@ def prepare(model: GenModel, tc: TrainConfig, dev: torch.device, fast: bool):
 def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbose: bool = True,
           data: ImageCache | None = None) -> TrainResult:
     """Train cfg's model into cfg.run_dir. `data` replaces the config's dataset (benchmarks, tests)."""
-    from tqdm import tqdm
-
     tc = cfg.train
     dev = pick_device(device or tc.device)
     torch.manual_seed(tc.seed)
@@ -299,7 +264,7 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
     draw_masks, mask_device = mask_source(cfg, size, dev, verbose)
 
     # ---- model, optimisers, the weight average
-    fast = fast_path(cfg, dev)
+    fast = fast_path(tc.fast, dev)
     use_amp = tc.amp and fast
     model, forward, opt, opt_d = prepare(build_model(cfg.model, size, channels), tc, dev, fast)
     ema = EMA(model, tc.ema) if tc.ema > 0 else None
@@ -333,18 +298,14 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
     shown = ema.model if ema is not None else model  # the weights validated, filled with and saved
 
     def checkpoint(name: str) -> None:
-        # The model's own config, not cfg.model: a model may complete it at build time (a VQ-VAE prior
-        # stores the spec of its frozen VQ-VAE there), and load_model must rebuild it from this file alone.
-        save_checkpoint(ckpt_dir / name, {
-            "kind": cfg.model["kind"], "model_config": to_dict(model.cfg),
-            "image_size": size, "channels": channels, "run_config": to_dict(cfg), "model": shown.state_dict(),
-            "model_live": model.state_dict() if ema is not None else None,
-            "optim": opt.state_dict(), "optim_d": opt_d.state_dict() if opt_d is not None else None,
-            "step": step, "epoch": epoch, "best_val": best_val, "rng": g.get_state(),
-            "torch_rng": torch.get_rng_state(), "rng_masks": g_mask.get_state(),
-            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
-            "num_parameters": model.num_parameters(),
-        })
+        # save_model writes what rebuilds the model (the averaged weights when train.ema is on); the rest is
+        # what a resumed run continues from ("model_live": the optimiser's own weights when they differ).
+        save_model(ckpt_dir / name, shown, run_config=to_dict(cfg),
+                   model_live=model.state_dict() if ema is not None else None,
+                   optim=opt.state_dict(), optim_d=opt_d.state_dict() if opt_d is not None else None,
+                   step=step, epoch=epoch, best_val=best_val, rng=g.get_state(), torch_rng=torch.get_rng_state(),
+                   rng_masks=g_mask.get_state(),
+                   cuda_rng=torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None)
 
     log = open(run_dir / "metrics.jsonl", "a")
     steps_per_epoch = max(1, len(data.split("train")) // tc.batch_size)
@@ -355,65 +316,67 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
     stop = False
     model.train()
     if verbose:
-        print(f"genfill: training {cfg.model['kind']} ({model.num_parameters():,} parameters) on {dev} "
-              f"-> {run_dir}", file=sys.stderr)
-    while epoch < tc.epochs and not stop:
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not verbose,
-                   file=sys.stderr, leave=False)
-        t_loop = time.perf_counter()
-        for x, m in train_batches(data, cfg, draw_masks, g, g_mask, dev, fast):
-            kl_scale = min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps > 0 else 1.0
-            elapsed = time.time() - t0
-            lr = lr_factor(tc, step, horizon, elapsed / tc.time_budget_s if tc.time_budget_s else 0.0)
-            for o, base in ((opt, tc.lr), (opt_d, tc.lr_d or tc.lr)):
-                for group in (o.param_groups if o is not None else ()):
-                    group["lr"] = base * lr
+        say(f"genfill: training {cfg.model['kind']} ({model.num_parameters():,} parameters) on {dev} "
+            f"-> {run_dir}")
+    # One run-level bar: steps towards max_steps (or epochs x steps per epoch), against the time budget when
+    # there is one; its ETA is whichever ends the run first. Validation results ride along on its line.
+    budget = tc.time_budget_s - (time.time() - t0) if tc.time_budget_s else None
+    bar = Progress(horizon, f"train {cfg.name}", "steps", budget_s=budget, enabled=verbose, initial=step)
+    try:
+        while epoch < tc.epochs and not stop:
+            t_loop = time.perf_counter()
+            for x, m in train_batches(data, cfg, draw_masks, g, g_mask, dev, fast):
+                kl_scale = min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps > 0 else 1.0
+                elapsed = time.time() - t0
+                lr = lr_factor(tc, step, horizon, elapsed / tc.time_budget_s if tc.time_budget_s else 0.0)
+                for o, base in ((opt, tc.lr), (opt_d, tc.lr_d or tc.lr)):
+                    for group in (o.param_groups if o is not None else ()):
+                        group["lr"] = base * lr
 
-            loss, parts = train_step(model, forward, opt, opt_d, x, m, kl_scale, use_amp, tc.grad_clip,
-                                     tc.accumulate)
-            step += 1
-            if ema is not None:
-                ema.update(model, step)
-            bar.update(1)
-            if first:  # the loop's clock starts after its first step (lazy init, compile, autotune)
-                loss.item()
-                first, t_loop = False, time.perf_counter()
-            else:
-                loop_images += len(x)
+                loss, parts = train_step(model, forward, opt, opt_d, x, m, kl_scale, use_amp, tc.grad_clip,
+                                         tc.accumulate)
+                step += 1
+                if ema is not None:
+                    ema.update(model, step)
+                bar.update(1)
+                if first:  # the loop's clock starts after its first step (lazy init, compile, autotune)
+                    loss.item()
+                    first, t_loop = False, time.perf_counter()
+                else:
+                    loop_images += len(x)
 
-            # The host reads the device only here, every log_every steps (and at the epoch's end).
-            if step % tc.log_every == 0 or step == 1:
-                check_finite(loss, step)
-                vals = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": tc.lr * lr}
-                bar.set_postfix({k: f"{v:.4g}" for k, v in vals.items()})
-                log.write(json.dumps({"step": step, "epoch": epoch, "split": "train",
-                                      "time": round(time.time() - t0, 2), **vals}) + "\n")
-                log.flush()
-            if (tc.max_steps is not None and step >= tc.max_steps) or (
-                tc.time_budget_s is not None and time.time() - t0 >= tc.time_budget_s
-            ):
-                stop = True
-                break
+                # The host reads the device only here, every log_every steps (and at the epoch's end).
+                if step % tc.log_every == 0 or step == 1:
+                    check_finite(loss, step)
+                    vals = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": tc.lr * lr}
+                    bar.set_stats(loss=vals["loss"])
+                    log.write(json.dumps({"step": step, "epoch": epoch, "split": "train",
+                                          "time": round(time.time() - t0, 2), **vals}) + "\n")
+                    log.flush()
+                if (tc.max_steps is not None and step >= tc.max_steps) or (
+                    tc.time_budget_s is not None and time.time() - t0 >= tc.time_budget_s
+                ):
+                    stop = True
+                    break
+            check_finite(loss, step)
+            loop_s += time.perf_counter() - t_loop
+            epoch += 1
+
+            # ---- end of epoch: validate (the averaged weights when train.ema is on), keep the best, write
+            last_val = validate(shown, data, cfg, dev)
+            last_val.update(model.epoch_stats())
+            log.write(json.dumps({"step": step, "epoch": epoch, "split": "val", "time": round(time.time() - t0, 2),
+                                  **last_val}) + "\n")
+            log.flush()
+            bar.set_stats(epoch=epoch, **{f"val {k}": v for k, v in last_val.items() if k in ("loss", "psnr")})
+            if last_val["loss"] < best_val:
+                best_val = last_val["loss"]
+                checkpoint("best.pt")
+            checkpoint("last.pt")
+            if tc.sample_every_epoch:
+                save_samples(shown, data, cfg, dev, run_dir / "samples" / f"epoch{epoch:03d}.png")
+            plot_curves(run_dir)
+    finally:
         bar.close()
-        check_finite(loss, step)
-        loop_s += time.perf_counter() - t_loop
-        epoch += 1
-
-        # ---- end of epoch: validate (the averaged weights when train.ema is on), keep the best, write
-        last_val = validate(shown, data, cfg, dev)
-        last_val.update(model.epoch_stats())
-        log.write(json.dumps({"step": step, "epoch": epoch, "split": "val", "time": round(time.time() - t0, 2),
-                              **last_val}) + "\n")
-        log.flush()
-        if verbose:
-            print(f"epoch {epoch}: step {step} " + " ".join(f"{k} {v:.4g}" for k, v in last_val.items()),
-                  file=sys.stderr)
-        if last_val["loss"] < best_val:
-            best_val = last_val["loss"]
-            checkpoint("best.pt")
-        checkpoint("last.pt")
-        if tc.sample_every_epoch:
-            save_samples(shown, data, cfg, dev, run_dir / "samples" / f"epoch{epoch:03d}.png")
-        plot_curves(run_dir)
     log.close()
     return TrainResult(run_dir, step, epoch, best_val, last_val, time.time() - t0, loop_s, loop_images)

@@ -8,7 +8,6 @@ is an index, a gather, a cast and an optional flip.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -17,8 +16,11 @@ import torch
 
 from genfill.config import DataConfig
 from genfill.data.datasets import load_source, source_key
+from genfill.data.masks import fixed_masks
 from genfill.errors import GenfillError
 from genfill.io import atomic_save_npy, atomic_write_json
+from genfill.pixels import from_uint8
+from genfill.progress import Progress, say
 
 SPLITS = ("train", "val", "test")
 
@@ -69,7 +71,7 @@ class ImageCache:
         """Images `idx` as float (B,C,H,W) in [-1, 1]; `flip` (B,) bool mirrors those left-right."""
         device = torch.device(device) if device is not None else self.images.device
         x = self.images[idx.to(self.images.device)].to(device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        x = from_uint8(x.permute(0, 3, 1, 2))
         if flip is not None:
             x = torch.where(flip.to(device).view(-1, 1, 1, 1), x.flip(3), x)
         return x.contiguous()
@@ -86,6 +88,17 @@ class ImageCache:
             pos = order[start : start + batch_size]
             f = (torch.rand(len(pos), generator=generator) < 0.5) if flip else None
             yield self.batch(ids[pos.to(ids.device)], device, f), pos
+
+    def heldout_batches(self, mask_kinds: dict[str, dict], n: int, seed: int, split: str = "test",
+                        batch_size: int = 64, device=None) -> Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yield (kind, positions, x, m) for each mask kind in turn: the first n images of `split` in order,
+        under masks fixed per (seed, position in the split), so every method, every epoch and every run sees
+        the same holes on the same images (validation and evaluation both read them here)."""
+        for kind, params in mask_kinds.items():
+            for x, pos in self.iterate(split, batch_size, shuffle=False, device=device, limit=n):
+                m = fixed_masks(kind, len(x), self.size, self.size, seed=seed, start=int(pos[0]), device=x.device,
+                                **params)
+                yield kind, pos, x, m
 
 
 def cache_dir(cfg: DataConfig) -> Path:
@@ -108,15 +121,9 @@ def load_cache(cfg: DataConfig, verbose: bool = True) -> ImageCache:
 
 
 def build_cache(cfg: DataConfig, folder: Path, verbose: bool = True) -> None:
-    from tqdm import tqdm
-
     total = cfg.count if cfg.name == "faces64" else None
-    bar = tqdm(total=total, desc=f"building {cfg.name} cache", unit="img", disable=not verbose, file=sys.stderr,
-               leave=False)
-    try:
+    with Progress(total, f"building the {cfg.name} cache", "img", enabled=verbose) as bar:
         src = load_source(cfg, progress=bar.update)
-    finally:
-        bar.close()
     folder.mkdir(parents=True, exist_ok=True)
     atomic_save_npy(folder / "images.npy", np.ascontiguousarray(src.images))
     for s in SPLITS:
@@ -127,5 +134,5 @@ def build_cache(cfg: DataConfig, folder: Path, verbose: bool = True) -> None:
                                              **{f"n_{s}": int(len(src.splits[s])) for s in SPLITS}, **src.info})
     if verbose:
         n = {s: len(src.splits[s]) for s in SPLITS}
-        print(f"genfill: cached {len(src.images)} images at {folder} (train {n['train']}, val {n['val']}, "
-              f"test {n['test']})", file=sys.stderr)
+        say(f"genfill: cached {len(src.images)} images at {folder} (train {n['train']}, val {n['val']}, "
+            f"test {n['test']})")

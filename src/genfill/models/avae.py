@@ -57,7 +57,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from genfill.errors import GenfillError
-from genfill.models.base import ModelOutput, composite
+from genfill.models.base import ModelOutput
+from genfill.pixels import composite
 from genfill.models.blocks import ConvCritic, ConvDecoder
 from genfill.models.vae import VAE, VAEConfig
 
@@ -70,21 +71,22 @@ class AVAEConfig(VAEConfig):
     d_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
     d_norm: str = "batch"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.gan_loss not in ("logit", "nonsaturating"):
+            raise GenfillError(f"model.gan_loss: {self.gan_loss!r} is not one of logit, nonsaturating")
+        if (self.noise_dim is not None and self.noise_dim < 0) or self.latent_weight < 0:
+            raise GenfillError("model: noise_dim and latent_weight must be >= 0")
+        if not self.d_channels:
+            raise GenfillError("model.d_channels: needs at least one conv layer")
+
 
 class AVAE(VAE):
     Config = AVAEConfig
     kind = "avae"
-    can_sample = True
-    can_interpolate = True
 
     def __init__(self, cfg: AVAEConfig, image_size: int, channels: int) -> None:
         super().__init__(cfg, image_size, channels)
-        if cfg.gan_loss not in ("logit", "nonsaturating"):
-            raise GenfillError(f"model.gan_loss: {cfg.gan_loss!r} is not one of logit, nonsaturating")
-        if (cfg.noise_dim is not None and cfg.noise_dim < 0) or cfg.latent_weight < 0:
-            raise GenfillError("model: noise_dim and latent_weight must be >= 0")
-        if not cfg.d_channels:
-            raise GenfillError("model.d_channels: needs at least one conv layer")
         self.noise_dim = cfg.latent_dim if cfg.noise_dim is None else cfg.noise_dim
         c, s = self.encoder.out_channels, self.encoder.out_size
         self.gen_in = nn.Linear(cfg.latent_dim + self.noise_dim, c * s * s)
@@ -128,6 +130,7 @@ class AVAE(VAE):
             fake = None
             pred = self.generate(z)  # z = posterior mean, xi = 0
             lat = self.latent_loss(z, pred, m)
+            pred = self._eval_pred(x, m, pred)
         parts["lat"] = lat
         return ModelOutput(loss=loss + self.cfg.latent_weight * lat, pred=pred, parts=parts, fake=fake)
 
@@ -151,11 +154,17 @@ class AVAE(VAE):
         reconstruction; `diverse` draws xi instead of 0) | decoder (the auxiliary VAE decoder)."""
         if method not in ("auto", "generator", "decoder"):
             raise GenfillError(f"fill method {method!r} is not one of auto, generator, decoder")
+        if method != "decoder" and not diverse:
+            return composite(x, m, self.predict(x, m))
         mu, _ = self.stats(x, m)
         if method == "decoder":
             return composite(x, m, self.to_image(self.decode_logits(mu)))
-        xi = self._noise(len(x), mu, generator) if diverse else None
-        return composite(x, m, self.generate(mu, xi))
+        return composite(x, m, self.generate(mu, self._noise(len(x), mu, generator)))
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, m: Tensor) -> Tensor:
+        """The generator's image of the posterior mean of the masked image, with xi = 0."""
+        return self.generate(self.stats(x, m)[0])
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from genfill.errors import GenfillError
+from genfill.pixels import composite
 
 
 @dataclass
@@ -26,13 +27,9 @@ class ModelOutput:
     fake: Tensor | None = None
 
 
-def composite(x: Tensor, m: Tensor, pred: Tensor) -> Tensor:
-    """Keep known pixels, take the prediction in the hole: out = m * pred + (1 - m) * x."""
-    return m * pred + (1 - m) * x
-
-
 class GenModel(nn.Module):
-    """Base class. Subclasses set `Config`, `kind` and the capability flags, and implement `forward`."""
+    """Base class. Subclasses set `Config` (a dataclass that validates itself in `__post_init__`), `kind` and
+    the capability flags, and implement `forward` and `predict`; `fill` composites `predict` by default."""
 
     Config: ClassVar[type]
     kind: ClassVar[str] = "base"
@@ -41,9 +38,14 @@ class GenModel(nn.Module):
     # `discriminator` (nn.Module | None) is set in __init__, not as a class attribute: a class-level None
     # would shadow the submodule an adversarial model assigns (nn.Module keeps it in _modules).
 
+    @classmethod
+    def build(cls, cfg: Any, image_size: int, channels: int) -> GenModel:
+        """A new model from its validated config. A family that needs another file (a VQ-VAE prior's VQ-VAE)
+        resolves it here, so constructors never read files."""
+        return cls(cfg, image_size, channels)
+
     def __init__(self, cfg: Any, image_size: int, channels: int) -> None:
         super().__init__()
-        self.discriminator = None
         self.cfg = cfg
         self.image_size = image_size
         self.channels = channels
@@ -70,11 +72,17 @@ class GenModel(nn.Module):
 
     # ---- inference
     @torch.no_grad()
+    def predict(self, x: Tensor, m: Tensor) -> Tensor:  # pragma: no cover - every family implements it
+        """The whole-image prediction (N,C,H,W) in [-1, 1] for `x` under holes `m` (N,1,H,W, 1 = hole), without
+        the loss. In eval mode it equals `forward(x, m).pred`, so one forward pass gives a fill and its loss."""
+        raise NotImplementedError
+
+    @torch.no_grad()
     def fill(self, x: Tensor, m: Tensor, **options: Any) -> Tensor:
         """Composited completion of `x` (N,C,H,W in [-1,1]) under masks `m` (N,1,H,W, 1 = hole)."""
         if options:
             raise GenfillError(f"{self.kind} takes no fill options (got {', '.join(options)})")
-        return composite(x, m, self(x, m).pred)
+        return composite(x, m, self.predict(x, m))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         raise GenfillError(f"a {self.kind} model cannot sample new images")

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from genfill.errors import GenfillError
 from genfill.losses import ADVERSARIAL_KINDS, adversarial_d_loss, adversarial_g_loss, edge_loss, l1_loss, ssim_loss
-from genfill.models.base import GenModel, ModelOutput, composite
+from genfill.models.base import GenModel, ModelOutput
 from genfill.models.blocks import PatchDiscriminator, SelfAttention, conv_stack
 
 
@@ -246,10 +246,9 @@ class GAN(GenModel):
         return self.cfg.w_adv * adv, {"adv": adv.detach()}
 
     @torch.no_grad()
-    def fill(self, x: Tensor, m: Tensor, **options) -> Tensor:
-        if options:
-            raise GenfillError(f"gan takes no fill options (got {', '.join(options)})")
-        return composite(x, m, self._generate(x, m, self._boxes(m))[0])
+    def predict(self, x: Tensor, m: Tensor) -> Tensor:
+        """The generator's output pasted into each hole's box (context) or the whole image (whole)."""
+        return self._generate(x, m, self._boxes(m))[0]
 
     def block_parameters(self) -> dict[str, int]:
         """Per-block generator parameter counts plus the discriminator's, as the seed lists them."""

@@ -9,8 +9,8 @@ own row and the horizontal kernel's own column are zeroed, so position (i, j) ne
 later layers use type B (their own row / column included, which only carries information from strictly
 earlier positions). That is the paper's "shift down by one row" written as a mask.
 
-The prior's config names a finished VQ-VAE run (`vqvae:` run directory or checkpoint). At build time that
-checkpoint is read once; its kind, config, image size and channels go into the prior's own config as
+The prior's config names a finished VQ-VAE run (`vqvae:` run directory or checkpoint). At build time
+(`VQVAEPrior.build`, before the constructor, which never reads files) that checkpoint is read once; its kind, config, image size and channels go into the prior's own config as
 `vqvae_spec`, and its weights become the frozen submodule `vqvae`, whose state is saved with the prior's.
 So the prior's checkpoint is self-contained: `load_model(prior_ckpt)` finds `vqvae_spec` filled, rebuilds
 the VQ-VAE from it without opening any other file, and loads every weight from the one state dict.
@@ -19,7 +19,7 @@ the VQ-VAE from it without opening any other file, and loads every weight from t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -28,7 +28,8 @@ from torch import Tensor, nn
 
 from genfill.errors import GenfillError
 from genfill.models.base import GenModel, ModelOutput
-from genfill.models.vqvae import VQVAE
+from genfill.models.vqvae import VQVAE, VQVAEConfig
+from genfill.typed import from_dict
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -82,10 +83,6 @@ class GatedPixelCNN(nn.Module):
 
     def __init__(self, codebook_size: int, dim: int = 64, layers: int = 8, kernel: int = 5, head: int = 256) -> None:
         super().__init__()
-        if kernel < 3 or kernel % 2 == 0:
-            raise GenfillError(f"model.kernel: must be odd and >= 3, got {kernel}")
-        if layers < 1:
-            raise GenfillError("model.layers: needs at least one gated layer")
         self.embed = nn.Embedding(codebook_size, dim)
         self.layers = nn.ModuleList([GatedLayer(dim, kernel, "A" if i == 0 else "B") for i in range(layers)])
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(dim, head, 1), nn.ReLU(), nn.Conv2d(head, codebook_size, 1))
@@ -109,13 +106,24 @@ class VQVAEPriorConfig:
     # Filled at build time from `vqvae` (kind, model_config, image_size, channels, source); leave it empty.
     vqvae_spec: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Checked when the config is loaded, so a bad value fails before any data (or checkpoint) is read."""
+        if not self.vqvae and not self.vqvae_spec:
+            raise GenfillError("model.vqvae: name the finished VQ-VAE run (e.g. runs/vqvae-faces64) or checkpoint")
+        if self.kernel < 3 or self.kernel % 2 == 0:
+            raise GenfillError(f"model.kernel: must be odd and >= 3, got {self.kernel}")
+        if self.layers < 1:
+            raise GenfillError("model.layers: needs at least one gated layer")
+        if self.dim < 1 or self.head < 1:
+            raise GenfillError("model: dim and head must be >= 1")
+        if self.temperature <= 0:
+            raise GenfillError(f"model.temperature: must be > 0, got {self.temperature}")
+
 
 def read_vqvae_spec(path: str) -> tuple[dict, dict]:
     """(spec, state_dict) of the VQ-VAE checkpoint at `path` (a run directory or a .pt file)."""
     from genfill.io import load_checkpoint
 
-    if not path:
-        raise GenfillError("model.vqvae: name the finished VQ-VAE run (e.g. runs/vqvae-faces64) or checkpoint")
     ckpt = load_checkpoint(path)
     if ckpt["kind"] != "vqvae":
         raise GenfillError(f"model.vqvae: {ckpt['path']} holds a {ckpt['kind']} model, not a vqvae")
@@ -132,26 +140,31 @@ class VQVAEPrior(GenModel):
     can_sample = True
     can_interpolate = True  # in the VQ-VAE's pre-quantisation space
 
+    @classmethod
+    def build(cls, cfg: VQVAEPriorConfig, image_size: int, channels: int) -> VQVAEPrior:
+        """First build: read the VQ-VAE checkpoint once, remember what it is in `cfg.vqvae_spec` and start
+        from its weights. Rebuilding from a prior's checkpoint finds the spec filled and reads nothing."""
+        if cfg.vqvae_spec:
+            return cls(cfg, image_size, channels)
+        spec, state = read_vqvae_spec(cfg.vqvae)
+        model = cls(replace(cfg, vqvae_spec=spec), image_size, channels)
+        model.vqvae.load_state_dict(state)
+        return model
+
     def __init__(self, cfg: VQVAEPriorConfig, image_size: int, channels: int) -> None:
         super().__init__(cfg, image_size, channels)
-        state = None
-        if not cfg.vqvae_spec:  # first build: read the VQ-VAE once and remember what it is
-            cfg.vqvae_spec, state = read_vqvae_spec(cfg.vqvae)
         spec = cfg.vqvae_spec
+        if not spec:
+            raise GenfillError("model.vqvae_spec: empty; build a prior with build_model, which reads model.vqvae")
         if (spec.get("image_size"), spec.get("channels")) != (image_size, channels):
             raise GenfillError(f"model.vqvae: the VQ-VAE was trained on {spec.get('image_size')}px images with "
                                f"{spec.get('channels')} channels, this data has {image_size}px and {channels}")
-        from genfill.models import model_config
-
-        self.vqvae = VQVAE(model_config({"kind": "vqvae", **spec["model_config"]}), image_size, channels)
-        if state is not None:
-            self.vqvae.load_state_dict(state)
+        self.vqvae = VQVAE(from_dict(VQVAEConfig, spec["model_config"], prefix="model.vqvae_spec.model_config"),
+                           image_size, channels)
         self.vqvae.requires_grad_(False)
         self.vqvae.eval()
         self.codebook_size = self.vqvae.cfg.codebook_size
         self.pixelcnn = GatedPixelCNN(self.codebook_size, cfg.dim, cfg.layers, cfg.kernel, cfg.head)
-        if cfg.temperature <= 0:
-            raise GenfillError(f"model.temperature: must be > 0, got {cfg.temperature}")
 
     def train(self, mode: bool = True) -> VQVAEPrior:
         """Train the PixelCNN; the VQ-VAE stays frozen in eval mode (no EMA updates, no restarts)."""
@@ -168,9 +181,8 @@ class VQVAEPrior(GenModel):
         codes = self.vqvae.encode_codes(x, None)
         logits = self.pixelcnn(codes)
         nll = F.cross_entropy(logits.float(), codes)
-        with torch.no_grad():
-            pred = self.vqvae(x, m).pred
-        return ModelOutput(loss=nll, pred=pred, parts={"nll": nll.detach(), "bits_per_code": nll.detach() / math.log(2)})
+        return ModelOutput(loss=nll, pred=self.vqvae.predict(x, m),
+                           parts={"nll": nll.detach(), "bits_per_code": nll.detach() / math.log(2)})
 
     # ---- inference
     @torch.no_grad()
@@ -195,9 +207,9 @@ class VQVAEPrior(GenModel):
         return self.vqvae.decode_codes(self.sample_codes(n, generator, temperature))
 
     @torch.no_grad()
-    def fill(self, x: Tensor, m: Tensor, **options: Any) -> Tensor:
-        """The frozen VQ-VAE's composited fill."""
-        return self.vqvae.fill(x, m, **options)
+    def predict(self, x: Tensor, m: Tensor) -> Tensor:
+        """The frozen VQ-VAE's prediction: the prior draws new images, the VQ-VAE fills holes."""
+        return self.vqvae.predict(x, m)
 
     def encode(self, x: Tensor) -> Tensor:
         return self.vqvae.encode(x)

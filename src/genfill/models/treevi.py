@@ -129,11 +129,7 @@ class TreePosterior(nn.Module):
     returns (z, kl_per_image) like VAE.posterior_sample."""
 
     def __init__(self, latent_dim: int, tree: str = "mst", max_corr: float = 0.99) -> None:
-        super().__init__()
-        if tree not in TREES:
-            raise GenfillError(f"model.tree: {tree!r} is not one of {', '.join(TREES)}")
-        if not 0 < max_corr < 1:
-            raise GenfillError("model.tree_max_corr: must lie strictly between 0 and 1")
+        super().__init__()  # tree and max_corr are checked with the model's config (VAEConfig)
         self.tree = tree
         self.max_corr = max_corr
         self.edge = nn.Linear(2 * latent_dim, latent_dim)

@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genfill.errors import GenfillError
-from genfill.models.base import GenModel, ModelOutput, composite
+from genfill.models.base import GenModel, ModelOutput
 from genfill.models.blocks import ConvDecoder, ConvEncoder, gaussian_kl, masked_input, reparameterize
 from genfill.models.treevi import TREES, TreePosterior
+from genfill.pixels import composite, from_unit, to_unit
 
 
 @dataclass
@@ -48,6 +49,22 @@ class VAEConfig:
     tree: str = "mst"  # treevi only: mst (minimum spanning tree of the means) | chain (batch order)
     tree_max_corr: float = 0.99  # treevi only: |edge correlation| bound
 
+    def __post_init__(self) -> None:
+        """Checked when the config is loaded, so a bad value fails before any data is read."""
+        choices = {"output": ("tanh", "sigmoid"), "likelihood": ("mse", "bce"), "reduction": ("sum", "mean"),
+                   "inpaint": ("masked", "whole"), "posterior": ("gaussian", "treevi"), "tree": TREES}
+        for key, valid in choices.items():
+            if getattr(self, key) not in valid:
+                raise GenfillError(f"model.{key}: {getattr(self, key)!r} is not one of {', '.join(valid)}")
+        if self.likelihood == "bce" and self.output != "sigmoid":
+            raise GenfillError("model.likelihood: bce needs output: sigmoid")
+        if not self.channels:
+            raise GenfillError("model.channels: needs at least one conv layer")
+        if not 0 < self.tree_max_corr < 1:
+            raise GenfillError("model.tree_max_corr: must lie strictly between 0 and 1")
+        if self.latent_dim < 1 or self.beta < 0 or self.hole_weight < 0:
+            raise GenfillError("model: latent_dim must be >= 1, beta and hole_weight >= 0")
+
 
 class VAE(GenModel):
     Config = VAEConfig
@@ -57,7 +74,6 @@ class VAE(GenModel):
 
     def __init__(self, cfg: VAEConfig, image_size: int, channels: int) -> None:
         super().__init__(cfg, image_size, channels)
-        self._validate(cfg)
         in_ch = channels + (1 if cfg.inpaint == "masked" else 0)
         self.encoder = ConvEncoder(in_ch, cfg.channels, image_size, cfg.kernel, cfg.stride, cfg.padding,
                                    cfg.activation, cfg.norm)
@@ -69,22 +85,6 @@ class VAE(GenModel):
                                    cfg.padding, cfg.activation, cfg.norm)
         self.tree_posterior = (TreePosterior(cfg.latent_dim, cfg.tree, cfg.tree_max_corr)
                                if cfg.posterior == "treevi" else None)
-
-    @staticmethod
-    def _validate(cfg: VAEConfig) -> None:
-        choices = {"output": ("tanh", "sigmoid"), "likelihood": ("mse", "bce"), "reduction": ("sum", "mean"),
-                   "inpaint": ("masked", "whole"), "posterior": ("gaussian", "treevi"), "tree": TREES}
-        for key, valid in choices.items():
-            if getattr(cfg, key) not in valid:
-                raise GenfillError(f"model.{key}: {getattr(cfg, key)!r} is not one of {', '.join(valid)}")
-        if cfg.likelihood == "bce" and cfg.output != "sigmoid":
-            raise GenfillError("model.likelihood: bce needs output: sigmoid")
-        if not cfg.channels:
-            raise GenfillError("model.channels: needs at least one conv layer")
-        if not 0 < cfg.tree_max_corr < 1:
-            raise GenfillError("model.tree_max_corr: must lie strictly between 0 and 1")
-        if cfg.latent_dim < 1 or cfg.beta < 0 or cfg.hole_weight < 0:
-            raise GenfillError("model: latent_dim must be >= 1, beta and hole_weight >= 0")
 
     # ---- pieces
     def _encoder_input(self, x: Tensor, m: Tensor | None) -> Tensor:
@@ -108,14 +108,14 @@ class VAE(GenModel):
         return self.decoder(self.from_latent(z).view(-1, *self.feat_shape))
 
     def to_image(self, logits: Tensor) -> Tensor:
-        return torch.tanh(logits) if self.cfg.output == "tanh" else torch.sigmoid(logits) * 2 - 1
+        return torch.tanh(logits) if self.cfg.output == "tanh" else from_unit(torch.sigmoid(logits))
 
     def recon_error(self, logits: Tensor, x: Tensor) -> Tensor:
         """Per-pixel reconstruction error on the [0, 1] scale, (N,C,H,W)."""
-        target = (x + 1) / 2
+        target = to_unit(x)
         if self.cfg.likelihood == "bce":
             return F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-        return ((self.to_image(logits) + 1) / 2 - target).pow(2)
+        return (to_unit(self.to_image(logits)) - target).pow(2)
 
     def elbo(self, x: Tensor, m: Tensor, kl_scale: float = 1.0) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
         """The (beta-)ELBO terms: (loss, parts {recon, kl}, decoder logits, z); z is a posterior draw in
@@ -138,7 +138,15 @@ class VAE(GenModel):
     # ---- interface
     def forward(self, x: Tensor, m: Tensor, kl_scale: float = 1.0) -> ModelOutput:
         loss, parts, logits, _ = self.elbo(x, m, kl_scale)
-        return ModelOutput(loss=loss, pred=self.to_image(logits), parts=parts)
+        return ModelOutput(loss=loss, pred=self._eval_pred(x, m, self.to_image(logits)), parts=parts)
+
+    def _eval_pred(self, x: Tensor, m: Tensor, pred: Tensor) -> Tensor:
+        """`pred` of forward. In eval mode it must be `predict(x, m)`: the masked mode's loss already decodes
+        the mean of the masked image, but the whole mode's loss encodes the whole image, so its fill is
+        predicted apart (one more encoder pass, in eval mode only)."""
+        if self.training or self.cfg.inpaint == "masked":
+            return pred
+        return self.predict(x, m)
 
     def epoch_stats(self) -> dict[str, float]:
         return self.tree_posterior.epoch_stats() if self.tree_posterior is not None else {}
@@ -148,10 +156,15 @@ class VAE(GenModel):
         """Composite fill. method: auto | encode | optimize (latent optimisation against the known pixels)."""
         if method not in ("auto", "encode", "optimize"):
             raise GenfillError(f"fill method {method!r} is not one of auto, encode, optimize")
-        mu, _ = self.stats(x, m)
-        if method == "optimize":
-            mu = self._optimize_latent(mu, x, m, steps, lr)
+        if method != "optimize":
+            return composite(x, m, self.predict(x, m))
+        mu = self._optimize_latent(self.stats(x, m)[0], x, m, steps, lr)
         return composite(x, m, self.to_image(self.decode_logits(mu)))
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, m: Tensor) -> Tensor:
+        """The decoding of the posterior mean of the masked image."""
+        return self.to_image(self.decode_logits(self.stats(x, m)[0]))
 
     def _optimize_latent(self, z0: Tensor, x: Tensor, m: Tensor, steps: int, lr: float) -> Tensor:
         """Find z whose decoding matches the known pixels (a weak N(0, I) prior keeps z plausible)."""

@@ -149,16 +149,26 @@ class VQVAEConfig:
     dead_after: int = 100  # restart codes unused for this many training steps; 0 = never
     hole_weight: float = 1.0  # weight of the hole's squared error; known pixels weigh 1
 
+    def __post_init__(self) -> None:
+        """Checked when the config is loaded, so a bad value fails before any data is read."""
+        if not self.channels:
+            raise GenfillError("model.channels: needs at least one conv layer")
+        if self.codebook_size < 2 or self.code_dim < 1:
+            raise GenfillError("model: codebook_size must be >= 2 and code_dim >= 1")
+        if not 0.0 <= self.decay < 1.0:
+            raise GenfillError(f"model.decay: must be in [0, 1), got {self.decay}")
+        if min(self.commitment, self.hole_weight, self.eps, self.dead_after, self.res_blocks) < 0:
+            raise GenfillError("model: commitment, hole_weight, eps, dead_after and res_blocks must be >= 0")
+
 
 class VQVAE(GenModel):
     Config = VQVAEConfig
     kind = "vqvae"
-    can_sample = True  # through a trained prior only; sample() explains how
+    can_sample = False  # only through a prior over its codes (kind vqvae_prior); sample() says how
     can_interpolate = True
 
     def __init__(self, cfg: VQVAEConfig, image_size: int, channels: int) -> None:
         super().__init__(cfg, image_size, channels)
-        self._validate(cfg)
         self.encoder_convs = ConvEncoder(channels + 1, cfg.channels, image_size, cfg.kernel, cfg.stride,
                                          cfg.padding, cfg.activation, cfg.norm)
         c, s = self.encoder_convs.out_channels, self.encoder_convs.out_size
@@ -171,17 +181,6 @@ class VQVAE(GenModel):
         self.decoder_res = ResidualStack(c, cfg.res_channels, cfg.res_blocks, cfg.activation)
         self.decoder = ConvDecoder(cfg.channels, self.encoder_convs.sizes, channels, cfg.kernel, cfg.stride,
                                    cfg.padding, cfg.activation, cfg.norm)
-
-    @staticmethod
-    def _validate(cfg: VQVAEConfig) -> None:
-        if not cfg.channels:
-            raise GenfillError("model.channels: needs at least one conv layer")
-        if cfg.codebook_size < 2 or cfg.code_dim < 1:
-            raise GenfillError("model: codebook_size must be >= 2 and code_dim >= 1")
-        if not 0.0 <= cfg.decay < 1.0:
-            raise GenfillError(f"model.decay: must be in [0, 1), got {cfg.decay}")
-        if cfg.commitment < 0 or cfg.hole_weight < 0 or cfg.eps < 0 or cfg.dead_after < 0 or cfg.res_blocks < 0:
-            raise GenfillError("model: commitment, hole_weight, eps, dead_after and res_blocks must be >= 0")
 
     # ---- pieces
     def encode_continuous(self, x: Tensor, m: Tensor | None = None) -> Tensor:
@@ -214,6 +213,16 @@ class VQVAE(GenModel):
 
     def epoch_stats(self) -> dict[str, float]:
         return self.quantizer.usage_stats()
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, m: Tensor) -> Tensor:
+        """The decoding of the nearest codes of the masked image; no codebook statistics change (forward's
+        straight-through value z + (q - z), so it matches forward's pred to the bit)."""
+        z = self.encode_continuous(x, m)
+        with torch.autocast(z.device.type, enabled=False):
+            z = z.float()
+            z_q = z + (self.quantizer.lookup(self.quantizer.codes(z)) - z)
+        return self.decode_quantized(z_q)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         raise GenfillError("a vqvae model samples through a prior over its codes: train one with "

@@ -1,0 +1,256 @@
+"""The `genfill eval` job: resolve what to evaluate (classical peers, checkpoints), fix the protocol (data,
+split, n, mask kinds, seed), score every method with the scoring library (`genfill.evaluate`), and write
+`eval.json`, `records.csv`, `summary.csv` and failure galleries. `genfill compare` reads what this writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from genfill.config import EVAL_MASKS, EVAL_SEED, DataConfig, from_dict, read_yaml, resolve_config, to_dict
+from genfill.data.cache import ImageCache, load_cache
+from genfill.data.datasets import source_key
+from genfill.data.masks import check_params, masks_at
+from genfill.device import pick_device
+from genfill.errors import GenfillError
+from genfill.evaluate import EvalResult, FillFn, evaluate_methods, sample_fid
+from genfill.io import atomic_write_json, atomic_write_text, save_image
+from genfill.models import GenModel, load_model
+from genfill.pixels import fill_panel
+
+EVAL_FORMAT = 1
+DEFAULT_MASKS = ",".join(EVAL_MASKS)
+DEFAULT_SEED = EVAL_SEED
+
+
+
+
+@dataclass
+class Method:
+    """One thing to evaluate: a classical peer or a trained model."""
+
+    name: str
+    fill: FillFn
+    kind: str  # "peer" or the model kind
+    source: str  # the peer's name or the checkpoint path
+    parameters: int | None = None
+    model: GenModel | None = None  # for models
+    data: dict | None = None  # the checkpoint's own data config
+
+
+def resolve_method(spec: str, device) -> Method:
+    """A peer name (telea, ns, biharmonic, mean) or a checkpoint / run directory -> Method."""
+    from genfill.peers import PEERS
+
+    if spec in PEERS:
+        return Method(spec, PEERS[spec], "peer", spec)
+    path = Path(spec)
+    if not path.exists():
+        raise GenfillError(f"{spec!r} is neither a peer ({', '.join(PEERS)}) nor a checkpoint or run directory")
+    model, ckpt = load_model(path, device)
+    run_cfg = ckpt.get("run_config", {})
+    return Method(run_cfg.get("name") or path.stem, lambda x, m: model.fill(x, m), ckpt["kind"], ckpt["path"],
+                  model.num_parameters(), model, run_cfg.get("data"))
+
+
+def resolve_data(data: str | None, methods: list[Method]) -> DataConfig:
+    """--data: a YAML file or config preset name whose `data:` section is used, or `faces64` (the built-in
+    default); None means the first checkpoint's own data config, else the built-in faces64."""
+    if data is None:
+        own = next((m.data for m in methods if m.data is not None), None)
+        return from_dict(DataConfig, own, prefix="data") if own is not None else DataConfig()
+    if data == "faces64":
+        return DataConfig()
+    raw = read_yaml(resolve_config(data))
+    return from_dict(DataConfig, raw.get("data", {}), prefix="data")
+
+
+def parse_masks(text: str | list[str] | dict, size: int) -> dict[str, dict]:
+    """"thin,medium,thick,square" -> {kind: params}. `square` is seed 002's hole scaled to the image: half
+    the side, a quarter-side margin (32 px with a 16 px margin at 64x64); other kinds scale themselves."""
+    if isinstance(text, dict):
+        kinds = dict(text)
+    else:
+        names = [k.strip() for k in (text.split(",") if isinstance(text, str) else text) if k.strip()]
+        if not names:
+            raise GenfillError("--masks needs at least one mask kind")
+        kinds = {k: ({"size": size // 2, "margin": size // 4} if k == "square" else {}) for k in names}
+    for k, p in kinds.items():
+        check_params(k, p)
+    return kinds
+
+
+@dataclass
+class Protocol:
+    """What makes two evaluations comparable: the same images (data, split, n) under the same holes."""
+
+    data: dict
+    split: str
+    n: int
+    masks: dict
+    seed: int
+    key: str | None = None  # the data's cache key, as recorded (computing it hashes a folder's file list)
+
+    @property
+    def data_key(self) -> str:
+        if self.key is None:
+            self.key = source_key(from_dict(DataConfig, self.data))
+        return self.key
+
+    def as_dict(self) -> dict:
+        return {"data_key": self.data_key, "data": self.data, "split": self.split, "n": self.n,
+                "masks": self.masks, "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Protocol":
+        return cls(d["data"], d["split"], d["n"], d["masks"], d["seed"], d.get("data_key"))
+
+    def mismatch(self, other: "Protocol") -> str | None:
+        """A description of the first difference, or None when both evaluate the same images and holes."""
+        a, b = self.as_dict(), other.as_dict()
+        for key in ("data_key", "split", "n", "masks", "seed"):
+            if a[key] != b[key]:
+                return f"{key} {a[key]!r} vs {b[key]!r}"
+        return None
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "method"
+
+
+def failure_gallery(method: Method, res: EvalResult, data: ImageCache, proto: Protocol, path: Path, k: int = 8,
+                    device="cpu") -> list[dict]:
+    """The k worst images by hole MSE as a grid, rows original / masked / fill (seed 004's failure gallery)."""
+    rows = [r for r in res.records if r["mse_hole"] == r["mse_hole"]]
+    worst = sorted(rows, key=lambda r: -r["mse_hole"])[:k]
+    if not worst:
+        return []
+    ids = data.split(proto.split)
+    x = torch.cat([data.batch(ids[r["index"]].view(1), device) for r in worst])
+    m = torch.cat([masks_at(r["mask"], [r["index"]], data.size, data.size, seed=proto.seed, device=device,
+                            **proto.masks[r["mask"]]) for r in worst])
+    with torch.no_grad():
+        filled = method.fill(x, m)
+    save_image(fill_panel(x, m, filled), path)
+    return [{"index": r["index"], "mask": r["mask"], "hole_ratio": r["hole_ratio"], "mse_hole": r["mse_hole"]}
+            for r in worst]
+
+
+def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: str | dict | None = None,
+                   masks: str | list[str] | dict = DEFAULT_MASKS, n: int = 500, fid: bool = False, seed: int = DEFAULT_SEED,
+                   split: str = "test", device: str = "auto", lpips: bool = True, gallery: int = 8,
+                   verbose: bool = True) -> Path:
+    """The `genfill eval` job: evaluate peers and/or checkpoints under one protocol and write
+    `eval.json`, `records.csv`, `summary.csv` and `failures_<method>.png` to out_dir. Returns eval.json.
+
+    `data` may also be a data-config dict (what an eval.json stores), so a comparison can re-run a protocol."""
+    if not specs:
+        raise GenfillError("nothing to evaluate: pass a checkpoint, run directory or peer name")
+    dev = pick_device(device)
+    methods: list[Method] = []
+    for spec in specs:
+        meth = resolve_method(spec, dev)
+        base, i = meth.name, 2
+        while any(o.name == meth.name for o in methods):
+            meth.name, i = f"{base}-{i}", i + 1
+        methods.append(meth)
+    data_cfg = from_dict(DataConfig, data, prefix="data") if isinstance(data, dict) else resolve_data(data, methods)
+    cache = load_cache(data_cfg, verbose=verbose)
+    for meth in methods:
+        if meth.model is not None and (meth.model.image_size, meth.model.channels) != (cache.size, cache.channels):
+            raise GenfillError(f"{meth.source} works on {meth.model.image_size}px images with {meth.model.channels} "
+                               f"channels, the data has {cache.size}px and {cache.channels}")
+    n_eff = min(n, len(cache.split(split)))
+    if n_eff < 1:
+        raise GenfillError(f"the {split} split of {cache.key} is empty")
+    proto = Protocol(to_dict(data_cfg), split, n_eff, parse_masks(masks, cache.size), seed, cache.key)
+    if out_dir is None:
+        first = methods[0]
+        out_dir = (Path(first.source).parent.parent / "eval" if first.model is not None
+                   else Path("runs") / f"eval-{slug(first.name)}")
+    out = Path(out_dir)
+    t0 = time.time()
+    results = evaluate_methods({m.name: m.model if m.model is not None else m.fill for m in methods}, cache, proto.masks, n_eff, seed, split,
+                               device=dev, lpips=lpips, fid=fid, verbose=verbose)
+    doc = {"format": EVAL_FORMAT, "protocol": proto.as_dict(), "methods": {}}
+    for meth in methods:
+        res = results[meth.name]
+        entry = {"kind": meth.kind, "source": meth.source, "parameters": meth.parameters,
+                 "ms_per_image": res.ms_per_image, "images": res.images, "summary": res.summary(),
+                 **{k: v for k, v in res.extras.items() if k != "test_loss"}}
+        if meth.model is not None:
+            entry["test_loss"] = res.extras.get("test_loss")
+            if fid and meth.model.can_sample:
+                entry["sample_fid"] = sample_fid(meth.model, cache, n_eff, split, dev)
+        if gallery:
+            name = f"failures_{slug(meth.name)}.png"
+            entry["failures"] = failure_gallery(meth, res, cache, proto, out / name, gallery, dev)
+            entry["gallery"] = name if entry["failures"] else None
+        doc["methods"][meth.name] = entry
+    doc["seconds"] = round(time.time() - t0, 2)
+    write_eval(out, doc, results)
+    return out / "eval.json"
+
+
+def _csv_text(header: list[str], rows: list[list]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def write_eval(out: Path, doc: dict, results: dict[str, EvalResult]) -> None:
+    """eval.json, records.csv (one row per method x image x mask kind) and summary.csv (one row per method x
+    group: all / mask kind / hole-ratio bucket)."""
+    metrics = list(dict.fromkeys(k for r in results.values() for k in r.metrics if k != "hole_ratio"))
+    rec_rows = [[name, r["index"], r["mask"], r["hole_ratio"], r["bucket"], *[r.get(k, "") for k in metrics]]
+                for name, res in results.items() for r in res.records]
+    atomic_write_text(out / "records.csv", _csv_text(["method", "index", "mask", "hole_ratio", "bucket", *metrics],
+                                                     rec_rows))
+    sum_rows = []
+    for name, entry in doc["methods"].items():
+        s = entry["summary"]
+        groups = [("all", "all", s["all"])] + [("mask", k, v) for k, v in s["mask"].items()] + \
+                 [("bucket", k, v) for k, v in s["bucket"].items()]
+        for group, value, row in groups:
+            sum_rows.append([name, group, value, row["count"], *[row.get(k, "") for k in ["hole_ratio", *metrics]]])
+    atomic_write_text(out / "summary.csv", _csv_text(["method", "group", "value", "count", "hole_ratio", *metrics],
+                                                     sum_rows))
+    atomic_write_json(out / "eval.json", _finite(doc))
+
+
+def _finite(obj):
+    """JSON has no NaN: write None instead (an empty group or a metric that is undefined there)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def load_eval(path: str | Path) -> tuple[dict, Path]:
+    """Read an eval.json (or a folder holding one) -> (document, its folder)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "eval.json"
+    if not path.is_file():
+        raise GenfillError(f"no evaluation at {path}")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise GenfillError(f"{path} is not valid JSON (line {exc.lineno})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != EVAL_FORMAT or "protocol" not in doc:
+        raise GenfillError(f"{path} is not a genfill eval.json")
+    return doc, path.parent

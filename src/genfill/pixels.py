@@ -1,0 +1,65 @@
+"""Pixel conventions in one place. Inside the library an image is a float tensor (N,C,H,W) in [-1, 1]; metrics
+and classical peers work on [0, 1]; stored and saved images are uint8. A mask is float (N,1,H,W), 1 = hole.
+A fill is always composited: known pixels are the input's own, the hole is the prediction's.
+
+A leaf module (torch and numpy only), so data, models, metrics and writers can all share it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def to_unit(x: Tensor) -> Tensor:
+    """[-1, 1] -> [0, 1] (no clamping)."""
+    return (x + 1) / 2
+
+
+def from_unit(x: Tensor) -> Tensor:
+    """[0, 1] -> [-1, 1] (no clamping)."""
+    return x * 2 - 1
+
+
+def from_uint8(a: Tensor) -> Tensor:
+    """uint8 values 0..255 (any layout) -> float32 in [-1, 1], same layout."""
+    return a.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """float (N,C,H,W) or (C,H,W) in [-1, 1] -> uint8 NHWC / HWC (clamped, rounded), on x's device; the
+    layout images are stored and saved in."""
+    x = x.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1) if x.dim() == 4 else x.permute(1, 2, 0)
+
+
+def composite(x: Tensor, m: Tensor, pred: Tensor) -> Tensor:
+    """Keep known pixels, take the prediction in the hole: out = m * pred + (1 - m) * x, in x's dtype and on
+    x's device (a peer's prediction may come back from the CPU in float64)."""
+    pred = pred.to(device=x.device, dtype=x.dtype)
+    m = m.to(device=x.device, dtype=x.dtype)
+    return m * pred + (1 - m) * x
+
+
+def show_masked(x: Tensor, m: Tensor) -> Tensor:
+    """The masked image as shown to a person: the hole white."""
+    return x * (1 - m) + m
+
+
+def make_grid(x: Tensor, nrow: int, pad: int = 2, value: float = 1.0) -> Tensor:
+    """Tile (N,C,H,W) images into one (C,H',W') grid (on the CPU) with `pad` px of background between them."""
+    n, c, h, w = x.shape
+    ncol = nrow
+    nrows = (n + ncol - 1) // ncol
+    grid = torch.full((c, nrows * (h + pad) + pad, ncol * (w + pad) + pad), value, dtype=x.dtype)
+    for i in range(n):
+        r, col = divmod(i, ncol)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        grid[:, top : top + h, left : left + w] = x[i].cpu()
+    return grid
+
+
+def fill_panel(x: Tensor, m: Tensor, *fills: Tensor, nrow: int | None = None) -> Tensor:
+    """The panel every fill picture uses: the originals, the masked images (hole white), then each of `fills`
+    (N,C,H,W), one row each (`nrow` images per row; default N). Returns a float32 (C,H',W') grid."""
+    return make_grid(torch.cat([x, show_masked(x, m), *fills]).float().cpu(), nrow=nrow or len(x))
