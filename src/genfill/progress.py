@@ -170,6 +170,8 @@ class Progress:
             self._draw_tty()
             return
         now = time.monotonic()
+        if self.total and self.n >= self.total:
+            return  # the closing line says it
         if now - self._last_line >= self.interval:
             self._last_line = now
             self.stream.write(f"[{_stamp()}] {self.line()}\n")
