@@ -12,10 +12,11 @@ For each family (a config in configs/ whose model kind is in genfill.models.REGI
 - flops: FLOPs of one training step (torch.utils.flop_counter.FlopCounterMode, eager model), so achieved
   TFLOP/s = flops * steps/s of the fast path, as a share of the bf16 matmul rate measured here (n x n @ n x n).
 - peak memory of each path (CUDA only: torch.cuda.max_memory_allocated).
-- epoch: the real loop on the fast path (ImageCache.iterate over a synthetic uint8 cache resident on the
-  device, make_masks on the device, channels_last, train_step) timed over a number of steps and
-  EXTRAPOLATED to 162,770 images (CelebA's train split); the share of that time spent on data + masks
-  alone (the same iterate + make_masks loop without train_step).
+- loop: the real loop, `genfill.train.train()` itself, on a synthetic uint8 cache resident on the device with
+  the config's mask bank: images/s by train.py's own clock (after the first step; validation and checkpoints
+  excluded) next to the step-only figure of the same path (fast on CUDA, eager fp32 elsewhere), so the gap
+  between them is visible; the share of the loop's time the data + mask stream alone takes
+  (train.train_batches, timed without steps); and an epoch EXTRAPOLATED to 162,770 images (CelebA train).
 - fill latency (eval mode, torch.inference_mode, the fast path's autocast) at batch 1 and a large batch.
 - agreement: one training step's loss from identical weights and inputs, eager vs fast, relative difference.
 - CPU fill: one 64x64 image, the default model of each family (torch.set_num_threads(2)) next to
@@ -51,8 +52,8 @@ from genfill.errors import GenfillError
 from genfill.io import atomic_write_json
 from genfill.models import REGISTRY, GenModel, build_model, save_model
 from genfill.pixels import from_unit
-from genfill.device import autocast, pick_device
-from genfill.train import prepare, train_batches, train_step
+from genfill.device import autocast, fast_path, pick_device
+from genfill.train import mask_source, prepare, train, train_batches, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -72,24 +73,25 @@ class Settings:
     batch: int | None
     warmup: int  # untimed steps before each timing
     steps: int  # timed train steps per path
-    epoch_steps: int  # timed steps of the end-to-end loop
+    epoch_steps: int  # timed steps of the real loop (train() itself), after one untimed step
     matmul_n: int  # side of the bf16 matmul that measures the peak rate
     fill_batches: tuple[int, ...]
     fill_repeats: int
     size: int | None  # quick mode and CPU: this size replaces every family's natural sizes
     compile: bool
+    bank_size: int | None = None  # masks in the real loop's bank; None = the config's masks.bank_size
 
 
 def default_settings(device: torch.device, quick: bool, compile: bool = False) -> Settings:
     if quick:  # what tests and the CPU use: seconds per family
         return Settings(batch=4, warmup=1, steps=2, epoch_steps=2, matmul_n=256, fill_batches=(1, 16),
-                        fill_repeats=3, size=32, compile=compile)
+                        fill_repeats=3, size=32, compile=compile, bank_size=1024)
     if device.type == "cuda":
         return Settings(batch=None, warmup=5, steps=20, epoch_steps=50, matmul_n=8192, fill_batches=(1, 256),
                         fill_repeats=20, size=None, compile=compile)
     # CPU: 64x64 only (256x256 takes minutes a step on 2 cores; --sizes 256 asks for it), small batches,
     # so `make bench` finishes in minutes.
-    return Settings(batch=4, warmup=1, steps=3, epoch_steps=3, matmul_n=512, fill_batches=(1, 16),
+    return Settings(batch=4, warmup=1, steps=3, epoch_steps=10, matmul_n=512, fill_batches=(1, 16),
                     fill_repeats=5, size=64, compile=compile)
 
 
@@ -274,39 +276,48 @@ def loss_agreement(spec: dict, cfg: RunConfig, size: int, x: torch.Tensor, m: to
             "ok": rel <= LOSS_RTOL}
 
 
-def epoch_time(path: TrainPath, cfg: RunConfig, size: int, batch: int, steps: int) -> dict:
-    """The real loop (ImageCache.iterate on a device-resident synthetic uint8 cache, make_masks on the
-    device, train_step) timed over `steps` batches, extrapolated to CelebA's train split; and the share
-    of that time spent on data + masks alone (the same loop without train_step)."""
-    device = next(path.model.parameters()).device
-    n = batch * steps
+def real_loop(spec: dict, cfg: RunConfig, size: int, batch: int, device: torch.device, settings: Settings,
+              workdir: Path) -> dict:
+    """`genfill.train.train()` itself on a synthetic uint8 cache resident on the device: its own loop's
+    images/s (train.py's clock: after the first step, validation and checkpoints excluded) on the path
+    train() picks (fast on CUDA, eager fp32 elsewhere; compiled with --compile), masks from the config's
+    bank; the epoch time extrapolated from it to CelebA's train split; and the share of the loop's time
+    that the data + mask stream alone (train.train_batches, the same stream, timed without the steps)
+    takes."""
+    steps = settings.epoch_steps
+    n = batch * (steps + 1)
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, size, size, cfg.data.channels), dtype=torch.uint8, generator=gen)
-    data = ImageCache(images, {"train": np.arange(n)}).to(device)
-    g = torch.Generator().manual_seed(0)
-    g_mask = torch.Generator(device).manual_seed(1) if device.type == "cuda" else g  # as train() does
+    cache = ImageCache(images, {"train": np.arange(n), "val": np.arange(batch), "test": np.arange(batch)})
+    run_cfg = replace(
+        cfg, name=f"{spec['kind']}-{size}-{time.time_ns()}", out_dir=str(workdir / "runs"), model=dict(spec),
+        data=replace(cfg.data, size=size, cache_dir=str(workdir / "cache")),
+        masks=replace(cfg.masks, bank_size=cfg.masks.bank_size if settings.bank_size is None else settings.bank_size),
+        train=replace(cfg.train, batch_size=batch, epochs=1, max_steps=steps + 1, time_budget_s=None,
+                      val_images=batch, sample_every_epoch=False, log_every=10**9, compile=settings.compile,
+                      device=str(device), accumulate=1),
+    )
+    res = train(run_cfg, verbose=False, data=cache)
+    loop_ips = res.loop_images / res.loop_seconds
 
-    def batches():
-        def draw(n: int, gm: torch.Generator) -> torch.Tensor:  # fresh masks per step, no bank
-            return make_masks(cfg.masks.kind, n, size, size, generator=gm, device=gm.device,
-                              **cfg.masks.params).to(device)
-
-        return train_batches(data, cfg, draw, g, g_mask, device, fast=False, batch_size=batch)
+    data = cache.to(device)
+    draw_masks, mask_device = mask_source(run_cfg, size, device)  # the bank train() drew, from its cache
+    g, g_mask = torch.Generator().manual_seed(0), torch.Generator(mask_device).manual_seed(1)
+    fast = fast_path(run_cfg.train.fast, device)
 
     def data_only():
-        for _ in batches():
+        for _ in train_batches(data, run_cfg, batch, g, g_mask, device, draw_masks):
             pass
 
-    def full():
-        for x, m in batches():
-            path.step(x, m)
-
-    data_s = timed(data_only, device)
-    full_s = timed(full, device)
-    return {"resident": str(data.images.device), "timed_steps": steps, "timed_images": n,
-            "measured_s": full_s, "extrapolated_images": CELEBA_TRAIN,
-            "epoch_s_extrapolated": full_s / n * CELEBA_TRAIN, "data_masks_s": data_s,
-            "data_masks_share": data_s / full_s}
+    # The median of three passes: on a shared machine one pass can land in someone else's burst.
+    data_s = statistics.median(timed(data_only, device) for _ in range(3)) * steps / (steps + 1)
+    masks = f"bank of {run_cfg.masks.bank_size}" if run_cfg.masks.bank_size else "per step"
+    return {"resident": str(data.images.device), "path": ("fast" if fast else "eager") +
+            ("+compile" if settings.compile else ""), "masks": masks,
+            "timed_steps": steps, "timed_images": res.loop_images, "measured_s": res.loop_seconds,
+            "images_per_s": loop_ips, "extrapolated_images": CELEBA_TRAIN,
+            "epoch_s_extrapolated": CELEBA_TRAIN / loop_ips, "data_masks_s": data_s,
+            "data_masks_share": data_s / res.loop_seconds}
 
 
 def fill_latency(model: GenModel, cfg: RunConfig, size: int, batch: int, fast: bool, repeats: int) -> float:
@@ -387,7 +398,13 @@ def measure_family(fam: Family, size: int, device: torch.device, settings: Setti
     row["share_of_bf16_matmul"] = row["tflops"] / peak_tflops
 
     fast = variants[row["fast_variant"]]
-    row["epoch"] = epoch_time(fast, cfg, size, batch, settings.epoch_steps)
+    row["epoch"] = real_loop(spec, cfg, size, batch, device, settings, workdir)
+    # the step-only figure of the path train() takes, for the loop/step ratio
+    step_only = row["fast"] if device.type == "cuda" else row["eager"]
+    if settings.compile and device.type == "cuda":
+        step_only = row["fast_compiled"]
+    row["epoch"]["step_only_images_per_s"] = step_only["images_per_s"]
+    row["epoch"]["loop_over_step"] = row["epoch"]["images_per_s"] / step_only["images_per_s"]
     row["fill_ms"] = {str(b): fill_latency(fast.model, cfg, size, b, device.type == "cuda", settings.fill_repeats)
                       for b in settings.fill_batches}
     del variants, fast
@@ -464,23 +481,27 @@ def table(results: dict) -> str:
     lines = [f"{results['device']}  torch {results['torch']}  {results['date']}  "
              f"bf16 matmul {results['bf16_matmul_tflops']:.3g} TFLOP/s (n={results['settings']['matmul_n']})"]
     fill_b = results["settings"]["fill_batches"]
-    head = ["family", "size", "batch", "eager img/s", "fast img/s", "ratio", "TFLOP/s", "%matmul", "peak MB e/f",
-            "epoch s*", "data%", *[f"fill b{b} ms" for b in fill_b], "loss rel"]
+    head = ["family", "size", "batch", "eager img/s", "fast img/s", "ratio", "loop img/s", "loop/step", "data%",
+            "TFLOP/s", "%matmul", "peak MB e/f", "epoch s*", *[f"fill b{b} ms" for b in fill_b], "loss rel"]
     rows = []
     for r in results["rows"]:
         best = r["fast_compiled"] if r["fast_variant"] == "fast+compile" else r["fast"]
         rows.append([r["family"], str(r["size"]), str(r["batch"]), _fmt(r["eager"]["images_per_s"], ".4g"),
                      _fmt(best["images_per_s"], ".4g") + ("c" if r["fast_variant"] == "fast+compile" else ""),
-                     _fmt(r["ratio"], ".2f"), _fmt(r["tflops"]), _fmt(100 * r["share_of_bf16_matmul"], ".1f"),
+                     _fmt(r["ratio"], ".2f"), _fmt(r["epoch"]["images_per_s"], ".4g"),
+                     _fmt(r["epoch"]["loop_over_step"], ".2f"), _fmt(100 * r["epoch"]["data_masks_share"], ".1f"),
+                     _fmt(r["tflops"]), _fmt(100 * r["share_of_bf16_matmul"], ".1f"),
                      f"{_fmt(r['eager']['peak_memory_mb'], '.0f')}/{_fmt(best['peak_memory_mb'], '.0f')}",
                      _fmt(r["epoch"]["epoch_s_extrapolated"], ".4g"),
-                     _fmt(100 * r["epoch"]["data_masks_share"], ".1f"),
                      *[_fmt(r["fill_ms"][str(b)], ".3g") for b in fill_b],
                      _fmt(r["agreement"]["rel_diff"], ".1e") + ("" if r["agreement"]["ok"] else "!")])
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
     lines.append("  ".join(h.rjust(w) for h, w in zip(head, widths)))
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in rows]
-    lines.append(f"* epoch: {CELEBA_TRAIN:,} images, EXTRAPOLATED from the timed steps (fast path, real loop). "
+    lines.append("loop: genfill.train.train() itself (validation excluded) on the path it takes (fast on CUDA, "
+                 "eager elsewhere); loop/step = loop img/s over that path's step-only img/s; data% = share of the "
+                 "loop's time the data + mask stream alone takes (masks from the bank).")
+    lines.append(f"* epoch: {CELEBA_TRAIN:,} images, EXTRAPOLATED from the loop's img/s. "
                  "c = torch.compile'd. loss rel: one step, eager vs fast (! = over tolerance).")
     for s in results["skipped"]:
         lines.append(f"skipped {s['family']}{' at ' + str(s['size']) if 'size' in s else ''}: {s['reason']}")

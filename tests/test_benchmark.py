@@ -50,9 +50,12 @@ def test_throughput_fields_are_sane(results):
         assert r["ratio"] == pytest.approx(r["fast"]["images_per_s"] / r["eager"]["images_per_s"])
         assert r["flops_per_step"] > 0 and r["tflops"] > 0 and r["share_of_bf16_matmul"] > 0
         assert r["eager"]["peak_memory_mb"] is None  # CUDA only
-        epoch = r["epoch"]
+        epoch = r["epoch"]  # train() itself: its own clock, the images it trained after its first step
         assert epoch["timed_images"] == r["batch"] * epoch["timed_steps"]
-        assert epoch["epoch_s_extrapolated"] == pytest.approx(epoch["measured_s"] / epoch["timed_images"] * 162_770)
+        assert epoch["images_per_s"] == pytest.approx(epoch["timed_images"] / epoch["measured_s"])
+        assert epoch["epoch_s_extrapolated"] == pytest.approx(162_770 / epoch["images_per_s"])
+        assert epoch["path"] == "eager" and epoch["masks"] == "bank of 1024"  # what train() does on a CPU
+        assert epoch["loop_over_step"] == pytest.approx(epoch["images_per_s"] / r["eager"]["images_per_s"])
         assert 0 < epoch["data_masks_share"] < 1
         assert set(r["fill_ms"]) == {"1", "4"} and all(v > 0 for v in r["fill_ms"].values())
 

@@ -20,6 +20,7 @@ TINY = {
     "vqvae": TINY_VQ,
     "vqvae_prior": {"dim": 8, "layers": 2, "kernel": 3, "head": 16},
     "gan": {"base": 8, "d_base": 8, "crop_size": 16},
+    "unet": {"widths": [8, 16], "prior": "biharmonic", "smooth_iters": 5},
 }
 # Variants whose prediction takes another path: the whole-image VAE and the tree posterior.
 EXTRA = {"vae-whole": ("vae", {"channels": [8, 16], "latent_dim": 8, "inpaint": "whole"}),

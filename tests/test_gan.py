@@ -96,7 +96,7 @@ def test_context_blend_keeps_every_known_pixel(kind, context):
     assert torch.equal(out[known], x[known])  # exact, the context ring included
     assert not torch.equal(out[~known], x[~known])  # the hole does take the generator's output
     # Every hole pixel lies inside its image's box, so the pasted prediction covers the whole hole.
-    for i, (t, l, b, r) in enumerate(hole_boxes(m, context)):
+    for i, (t, l, b, r) in enumerate(hole_boxes(m, context).tolist()):
         inside = torch.zeros(32, 32, dtype=torch.bool)
         inside[t:b, l:r] = True
         assert not (m[i, 0].bool() & ~inside).any()
@@ -107,8 +107,8 @@ def test_boxes_dilate_by_context_and_crop_exactly_at_crop_size():
     m[0, :, 16:48, 16:48] = 1  # seed 002's 32x32 hole, 16 px margin
     m[1, :, 0:8, 50:64] = 1  # a corner hole: rows -4..12, cols 46..68 -> squared to 22 and kept inside
     boxes = hole_boxes(m, 4)
-    assert boxes[0] == (12, 12, 52, 52)
-    assert boxes[1] == (0, 42, 22, 64)
+    assert boxes.device == m.device and boxes.dtype == torch.long
+    assert boxes.tolist() == [[12, 12, 52, 52], [0, 42, 22, 64]]
     x = torch.rand(2, 3, 64, 64)
     crops = crop_boxes(x, boxes, 40)
     torch.testing.assert_close(crops[0], x[0, :, 12:52, 12:52], atol=1e-5, rtol=0)
@@ -158,3 +158,24 @@ def test_adversarial_and_l1_losses():
     mask = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
     assert l1_loss(pred, target) == 0.25
     assert l1_loss(pred, target, mask, hole_weight=3.0) == 0.5  # 3 / (3 + 1 + 1 + 1)
+
+
+def test_boxes_match_a_per_image_reference_and_need_no_host():
+    """The device computation equals the obvious per-image loop (first/last hole row and column, dilated,
+    squared, kept inside); an image without a hole gets the whole image."""
+    def reference(mi, context, side):
+        rows = mi[0].amax(1).nonzero().flatten().tolist()
+        cols = mi[0].amax(0).nonzero().flatten().tolist()
+        if not rows:
+            return [0, 0, side, side]
+        t, b, l, r = rows[0] - context, rows[-1] + 1 + context, cols[0] - context, cols[-1] + 1 + context
+        size = min(max(b - t, r - l), side)
+        t = min(max(t - (size - (b - t)) // 2, 0), side - size)
+        l = min(max(l - (size - (r - l)) // 2, 0), side - size)
+        return [t, l, t + size, l + size]
+
+    m = torch.cat([fixed_masks(kind, 4, 32, 32, seed=5) for kind in ("thin", "thick", "box", "freeform")])
+    m = torch.cat([m, torch.zeros(1, 1, 32, 32)])
+    for context in (0, 4, 8):
+        want = [reference(mi, context, 32) for mi in m]
+        assert hole_boxes(m, context).tolist() == want

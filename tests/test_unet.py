@@ -12,7 +12,7 @@ from genfill.config import load_config, resolve_config
 from genfill.errors import GenfillError
 from genfill.losses import adversarial_g_loss, hole_weighted_l1, perceptual_loss
 from genfill.models import build_model, composite, load_model
-from genfill.models.unet import FFCBlock, GatedConv2d, harmonic_fill
+from genfill.models.unet import FFCBlock, GatedConv2d, biharmonic_fill, harmonic_fill
 
 TINY = {"kind": "unet", "widths": [8, 16], "blocks": 1}
 
@@ -35,7 +35,7 @@ def _perturb_output(model):
 
 
 @pytest.mark.parametrize("opts", [
-    {}, {"gated": True}, {"context": "dilated"}, {"context": "ffc", "context_blocks": 1}, {"attention": True},
+    {}, {"prior": "biharmonic", "smooth_iters": 5}, {"gated": True}, {"context": "dilated"}, {"context": "ffc", "context_blocks": 1}, {"attention": True},
     {"prior": "none"}, {"norm": "batch", "widths": [8, 16, 32]}, {"gated": True, "context": "ffc", "blocks": 2},
 ])
 def test_forward_fill_predict(opts):
@@ -78,6 +78,18 @@ def test_harmonic_fill_reproduces_a_linear_ramp():
     # One pixel step of the ramp is 2/31 = 0.065; the fill must be far closer than that.
     assert (f - ramp).abs().max() < 0.01
     assert (harmonic_fill(ramp, m, iters=0) - ramp).abs().max() > 0.01  # no sweeps: the test can fail
+
+
+def test_biharmonic_fill_continues_curvature_that_harmonic_flattens():
+    """x^2 is biharmonic but not harmonic: across a thin hole the thin-plate steps recover it."""
+    col = torch.linspace(-1, 1, 32) ** 2
+    img = col.view(1, 1, 1, 32).expand(1, 3, 32, 32).contiguous()
+    m = torch.zeros(1, 1, 32, 32)
+    m[:, :, 4:28, 12:17] = 1  # a 5-pixel-wide stroke across the bottom of the parabola
+    harm = (harmonic_fill(img, m, 100) - img).abs().max()
+    bih = biharmonic_fill(img, m, 100, 400)
+    assert torch.equal(bih[(m == 0).expand_as(bih)], img[(m == 0).expand_as(bih)])
+    assert (bih - img).abs().max() < harm / 4
 
 
 def test_gated_conv_is_features_times_sigmoid_gate():

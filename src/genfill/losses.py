@@ -28,7 +28,11 @@ def sobel(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     c = x.shape[1]
     kx = _SOBEL_X.to(device=x.device, dtype=x.dtype)
     weight = torch.stack([kx, kx.t()]).unsqueeze(1).repeat(c, 1, 1, 1)  # (2C,1,3,3): gx, gy per channel
-    g = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, groups=c)
+    # Replicate padding by concatenation: the same values as F.pad(mode="replicate"), whose backward
+    # fails under torch.compile on CPU when the gradient arrives channels_last (torch 2.13).
+    x = torch.cat([x[..., :1, :], x, x[..., -1:, :]], dim=2)
+    x = torch.cat([x[..., :1], x, x[..., -1:]], dim=3)
+    g = F.conv2d(x, weight, groups=c)
     return g[:, 0::2], g[:, 1::2]
 
 
@@ -98,6 +102,7 @@ def adversarial_g_loss(fake_logits: torch.Tensor, kind: str = "bce") -> torch.Te
     if kind == "hinge":
         return -fake_logits.mean()
     raise GenfillError(f"unknown adversarial loss {kind!r} (valid: {', '.join(ADVERSARIAL_KINDS)})")
+
 
 
 def hole_weighted_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, hole_weight: float = 1.0

@@ -39,6 +39,24 @@ class TrainResult:
     loop_images: int = 0  # images trained in that time: loop_images / loop_seconds is the loop's images/s
 
 
+def train_batches(data: ImageCache, cfg: RunConfig, batch_size: int, generator: torch.Generator,
+                  mask_generator: torch.Generator, device,
+                  draw_masks=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of training batches (x, m): shuffled, flipped per `data.flip`, full batches only, with masks
+    from `draw_masks(n, mask_generator)` (mask_source: the config's mask bank, sampled on the device) or,
+    when None, fresh masks of the config's kind drawn where `mask_generator` lives. Shared by train() and
+    benchmarks/throughput.py."""
+    size = data.size
+    for x, _ in data.iterate("train", batch_size, shuffle=True, generator=generator, flip=cfg.data.flip,
+                             drop_last=True, device=device):
+        if draw_masks is not None:
+            m = draw_masks(len(x), mask_generator)
+        else:
+            m = make_masks(cfg.masks.kind, len(x), size, size, generator=mask_generator,
+                           device=mask_generator.device, **cfg.masks.params)
+        yield x, m.to(device)
+
+
 def val_batches(data: ImageCache, cfg: RunConfig, n: int, batch_size: int, device, split: str = "val"):
     """(x, m): the first n images of `split` under holes fixed per (eval_seed, position in the split), the
     same holes the evaluator uses, so every model and every epoch sees them."""
@@ -210,19 +228,6 @@ def mask_source(cfg: RunConfig, size: int, device: torch.device, verbose: bool =
     return draw, where
 
 
-def train_batches(data: ImageCache, cfg: RunConfig, draw_masks, g: torch.Generator, g_mask: torch.Generator,
-                  device: torch.device, fast: bool, batch_size: int | None = None):
-    """One epoch of training batches (x, m): shuffled, flipped images from the cache (full batches of
-    `batch_size`, default train.batch_size) and masks from `draw_masks(n, g_mask)` (see mask_source). Shared by
-    train() and benchmarks/throughput.py."""
-    for x, _ in data.iterate("train", batch_size or cfg.train.batch_size, shuffle=True, generator=g, flip=cfg.data.flip,
-                             drop_last=True, device=device):
-        m = draw_masks(len(x), g_mask)
-        if fast:
-            x = x.contiguous(memory_format=torch.channels_last)
-        yield x, m
-
-
 def prepare(model: GenModel, tc: TrainConfig, dev: torch.device, fast: bool):
     """`model` on `dev` with its optimisers: (model, forward, opt, opt_d). The fast path keeps activations
     channels_last, steps Adam fused and (on CUDA) lets cuDNN autotune and use TF32; `forward` is the model
@@ -298,8 +303,8 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
     shown = ema.model if ema is not None else model  # the weights validated, filled with and saved
 
     def checkpoint(name: str) -> None:
-        # save_model writes what rebuilds the model (the averaged weights when train.ema is on); the rest is
-        # what a resumed run continues from ("model_live": the optimiser's own weights when they differ).
+        # save_model writes what rebuilds the model (the average when train.ema is on: what load_model
+        # gives); the rest is what a resumed run continues from, the live weights included.
         save_model(ckpt_dir / name, shown, run_config=to_dict(cfg),
                    model_live=model.state_dict() if ema is not None else None,
                    optim=opt.state_dict(), optim_d=opt_d.state_dict() if opt_d is not None else None,
@@ -325,7 +330,9 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
     try:
         while epoch < tc.epochs and not stop:
             t_loop = time.perf_counter()
-            for x, m in train_batches(data, cfg, draw_masks, g, g_mask, dev, fast):
+            for x, m in train_batches(data, cfg, tc.batch_size, g, g_mask, dev, draw_masks):
+                if fast:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 kl_scale = min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps > 0 else 1.0
                 elapsed = time.time() - t0
                 lr = lr_factor(tc, step, horizon, elapsed / tc.time_budget_s if tc.time_budget_s else 0.0)

@@ -104,6 +104,8 @@ class AVAE(VAE):
         return torch.tanh(self.generator(h))
 
     def _noise(self, n: int, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if generator is None:  # torch.compile traces n as a symbol; randn's generator overload needs a number
+            return torch.randn(n, self.noise_dim, device=like.device, dtype=like.dtype)
         return torch.randn(n, self.noise_dim, generator=generator, device=like.device, dtype=like.dtype)
 
     def latent_loss(self, z: Tensor, fake: Tensor, m: Tensor) -> Tensor:

@@ -132,64 +132,67 @@ class UNetGenerator(nn.Module):
 # ---- the context variant's boxes: crop each image's hole region to one size, paste the result back
 
 
-def hole_boxes(m: Tensor, context: int) -> list[tuple[int, int, int, int]]:
+def hole_boxes(m: Tensor, context: int) -> Tensor:
     """Per image, (top, left, bottom, right) (exclusive ends) of the hole's bounding box dilated by
-    `context`, grown to a square where the image allows (kept inside the image). No hole: the whole image."""
+    `context`, grown to a square where the image allows (kept inside the image). No hole: the whole image.
+    Returns (N,4) long on m's device, computed there: no host sync, so a training step never waits."""
     n, _, height, width = m.shape
-    rows = (m.amax(dim=(1, 3)) > 0.5).cpu()  # (N, H)
-    cols = (m.amax(dim=(1, 2)) > 0.5).cpu()  # (N, W)
-    boxes = []
-    for i in range(n):
-        r, c = rows[i].nonzero().flatten(), cols[i].nonzero().flatten()
-        if len(r) == 0:
-            boxes.append((0, 0, height, width))
-            continue
-        t, b = int(r[0]) - context, int(r[-1]) + 1 + context
-        l, rt = int(c[0]) - context, int(c[-1]) + 1 + context
-        side = max(b - t, rt - l)
-        t, b = _grow(t, b, side, height)
-        l, rt = _grow(l, rt, side, width)
-        boxes.append((t, l, b, rt))
-    return boxes
+    t, b = _hole_span(m.amax(dim=(1, 3)) > 0.5, context, height)
+    l, r = _hole_span(m.amax(dim=(1, 2)) > 0.5, context, width)
+    side = torch.maximum(b - t, r - l)
+    t, b = _grow(t, b, side, height)
+    l, r = _grow(l, r, side, width)
+    return torch.stack([t, l, b, r], dim=1)
 
 
-def _grow(lo: int, hi: int, side: int, limit: int) -> tuple[int, int]:
+def _hole_span(hit: Tensor, context: int, limit: int) -> tuple[Tensor, Tensor]:
+    """(N,L) bool -> first and one-past-last hit index dilated by `context`; (0, limit) where nothing hits."""
+    idx = torch.arange(limit, device=hit.device)
+    first = torch.where(hit, idx, limit).amin(1)
+    last = torch.where(hit, idx, -1).amax(1)
+    empty = last < 0
+    return (torch.where(empty, 0, first - context), torch.where(empty, limit, last + 1 + context))
+
+
+def _grow(lo: Tensor, hi: Tensor, side: Tensor, limit: int) -> tuple[Tensor, Tensor]:
     """Widen [lo, hi) around its centre to `side` (at most `limit`), shifted to lie within [0, limit)."""
-    side = min(side, limit)
-    lo -= (side - (hi - lo)) // 2
-    lo = min(max(lo, 0), limit - side)
+    side = side.clamp(max=limit)
+    lo = lo - torch.div(side - (hi - lo), 2, rounding_mode="floor")
+    lo = torch.minimum(lo.clamp(min=0), limit - side)
     return lo, lo + side
 
 
-def _thetas(boxes, height: int, width: int, device, dtype, inverse: bool) -> Tensor:
+def _thetas(boxes: Tensor, height: int, width: int, dtype, inverse: bool) -> Tensor:
     """Affine maps (N,2,3) for F.affine_grid (align_corners=False): crop -> box, or image -> crop (inverse)."""
-    rows = []
-    for t, l, b, r in boxes:
-        bw, bh = r - l, b - t
-        if not inverse:  # crop coordinate u in [-1, 1] -> image coordinate over the box
-            rows.append([[bw / width, 0.0, (l + r) / width - 1], [0.0, bh / height, (t + b) / height - 1]])
-        else:  # image coordinate -> crop coordinate; the box maps onto [-1, 1]
-            rows.append([[width / bw, 0.0, (width - 2 * l - bw) / bw], [0.0, height / bh, (height - 2 * t - bh) / bh]])
-    return torch.tensor(rows, device=device, dtype=dtype)
+    t, l, b, r = boxes.to(dtype).unbind(1)
+    bw, bh = r - l, b - t
+    zero = torch.zeros_like(bw)
+    if not inverse:  # crop coordinate u in [-1, 1] -> image coordinate over the box
+        rows = [bw / width, zero, (l + r) / width - 1, zero, bh / height, (t + b) / height - 1]
+    else:  # image coordinate -> crop coordinate; the box maps onto [-1, 1]
+        rows = [width / bw, zero, (width - 2 * l - bw) / bw, zero, height / bh, (height - 2 * t - bh) / bh]
+    return torch.stack(rows, dim=1).view(-1, 2, 3)
 
 
-def crop_boxes(x: Tensor, boxes, size: int) -> Tensor:
+def crop_boxes(x: Tensor, boxes: Tensor, size: int) -> Tensor:
     """Bilinear crop-and-resize of each image's box to (size, size); exact copies where a box is size wide."""
-    theta = _thetas(boxes, x.shape[-2], x.shape[-1], x.device, x.dtype, inverse=False)
+    theta = _thetas(boxes, x.shape[-2], x.shape[-1], x.dtype, inverse=False)
     grid = F.affine_grid(theta, [x.shape[0], x.shape[1], size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def paste_boxes(crops: Tensor, boxes, background: Tensor) -> Tensor:
+def paste_boxes(crops: Tensor, boxes: Tensor, background: Tensor) -> Tensor:
     """Resize each crop back into its box over `background` (N,C,H,W); outside the boxes, background."""
     n, c, height, width = background.shape
     crops = crops.to(background.dtype)  # autocast may hand in bf16; the paste is done in the image's dtype
-    theta = _thetas(boxes, height, width, crops.device, crops.dtype, inverse=True)
+    theta = _thetas(boxes, height, width, crops.dtype, inverse=True)
     grid = F.affine_grid(theta, [n, c, height, width], align_corners=False)
     pasted = F.grid_sample(crops, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    inside = torch.zeros(n, 1, height, width, device=background.device, dtype=background.dtype)
-    for i, (t, l, b, r) in enumerate(boxes):
-        inside[i, :, t:b, l:r] = 1
+    rows = torch.arange(height, device=boxes.device)
+    cols = torch.arange(width, device=boxes.device)
+    in_rows = (rows >= boxes[:, 0, None]) & (rows < boxes[:, 2, None])  # (N,H)
+    in_cols = (cols >= boxes[:, 1, None]) & (cols < boxes[:, 3, None])  # (N,W)
+    inside = (in_rows[:, :, None] & in_cols[:, None, :]).unsqueeze(1).to(background.dtype)
     return inside * pasted + (1 - inside) * background
 
 

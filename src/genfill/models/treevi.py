@@ -46,26 +46,29 @@ def mst_edges(points: Tensor) -> Tensor:
     """Minimum spanning tree of `points` (N,D) under Euclidean distance, by Prim's algorithm from node 0.
 
     Returns (N-1, 2) long tensor of (parent, child) pairs in the order the children joined the tree, so
-    every parent appears (as root or as an earlier child) before its children.
+    every parent appears (as root or as an earlier child) before its children. Computed on the points'
+    device with tensor indices only: N - 1 small steps, none of which waits for the device.
     """
     n = points.shape[0]
     if n < 2:
         return torch.zeros(0, 2, dtype=torch.long, device=points.device)
-    p = points.detach().float().cpu()  # N is a batch: a few dozen tiny steps, cheaper off the GPU (no syncs)
+    p = points.detach().float()
     dist = torch.cdist(p, p)
-    in_tree = torch.zeros(n, dtype=torch.bool, device=p.device)
-    in_tree[0] = True
+    nodes = torch.arange(n, device=p.device)
+    in_tree = nodes == 0
     best = dist[0].clone()  # distance of each node to the tree so far
     link = torch.zeros(n, dtype=torch.long, device=p.device)  # nearest tree node
-    edges = []
+    parents, children = [], []
     for _ in range(n - 1):
-        child = int(torch.where(in_tree, torch.full_like(best, math.inf), best).argmin())
-        edges.append((int(link[child]), child))
-        in_tree[child] = True
-        closer = dist[child] < best
-        best = torch.where(closer, dist[child], best)
-        link = torch.where(closer, torch.full_like(link, child), link)
-    return torch.tensor(edges, dtype=torch.long, device=points.device)
+        child = best.masked_fill(in_tree, math.inf).argmin(0, keepdim=True)  # (1,): a tensor, never an int
+        parents.append(link.index_select(0, child))
+        children.append(child)
+        in_tree = in_tree | (nodes == child)
+        d = dist.index_select(0, child)[0]
+        closer = d < best
+        best = torch.where(closer, d, best)
+        link = torch.where(closer, child, link)
+    return torch.stack([torch.cat(parents), torch.cat(children)], dim=1)
 
 
 def chain_edges(n: int, device=None) -> Tensor:
@@ -82,29 +85,41 @@ def build_tree(mu: Tensor, tree: str) -> Tensor:
     raise GenfillError(f"model.tree: {tree!r} is not one of {', '.join(TREES)}")
 
 
-def tree_factor(edges: Tensor, gamma: Tensor, n: int) -> Tensor:
-    """L with corr = L L^T for the tree `edges` (E,2) (parent, child; parents first) and edge correlations
-    `gamma` (E,D): returns (D, N, N), row i holding sqrt(1 - gamma_k^2) * prod(path gammas) at ancestors k."""
+def _tree_system(edges: Tensor, gamma: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The tree as a linear system. With G[child, parent] = gamma_e and s_i = sqrt(1 - gamma^2) of i's edge
+    (1 at the root), u = G u + diag(s) eps, i.e. (I - G) u = s * eps. In the order the nodes joined the
+    tree (root 0, then the edges' children) every parent comes before its children, so I - G is unit lower
+    triangular there. Returns (order, inverse order, I - G (D,N,N) and s (D,N), both in that order)."""
     d = gamma.shape[1]
-    eye = torch.eye(n, dtype=gamma.dtype, device=gamma.device)
-    rows: list[Tensor | None] = [None] * n
-    children = set(edges[:, 1].tolist())
-    for i in range(n):
-        if i not in children:  # a root (node 0 for both trees): u_i = eps_i
-            rows[i] = eye[i].expand(d, n)
-    for e, (par, child) in enumerate(edges.tolist()):
-        g = gamma[e].unsqueeze(1)  # (D,1)
-        rows[child] = g * rows[par] + torch.sqrt(1 - g * g) * eye[child]
-    return torch.stack(rows, dim=1)  # (D, N, N)
+    order = torch.cat([torch.zeros(1, dtype=torch.long, device=edges.device), edges[:, 1]])
+    pos = torch.empty_like(order).scatter_(0, order, torch.arange(n, device=order.device))
+    g = torch.zeros(n, n, d, dtype=gamma.dtype, device=gamma.device)
+    g = g.index_put((pos[edges[:, 1]], pos[edges[:, 0]]), gamma).permute(2, 0, 1).contiguous()
+    system = torch.eye(n, dtype=gamma.dtype, device=gamma.device) - g
+    s = torch.ones(n, d, dtype=gamma.dtype, device=gamma.device)
+    s = s.index_put((pos[edges[:, 1]],), torch.sqrt(1 - gamma * gamma)).t()
+    return order, pos, system, s
+
+
+def tree_factor(edges: Tensor, gamma: Tensor, n: int) -> Tensor:
+    """L with corr = L L^T for the tree `edges` (E,2) (parent, child; parents first, rooted at node 0) and
+    edge correlations `gamma` (E,D): returns (D, N, N), row i holding sqrt(1 - gamma_k^2) * prod(path
+    gammas) at ancestors k. L = (I - G)^-1 diag(s) (see _tree_system), by one triangular solve."""
+    order, pos, system, s = _tree_system(edges, gamma, n)
+    eye = torch.eye(n, dtype=gamma.dtype, device=gamma.device).expand_as(system)
+    inv = torch.linalg.solve_triangular(system, eye, upper=False, unitriangular=True)
+    return (inv * s[:, None, :])[:, pos][:, :, pos]
 
 
 def tree_sample(mu: Tensor, logvar: Tensor, edges: Tensor, gamma: Tensor,
                 generator: torch.Generator | None = None) -> Tensor:
-    """z = mu + sigma * (L @ eps), (N,D); eps ~ N(0, I) independent per image and dimension."""
+    """z = mu + sigma * (L @ eps), (N,D); eps ~ N(0, I) independent per image and dimension. L @ eps is
+    one triangular solve with a vector per dimension (D N^2 work, on the device, no host sync)."""
     n, d = mu.shape
-    L = tree_factor(edges, gamma, n)
+    order, pos, system, s = _tree_system(edges, gamma, n)
     eps = torch.randn(d, n, 1, dtype=mu.dtype, device=mu.device, generator=generator)
-    u = (L @ eps).squeeze(-1).t()  # (N,D) standardised, tree-correlated across images
+    u = torch.linalg.solve_triangular(system, s[..., None] * eps[:, order], upper=False, unitriangular=True)
+    u = u[:, pos].squeeze(-1).t()  # (N,D) standardised, tree-correlated across images
     return mu + (0.5 * logvar).exp() * u
 
 

@@ -45,10 +45,11 @@ from torch import Tensor, nn
 
 from genfill.errors import GenfillError
 from genfill.losses import ADVERSARIAL_KINDS, adversarial_d_loss, adversarial_g_loss, hole_weighted_l1, perceptual_loss
-from genfill.models.base import GenModel, ModelOutput, composite
+from genfill.models.base import GenModel, ModelOutput
+from genfill.pixels import composite
 from genfill.models.blocks import PatchDiscriminator, SelfAttention, activation, norm
 
-PRIORS = ("harmonic", "none")
+PRIORS = ("harmonic", "biharmonic", "none")
 CONTEXTS = ("none", "dilated", "ffc")
 
 
@@ -64,6 +65,7 @@ class UNetConfig:
     context_blocks: int = 2
     prior: str = "harmonic"  # classical fill the net corrects: harmonic | none
     prior_iters: int = 24  # Jacobi sweeps per multigrid level
+    smooth_iters: int = 100  # biharmonic prior: thin-plate gradient steps after the harmonic fill
     hole_weight: float = 6.0  # L1 weight of hole pixels (known pixels 1)
     w_l1: float = 1.0
     w_perceptual: float = 0.0  # LPIPS (AlexNet, frozen) on the composited fill
@@ -77,7 +79,7 @@ class UNetConfig:
     def __post_init__(self) -> None:
         if not self.widths or min(self.widths) < 1:
             raise GenfillError("model.widths: need at least one positive width")
-        if self.blocks < 0 or self.context_blocks < 0 or self.prior_iters < 0 or self.warmup_steps < 0:
+        if self.blocks < 0 or self.context_blocks < 0 or self.prior_iters < 0 or self.smooth_iters < 0 or self.warmup_steps < 0:
             raise GenfillError("model: blocks, context_blocks, prior_iters and warmup_steps must be >= 0")
         if self.prior not in PRIORS:
             raise GenfillError(f"model.prior: {self.prior!r} is not one of {', '.join(PRIORS)}")
@@ -124,6 +126,22 @@ def harmonic_fill(x: Tensor, m: Tensor, iters: int = 24, coarsest: int = 8) -> T
         for _ in range(sweeps):
             u = hole * _avg4(u) + (1 - hole) * colour
     return composite(x, m, u)
+
+
+def _laplace(u: Tensor) -> Tensor:
+    return 4 * (_avg4(u) - u)
+
+
+def biharmonic_fill(x: Tensor, m: Tensor, iters: int = 24, smooth_iters: int = 100, step: float = 0.025) -> Tensor:
+    """Biharmonic fill: the harmonic fill above, then `smooth_iters` gradient steps on the thin-plate energy
+    sum |laplace u|^2 over the hole, ``u <- u - step * m * laplace(laplace(u))`` (the squared 5-point
+    Laplacian has eigenvalues up to 64, so any step < 2/64 is stable). Thin holes converge in a few dozen
+    steps; it continues gradients across the hole where the harmonic fill flattens them."""
+    u = harmonic_fill(x, m, iters)
+    hole = m.float()
+    for _ in range(smooth_iters):
+        u = u - step * hole * _laplace(_laplace(u))
+    return composite(x.float(), hole, u)
 
 
 # ---- blocks
@@ -269,10 +287,13 @@ class UNet(GenModel):
             net._apply(fn, *args, **kwargs)
         return self
 
+    @torch.compiler.disable  # a few hundred unrolled sweeps compile slowly and gain little: run them eagerly
     def base_fill(self, x: Tensor, m: Tensor) -> Tensor:
         """The classical fill the network corrects (known pixels exact)."""
         if self.cfg.prior == "harmonic":
             return harmonic_fill(x, m, self.cfg.prior_iters).to(x.dtype)
+        if self.cfg.prior == "biharmonic":
+            return biharmonic_fill(x, m, self.cfg.prior_iters, self.cfg.smooth_iters).to(x.dtype)
         return x * (1 - m)
 
     def predict(self, x: Tensor, m: Tensor) -> Tensor:
