@@ -145,7 +145,8 @@ class Progress:
             bits.append(fmt_time(self.elapsed) + (f" elapsed, ETA {fmt_time(eta)}" if eta is not None else ""))
         if self.n > self._n0 and self.elapsed > 0:
             rate = (self.n - self._n0) / self.elapsed
-            bits.append(f"{rate:.3g} {self.unit}/s" if rate >= 1 else f"{1 / rate:.3g} s/{self.unit}")
+            one = self.unit[:-1] if self.unit.endswith("s") else self.unit  # steps/s, but s/step
+            bits.append(f"{rate:.3g} {self.unit}/s" if rate >= 1 else f"{1 / rate:.3g} s/{one}")
         for k, v in self.stats.items():
             bits.append(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}")
         return "  ".join(bits)
