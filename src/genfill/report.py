@@ -36,9 +36,9 @@ th{background:#f6f6f6}
 td.best{font-weight:bold;background:#d7f0db}
 td.best::after{content:" \\2605";color:#2e7d32}
 img{max-width:100%;image-rendering:pixelated;border:1px solid #ddd;margin:4px 0}
-figure{display:inline-block;margin:0 1em 1em 0;vertical-align:top;max-width:100%}
-figure.wide{display:block;margin:.5em 0 1em}
-figcaption{font-size:13px;color:#555}
+figure{display:inline-table;margin:0 1em 1em 0;vertical-align:top}
+figure.wide{display:table;margin:.5em 0 1em}
+figcaption{display:table-caption;caption-side:bottom;font-size:13px;color:#555}
 code{background:#f4f4f4;padding:1px 4px}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(370px,1fr));gap:12px}
 .card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;background:#fcfcfc}
@@ -462,10 +462,10 @@ def _panel(data, proto: dict, items: list[tuple[str, int]], fillers: dict[str, F
 
 
 def make_pictures(doc: dict, data, fillers: dict[str, FillFn | None], out_dir: Path, rows: int = 4,
-                  gallery_name: Callable[[str], str] | None = None) -> Pictures:
+                  gallery_name: Callable[[str], str] | None = None, gallery_rows: int = 4) -> Pictures:
     """Write the report's pictures into out_dir: `headline.png` (image i under mask kind i, one row each),
     `side_<kind>.png` (the first `rows` test images under that kind) and a failure gallery per method
-    (its worst images by hole MSE, `entry["failures"]`, with every method's fill of them). `data` holds the
+    (its `gallery_rows` worst images by hole MSE, `entry["failures"]`, with every method's fill of them). `data` holds the
     protocol's split (positions as in eval.json). File names are returned relative to out_dir."""
     proto = doc["protocol"]
     out_dir = Path(out_dir)
@@ -488,7 +488,7 @@ def make_pictures(doc: dict, data, fillers: dict[str, FillFn | None], out_dir: P
         pics.side_by_side[k] = name
     for meth, e in doc["methods"].items():
         worst = [(f["mask"], f["index"]) for f in e.get("failures") or [] if f["mask"] in proto["masks"]
-                 and f["index"] < n]
+                 and f["index"] < n][:gallery_rows]
         if not worst:
             continue
         name = gallery_name(meth) if gallery_name else f"failures_{slug(meth)}.png"
@@ -541,7 +541,7 @@ def results_sections(doc: dict, pics: Pictures, intro: list[str] | None = None, 
         body.append("<h2>Failure galleries</h2><p>Each method's worst images by hole MSE (its column highlighted), "
                     "with every other method's fill of the same image and hole.</p>")
         for meth, src in pics.failures.items():
-            body.append(figure(src, f"worst of {meth}", wide=True))
+            body.append(figure(src, f"the worst of {meth} (highlighted column)"))
     body.append(f"<h2>Details</h2><p>{esc(protocol_text(doc))}</p>")
     body.append("<details><summary>All tables (overall, by mask kind, by hole ratio, loss parts)</summary>")
     for title, head, rows, best in tables(doc):
