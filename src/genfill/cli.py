@@ -105,7 +105,7 @@ def cmd_eval(args) -> None:
     import json
 
     from genfill.evaljob import evaluate_specs, load_eval
-    from genfill.compare import tables, md_table
+    from genfill.report import md_table, tables
 
     path = evaluate_specs(args.checkpoint, args.output, data=args.data, masks=args.masks, n=args.n, fid=args.fid,
                           seed=args.seed, device=args.device, lpips=not args.no_lpips, verbose=not args.quiet)
@@ -116,7 +116,7 @@ def cmd_eval(args) -> None:
         if e.get("test_loss"):
             parts = {k: round(v, 4) for k, v in e["test_loss"].items() if k != "by_mask"}
             print(f"{name} test loss parts: {json.dumps(parts)}")
-    print(f"evaluation -> {path} (+ records.csv, summary.csv)")
+    print(f"evaluation -> {path.parent / 'report.html'} (+ eval.json, records.csv, summary.csv)")
 
 
 def cmd_compare(args) -> None:

@@ -100,7 +100,7 @@ class EvalResult:
 
 
 def warn(msg: str) -> None:
-    say(f"genfill: warning: {msg}")
+    say(f"genfill: warning: {msg}", warning=True)
 
 
 def _try_lpips(device) -> Callable | None:

@@ -69,9 +69,10 @@ def _clear_status(stream: TextIO) -> None:
             b._drawn = False
 
 
-def say(msg: str, stream: TextIO | None = None) -> None:
-    """Print a message line on stderr without tearing a terminal's status line; nothing when quiet."""
-    if _QUIET:
+def say(msg: str, stream: TextIO | None = None, warning: bool = False) -> None:
+    """Print a message line on stderr without tearing a terminal's status line; nothing when quiet, unless
+    it is a `warning` (quiet silences progress, not problems)."""
+    if _QUIET and not warning:
         return
     stream = stream or sys.stderr
     tty = _is_tty(stream)
