@@ -51,24 +51,31 @@ def test_train_command(tmp_path, make_cfg, capsys):
 
 
 def test_fill_with_mask_kind_and_mask_file(tiny_run, tmp_path, capsys):
+    import numpy as np
+
     run, _ = tiny_run
     img = _face(tmp_path / "face.png", 40)
     out = tmp_path / "out.png"
     assert main(["fill", str(img), "-c", str(run), "--mask-kind", "square", "--mask-param", "size=10",
                  "-o", str(out)]) == 0
-    assert out.is_file() and (tmp_path / "out_panel.png").is_file()
-    assert Image.open(tmp_path / "out_panel.png").size[0] > 4 * 32
+    assert Image.open(out).size == (40, 40)  # the image's own size, not the model's 32
     mask = Image.new("L", (40, 40), 0)
     mask.paste(255, (10, 10, 30, 30))
     mask.save(tmp_path / "mask.png")
-    assert main(["fill", str(img), str(img), "-c", str(run), "--mask", str(tmp_path / "mask.png"),
-                 "-o", str(tmp_path / "many")]) == 0
-    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["face_filled.png", "face_panel.png"]
+    (tmp_path / "sub").mkdir()
+    _face(tmp_path / "sub" / "other.jpg", 40)
+    assert main(["fill", str(img), str(tmp_path / "sub"), "-c", str(run), "--mask", str(tmp_path / "mask.png"),
+                 "-o", str(tmp_path / "many"), "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["face.png", "other.png"]
     assert "hole 25.0%" in capsys.readouterr().out
-    # the filled image keeps every known pixel of the (cropped, resized) input
-    filled = torch.from_numpy(__import__("numpy").array(Image.open(tmp_path / "many" / "face_filled.png")))
-    src = torch.from_numpy(__import__("numpy").array(Image.open(img).resize((32, 32), Image.BICUBIC)))
-    assert (filled[:4] == src[:4]).all()
+    # every known pixel is the input's own
+    filled, src = np.array(Image.open(tmp_path / "many" / "face.png")), np.array(Image.open(img))
+    hole = np.array(mask) > 127
+    assert (filled[~hole] == src[~hole]).all() and (filled[hole] != src[hole]).any()
+    # a classical peer through the same path, no checkpoint
+    assert main(["fill", str(img), "--method", "telea", "--mask", str(tmp_path / "mask.png"),
+                 "-o", str(tmp_path / "telea.png")]) == 0
+    assert (np.array(Image.open(tmp_path / "telea.png"))[~hole] == src[~hole]).all()
 
 
 def test_fill_methods(tiny_run, tmp_path):
@@ -123,13 +130,20 @@ def test_bad_inputs_give_one_line_errors(tiny_run, tmp_path, capsys):
     empty_data.write_text(f"data: {{name: folder, root: {tmp_path / 'empty'}}}\nout_dir: {tmp_path / 'r'}\n")
     cases = [
         (["fill", str(tmp_path / "missing.png"), "-c", str(run), "-o", str(tmp_path / "o.png")], "image not found"),
-        (["fill", str(tmp_path / "corrupt.jpg"), "-c", str(run), "-o", str(tmp_path / "o.png")], "cannot read image"),
+        (["fill", str(tmp_path / "corrupt.jpg"), "-c", str(run), "--mask-kind", "thick", "-o", str(tmp_path / "o.png")],
+         "cannot read image"),
+        (["fill", str(img), "-c", str(run), "-o", str(tmp_path / "o.png")], "no mask for"),
+        (["fill", str(img), "-o", str(tmp_path / "o.png"), "--mask-kind", "thick"], "give -c CHECKPOINT"),
+        (["fill", str(tmp_path / "empty"), "-c", str(run), "--mask-kind", "thick", "-o", str(tmp_path / "o")],
+         "no images in folder"),
         (["fill", str(img), "-c", str(run), "--mask", str(tmp_path / "small_mask.png"), "-o", str(tmp_path / "o.png")],
          "small_mask.png"),
-        (["fill", str(img), "-c", str(tmp_path / "nope.pt"), "-o", str(tmp_path / "o.png")], "checkpoint not found"),
-        (["fill", str(img), "-c", str(tmp_path / "junk.pt"), "-o", str(tmp_path / "o.png")], "not a readable genfill"),
+        (["fill", str(img), "-c", str(tmp_path / "nope.pt"), "--mask-kind", "thick", "-o", str(tmp_path / "o.png")],
+         "checkpoint not found"),
+        (["fill", str(img), "-c", str(tmp_path / "junk.pt"), "--mask-kind", "thick", "-o", str(tmp_path / "o.png")],
+         "not a readable genfill"),
         (["fill", str(img), "-c", str(run), "--mask-kind", "blob", "-o", str(tmp_path / "o.png")], "blob"),
-        (["fill", str(img), "-c", str(run), "--method", "magic", "-o", str(tmp_path / "o.png")], "fill method"),
+        (["fill", str(img), "-c", str(run), "--mask-kind", "thick", "--method", "magic", "-o", str(tmp_path / "o.png")], "fill method"),
         (["train", "--config", str(bad_key)], "unknown config key train.learning_rate"),
         (["train", "--config", str(bad_kind)], "unknown model kind 'diffusion'"),
         (["train", "--config", str(empty_data), "--quiet"], "no images"),

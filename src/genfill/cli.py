@@ -37,24 +37,43 @@ def cmd_train(args) -> None:
     cfg = load_config(resolve_config(args.config), args.set)
     res = train(cfg, resume=args.resume, device=args.device, verbose=not args.quiet)
     if not res.last_val:
-        print(f"nothing to do: {res.run_dir} already reached epoch {res.epoch} of {cfg.train.epochs} "
-              f"(step {res.step}); raise train.epochs to continue")
+        limit = f", max_steps {cfg.train.max_steps}" if cfg.train.max_steps is not None else ""
+        print(f"nothing to do: {res.run_dir} is finished at epoch {res.epoch} of {cfg.train.epochs}, step "
+              f"{res.step}{limit}; raise train.epochs or train.max_steps to continue")
         return
     val = " ".join(f"{k} {v:.4g}" for k, v in res.last_val.items())
     print(f"trained {res.step} steps in {res.seconds:.0f}s -> {res.run_dir} ({val})")
 
 
 def cmd_fill(args) -> None:
-    from genfill.inpaint import fill_files
+    from genfill.api import fill_files, load
+    from genfill.peers import PEERS
 
-    model, _ = _load(args)
-    options = {}
-    if args.method:
-        options["method"] = args.method
-    results = fill_files(model, args.images, args.output, mask_file=args.mask, mask_kind=args.mask_kind,
-                         mask_params=_params(args.mask_param), seed=args.seed, verbose=not args.quiet, **options)
-    for r in results:
-        print(f"{r.source} -> {r.filled} (panel {r.panel}, hole {100 * r.hole_ratio:.1f}%)")
+    peer = args.method if args.method in PEERS else None
+    source = peer or args.checkpoint
+    if not source:
+        raise GenfillError("give -c CHECKPOINT (a run, a .pt file or an export) or --method "
+                           + "|".join(sorted(PEERS)))
+    if peer and args.checkpoint:
+        raise GenfillError(f"--method {peer} is a classical peer: it takes no -c checkpoint")
+    options = {"method": args.method} if args.method and not peer else {}
+    painter = load(source, device=args.device, **options)
+    jobs = fill_files(painter, args.images, args.output, mask=args.mask, mask_kind=args.mask_kind,
+                      mask_params=_params(args.mask_param), seed=args.seed, mask_resize=args.mask_resize,
+                      dilate=args.dilate, progress=not args.quiet)
+    for j in jobs:
+        print(f"{j.source} -> {j.output} (hole {100 * j.hole_ratio:.1f}%)")
+
+
+def cmd_export(args) -> None:
+    from genfill.export import export_model
+
+    res = export_model(args.run, args.output, half=args.half, onnx=args.onnx)
+    for name, size in res.sizes.items():
+        print(f"{name:20s} {size / 1e6:8.2f} MB")
+    if res.onnx_max_abs is not None:
+        print(f"onnx max abs difference vs torch: {res.onnx_max_abs:.2e}")
+    print(f"export -> {res.out_dir}")
 
 
 def cmd_sample(args) -> None:
@@ -66,7 +85,7 @@ def cmd_sample(args) -> None:
 
 
 def cmd_interpolate(args) -> None:
-    from genfill.sample import interpolate
+    from genfill.sample import interpolate, morph_rows
 
     model, ckpt = _load(args)
     pool = None
@@ -75,7 +94,7 @@ def cmd_interpolate(args) -> None:
     path = interpolate(model, args.output, rows=args.rows, steps=args.steps, images=args.images, pool=pool,
                        seed=args.seed)
     source = "image files" if args.images else ("test images" if pool is not None else "random latents")
-    print(f"{args.rows} morph rows of {args.steps} between {source} -> {path}")
+    print(f"{morph_rows(args.rows, args.images, pool)} morph rows of {args.steps} between {source} -> {path}")
 
 
 def _test_pool(ckpt: dict, n: int):
@@ -160,17 +179,32 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
     sp.set_defaults(func=cmd_train)
 
-    sp = sub.add_parser("fill", help="fill holes in images")
-    sp.add_argument("images", nargs="+")
-    ckpt_args(sp)
-    sp.add_argument("--mask", help="mask image: brighter than mid-grey = hole (same size as the image)")
-    sp.add_argument("--mask-kind", help="generate a mask: square, box, center, freeform, thin, medium, thick, mixed")
+    sp = sub.add_parser("fill", help="fill holes in image files or folders, each at its own size")
+    sp.add_argument("images", nargs="+", help="image files and/or folders (searched recursively; "
+                    "<stem>_mask.png next to <stem>.png is its mask)")
+    sp.add_argument("-c", "--checkpoint", help="run directory, checkpoint, exported folder, or a peer name")
+    sp.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--mask", help="one mask image for all inputs: brighter than mid-grey = hole")
+    sp.add_argument("--mask-kind", help="generate a mask at each image's size: square, box, center, freeform, "
+                    "thin, medium, thick, mixed")
     sp.add_argument("--mask-param", action="append", metavar="KEY=VALUE", help="mask keyword, e.g. size=24")
-    sp.add_argument("--method", help="model-specific fill method (VAE: auto | encode | optimize; "
-                                     "AVAE: auto | generator | decoder)")
-    sp.add_argument("-o", "--output", required=True, help="output image (one input) or folder")
-    sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
+    sp.add_argument("--mask-resize", action="store_true", help="scale a mask of another size (nearest)")
+    sp.add_argument("--dilate", type=int, default=0, metavar="N", help="grow every hole by N pixels")
+    sp.add_argument("--method", help="telea | ns | biharmonic | mean (a classical peer, no -c), or the model's "
+                                     "fill method (VAE: auto | encode | optimize; AVAE: auto | generator | decoder)")
+    sp.add_argument("-o", "--output", required=True, help="output image (one input) or folder (mirrors the "
+                    "input tree, PNG files)")
+    sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
     sp.set_defaults(func=cmd_fill)
+
+    sp = sub.add_parser("export", help="weights-only safetensors + config.json (and ONNX) from a run")
+    sp.add_argument("run", help="run directory or checkpoint")
+    sp.add_argument("-o", "--output", required=True, help="output folder")
+    sp.add_argument("--half", action="store_true", help="store the weights as fp16 (half the size)")
+    sp.add_argument("--onnx", action="store_true", help="also model.onnx (image + mask in, fill out), "
+                    "checked against torch with onnxruntime")
+    sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("sample", help="draw new images from a generative model")
     ckpt_args(sp)
@@ -183,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     ckpt_args(sp)
     sp.add_argument("images", nargs="*", help="pairs of images to morph between (default: test faces)")
     sp.add_argument("--random", action="store_true", help="morph between random prior draws")
-    sp.add_argument("--rows", type=int, default=4)
+    sp.add_argument("--rows", type=int, default=None, help="morph rows (default 4; with image files: one per pair)")
     sp.add_argument("--steps", type=int, default=8)
     sp.add_argument("-o", "--output", default="morph.png")
     sp.set_defaults(func=cmd_interpolate)
@@ -199,8 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_demo)
 
     def eval_args(sp):
-        sp.add_argument("--data", help="YAML file or config name whose data: section to use, or faces64 "
-                        "(default: the checkpoint's own data, else faces64)")
+        sp.add_argument("--data", help="YAML file or config name whose data: section to use, faces64, or a "
+                        "folder of your images (all scored) (default: the checkpoint's own data, else faces64)")
         sp.add_argument("--masks", default=",".join(EVAL_MASKS), help="comma-separated mask kinds")
         sp.add_argument("-n", type=int, default=500, help="test images (each under every mask kind)")
         sp.add_argument("--seed", type=int, default=EVAL_SEED, help="mask seed (the same holes for every method)")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from genfill.errors import GenfillError
 from genfill.evaljob import DEFAULT_MASKS, DEFAULT_SEED, EVAL_FORMAT, Protocol, evaluate_specs, load_eval
-from genfill.io import atomic_write_json, atomic_write_text, save_figure
+from genfill.io import atomic_write_json, atomic_write_text, make_dir, save_figure
 from genfill.report import (Pictures, figure, make_pictures, md_table, num, protocol_text, resolve_fillers,
                             results_sections, slug, tables, write_page)
 
@@ -142,7 +142,7 @@ def render_comparison(doc: dict, out_dir: Path, title: str = "genfill comparison
                       fillers: dict | None = None) -> tuple[Path, Pictures, str | None]:
     """compare.json, comparison.md, comparison.html, quality_speed.png and the pictures (headline.png,
     side_<kind>.png, galleries/<method>.png) in out_dir -> (the page, its pictures, the plot's file)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(out_dir)
     pics = comparison_pictures(doc, out_dir, device, fillers)
     plot = "quality_speed.png" if quality_speed_plot(doc, out_dir / "quality_speed.png") else None
     clean = {**doc, "methods": {k: {kk: vv for kk, vv in v.items() if kk != "_dir"} for k, v in doc["methods"].items()}}

@@ -61,13 +61,18 @@ def resolve_method(spec: str, device) -> Method:
 
 
 def resolve_data(data: str | None, methods: list[Method]) -> DataConfig:
-    """--data: a YAML file or config preset name whose `data:` section is used, or `faces64` (the built-in
-    default); None means the first checkpoint's own data config, else the built-in faces64."""
+    """--data: a YAML file or config preset name whose `data:` section is used, `faces64` (the built-in
+    default), or a folder of images (every image scored, centre-cropped to the model's size); None means the
+    first checkpoint's own data config, else the built-in faces64."""
     if data is None:
         own = next((m.data for m in methods if m.data is not None), None)
         return from_dict(DataConfig, own, prefix="data") if own is not None else DataConfig()
     if data == "faces64":
         return DataConfig()
+    if Path(data).is_dir():  # a folder of the user's images, at the (first) model's size
+        model = next((m.model for m in methods if m.model is not None), None)
+        size, channels = (model.image_size, model.channels) if model is not None else (64, 3)
+        return DataConfig(name="folder", root=str(data), size=size, channels=channels)
     raw = read_yaml(resolve_config(data))
     return from_dict(DataConfig, raw.get("data", {}), prefix="data")
 
@@ -142,6 +147,8 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
     `names` renames methods (one per spec, None keeps the default); `report=False` skips pictures and page."""
     if not specs:
         raise GenfillError("nothing to evaluate: pass a checkpoint, run directory or peer name")
+    if not isinstance(n, int) or n < 1:
+        raise GenfillError(f"-n must be at least 1 test image, got {n}")
     dev = pick_device(device)
     methods: list[Method] = []
     for i_spec, spec in enumerate(specs):
@@ -153,6 +160,8 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
             meth.name, i = f"{base}-{i}", i + 1
         methods.append(meth)
     data_cfg = from_dict(DataConfig, data, prefix="data") if isinstance(data, dict) else resolve_data(data, methods)
+    if isinstance(data, (str, Path)) and Path(data).is_dir():
+        split = "all"  # a user's folder is scored whole, not cut 80/10/10
     cache = load_heldout(data_cfg, split, n, verbose=verbose)  # only the n images scored, when it can
     for meth in methods:
         if meth.model is not None and (meth.model.image_size, meth.model.channels) != (cache.size, cache.channels):

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 from genfill.evaluate import BUCKETS
-from genfill.io import atomic_write_text, save_image
+from genfill.io import atomic_write_text, make_dir, save_image
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.2em auto;max-width:1240px;color:#222;padding:0 1em;line-height:1.4}
@@ -469,7 +469,7 @@ def make_pictures(doc: dict, data, fillers: dict[str, FillFn | None], out_dir: P
     protocol's split (positions as in eval.json). File names are returned relative to out_dir."""
     proto = doc["protocol"]
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(out_dir)
     kinds = list(proto["masks"])
     n = min(proto["n"], len(data.split(proto["split"])))
     pics = Pictures(rows=min(rows, n))
@@ -492,7 +492,7 @@ def make_pictures(doc: dict, data, fillers: dict[str, FillFn | None], out_dir: P
         if not worst:
             continue
         name = gallery_name(meth) if gallery_name else f"failures_{slug(meth)}.png"
-        (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        make_dir((out_dir / name).parent)
         save_pil(_panel(data, proto, worst, fillers, label, highlight=meth), out_dir / name)
         pics.failures[meth] = name
     return pics

@@ -18,7 +18,7 @@ from genfill.config import DataConfig
 from genfill.data.datasets import faces64_split, load_source, source_key
 from genfill.data.masks import fixed_masks
 from genfill.errors import GenfillError
-from genfill.io import atomic_save_npy, atomic_write_json
+from genfill.io import atomic_save_npy, atomic_write_json, make_dir, remove_stale_temps
 from genfill.pixels import from_uint8
 from genfill.progress import Progress, say
 
@@ -47,8 +47,11 @@ class ImageCache:
         return self.images.shape[0]
 
     def split(self, name: str) -> torch.Tensor:
+        """Indices of a split; "all" is every image in the cache's order (a user's folder, scored whole)."""
+        if name == "all":
+            return torch.cat([self.splits[s] for s in SPLITS]).sort().values
         if name not in self.splits:
-            raise GenfillError(f"unknown split {name!r} (valid: {', '.join(self.splits)})")
+            raise GenfillError(f"unknown split {name!r} (valid: {', '.join(self.splits)}, all)")
         return self.splits[name]
 
     def to(self, device: torch.device | str) -> "ImageCache":
@@ -78,13 +81,18 @@ class ImageCache:
 
     def iterate(self, split: str, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
                 flip: bool = False, drop_last: bool = False, device=None,
-                limit: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (images, positions) where positions index into the split (stable ids for fixed masks)."""
+                limit: int | None = None, order: torch.Tensor | None = None,
+                start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (images, positions) where positions index into the split (stable ids for fixed masks).
+        `order` (a permutation of the split, e.g. a checkpoint's) replaces the shuffle; `start` skips that
+        many images of it (resuming inside an epoch)."""
         ids = self.split(split)
         n = len(ids) if limit is None else min(limit, len(ids))
-        order = torch.randperm(len(ids), generator=generator)[:n] if shuffle else torch.arange(n)
+        if order is None:
+            order = torch.randperm(len(ids), generator=generator)[:n] if shuffle else torch.arange(n)
+        n = len(order)
         stop = n - n % batch_size if drop_last and n >= batch_size else n
-        for start in range(0, stop, batch_size):
+        for start in range(start, stop, batch_size):
             pos = order[start : start + batch_size]
             f = (torch.rand(len(pos), generator=generator) < 0.5) if flip else None
             yield self.batch(ids[pos.to(ids.device)], device, f), pos
@@ -127,10 +135,8 @@ def load_heldout(cfg: DataConfig, split: str, n: int, verbose: bool = True) -> I
     cache is built yet, only those n faces are drawn (face i is a pure function of (seed, i)), so scoring 16
     images takes seconds, not the minutes of drawing 20,000."""
     folder = cache_dir(cfg)
-    if cfg.name != "faces64" or (folder / "meta.json").is_file():
+    if cfg.name != "faces64" or split not in SPLITS or (folder / "meta.json").is_file():
         return load_cache(cfg, verbose)
-    if split not in SPLITS:
-        raise GenfillError(f"unknown split {split!r} (valid: {', '.join(SPLITS)})")
     with Progress(None, f"drawing {split} faces", "img", enabled=verbose) as bar:
         images, full = faces64_split(cfg, split, n, progress=bar.update)
     info = {"source": cfg.name, "size": cfg.size, "channels": cfg.channels, "partial": split,
@@ -142,7 +148,8 @@ def build_cache(cfg: DataConfig, folder: Path, verbose: bool = True) -> None:
     total = cfg.count if cfg.name == "faces64" else None
     with Progress(total, f"building the {cfg.name} cache", "img", enabled=verbose) as bar:
         src = load_source(cfg, progress=bar.update)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dir(folder)
+    remove_stale_temps(folder)  # a killed earlier build
     atomic_save_npy(folder / "images.npy", np.ascontiguousarray(src.images))
     for s in SPLITS:
         atomic_save_npy(folder / f"split_{s}.npy", src.splits[s].astype(np.int64))

@@ -99,7 +99,7 @@ class AVAE(VAE):
     def generate(self, z: Tensor, xi: Tensor | None = None) -> Tensor:
         """G(z, xi) in [-1, 1]; xi = None means xi = 0 (the noise's mode)."""
         if xi is None:
-            xi = z.new_zeros(len(z), self.noise_dim)
+            xi = torch.zeros_like(z[:, :1]).expand(-1, self.noise_dim)  # batch size traced (ONNX export)
         h = self.gen_in(torch.cat([z, xi], dim=1)).view(-1, *self.feat_shape)
         return torch.tanh(self.generator(h))
 

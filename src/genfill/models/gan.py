@@ -132,26 +132,33 @@ class UNetGenerator(nn.Module):
 # ---- the context variant's boxes: crop each image's hole region to one size, paste the result back
 
 
-def hole_boxes(m: Tensor, context: int) -> Tensor:
+def box_tensor(m: Tensor, context: int) -> Tensor:
     """Per image, (top, left, bottom, right) (exclusive ends) of the hole's bounding box dilated by
     `context`, grown to a square where the image allows (kept inside the image). No hole: the whole image.
-    Returns (N,4) long on m's device, computed there: no host sync, so a training step never waits."""
-    n, _, height, width = m.shape
-    t, b = _hole_span(m.amax(dim=(1, 3)) > 0.5, context, height)
-    l, r = _hole_span(m.amax(dim=(1, 2)) > 0.5, context, width)
+    (N,4) int64, computed with tensor ops only, so the batch size stays dynamic in an ONNX trace."""
+    _, _, height, width = m.shape
+    rows = m.amax(dim=(1, 3)) > 0.5  # (N, H)
+    cols = m.amax(dim=(1, 2)) > 0.5  # (N, W)
+
+    def extent(hit: Tensor, limit: int) -> tuple[Tensor, Tensor]:
+        idx = torch.arange(limit, device=hit.device).expand_as(hit)
+        first = torch.where(hit, idx, torch.full_like(idx, limit)).amin(1)
+        last = torch.where(hit, idx, torch.full_like(idx, -1)).amax(1)
+        return first - context, last + 1 + context
+
+    t, b = extent(rows, height)
+    l, r = extent(cols, width)
     side = torch.maximum(b - t, r - l)
     t, b = _grow(t, b, side, height)
     l, r = _grow(l, r, side, width)
-    return torch.stack([t, l, b, r], dim=1)
+    boxes = torch.stack([t, l, b, r], 1)
+    full = torch.tensor([0, 0, height, width], device=m.device).expand_as(boxes)
+    return torch.where(rows.any(1, keepdim=True), boxes, full)
 
 
-def _hole_span(hit: Tensor, context: int, limit: int) -> tuple[Tensor, Tensor]:
-    """(N,L) bool -> first and one-past-last hit index dilated by `context`; (0, limit) where nothing hits."""
-    idx = torch.arange(limit, device=hit.device)
-    first = torch.where(hit, idx, limit).amin(1)
-    last = torch.where(hit, idx, -1).amax(1)
-    empty = last < 0
-    return (torch.where(empty, 0, first - context), torch.where(empty, limit, last + 1 + context))
+def hole_boxes(m: Tensor, context: int) -> Tensor:
+    """`box_tensor` by its older name: (N,4) long on m's device, no host sync."""
+    return box_tensor(m, context)
 
 
 def _grow(lo: Tensor, hi: Tensor, side: Tensor, limit: int) -> tuple[Tensor, Tensor]:
@@ -162,21 +169,26 @@ def _grow(lo: Tensor, hi: Tensor, side: Tensor, limit: int) -> tuple[Tensor, Ten
     return lo, lo + side
 
 
+def _as_boxes(boxes, device) -> Tensor:
+    return boxes if isinstance(boxes, Tensor) else torch.tensor(boxes, device=device).view(-1, 4)
+
+
 def _thetas(boxes: Tensor, height: int, width: int, dtype, inverse: bool) -> Tensor:
-    """Affine maps (N,2,3) for F.affine_grid (align_corners=False): crop -> box, or image -> crop (inverse)."""
-    t, l, b, r = boxes.to(dtype).unbind(1)
+    """Affine maps (N,2,3) for F.affine_grid (align_corners=False): crop -> box, or image -> crop (inverse).
+    Computed in float64, then cast (the exact values the crop-size-wide identity case needs)."""
+    t, l, b, r = boxes.double().unbind(1)
     bw, bh = r - l, b - t
     zero = torch.zeros_like(bw)
     if not inverse:  # crop coordinate u in [-1, 1] -> image coordinate over the box
         rows = [bw / width, zero, (l + r) / width - 1, zero, bh / height, (t + b) / height - 1]
     else:  # image coordinate -> crop coordinate; the box maps onto [-1, 1]
         rows = [width / bw, zero, (width - 2 * l - bw) / bw, zero, height / bh, (height - 2 * t - bh) / bh]
-    return torch.stack(rows, dim=1).view(-1, 2, 3)
+    return torch.stack(rows, 1).view(-1, 2, 3).to(dtype)
 
 
 def crop_boxes(x: Tensor, boxes: Tensor, size: int) -> Tensor:
     """Bilinear crop-and-resize of each image's box to (size, size); exact copies where a box is size wide."""
-    theta = _thetas(boxes, x.shape[-2], x.shape[-1], x.dtype, inverse=False)
+    theta = _thetas(_as_boxes(boxes, x.device), x.shape[-2], x.shape[-1], x.dtype, inverse=False)
     grid = F.affine_grid(theta, [x.shape[0], x.shape[1], size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
@@ -185,14 +197,14 @@ def paste_boxes(crops: Tensor, boxes: Tensor, background: Tensor) -> Tensor:
     """Resize each crop back into its box over `background` (N,C,H,W); outside the boxes, background."""
     n, c, height, width = background.shape
     crops = crops.to(background.dtype)  # autocast may hand in bf16; the paste is done in the image's dtype
+    boxes = _as_boxes(boxes, background.device)
     theta = _thetas(boxes, height, width, crops.dtype, inverse=True)
     grid = F.affine_grid(theta, [n, c, height, width], align_corners=False)
     pasted = F.grid_sample(crops, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    rows = torch.arange(height, device=boxes.device)
-    cols = torch.arange(width, device=boxes.device)
-    in_rows = (rows >= boxes[:, 0, None]) & (rows < boxes[:, 2, None])  # (N,H)
-    in_cols = (cols >= boxes[:, 1, None]) & (cols < boxes[:, 3, None])  # (N,W)
-    inside = (in_rows[:, :, None] & in_cols[:, None, :]).unsqueeze(1).to(background.dtype)
+    ys = torch.arange(height, device=background.device).view(1, 1, height, 1)
+    xs = torch.arange(width, device=background.device).view(1, 1, 1, width)
+    t, l, b, r = (v.view(-1, 1, 1, 1) for v in boxes.unbind(1))
+    inside = ((ys >= t) & (ys < b) & (xs >= l) & (xs < r)).to(background.dtype)
     return inside * pasted + (1 - inside) * background
 
 
@@ -208,7 +220,7 @@ class GAN(GenModel):
 
     # ---- pieces
     def _boxes(self, m: Tensor):
-        return hole_boxes(m, self.cfg.context) if self.cfg.variant == "context" else None
+        return box_tensor(m, self.cfg.context) if self.cfg.variant == "context" else None
 
     def _view(self, img: Tensor, boxes) -> Tensor:
         """What losses and the discriminator look at: the crops (context) or the whole image."""

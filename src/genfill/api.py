@@ -1,0 +1,399 @@
+"""`genfill.load(...)` -> an Inpainter that fills your own images, at their own size.
+
+    import genfill
+    painter = genfill.load("runs/vae-faces64")          # a run, a checkpoint, an export, or "telea"
+    out = painter.fill("photo.jpg", "photo_mask.png")   # a PIL image of the photo's size and mode
+
+`fill(image, mask)` takes a path, a PIL image, a numpy array (H,W / H,W,1 / H,W,3 / H,W,4; uint8, uint16 or
+float in [0, 1]) or a torch tensor (H,W / C,H,W / 1,C,H,W; uint8 or float in [0, 1]) and gives back the same
+type, size, dtype and mode (a path gives back a PIL image). Masks: white / True / > 0.5 = hole. Grey images
+are filled by an RGB model as grey RGB and come back grey; an RGB image under a grey model is filled channel
+by channel. An alpha channel is filled by Telea inside the hole and kept everywhere else. Every pixel
+outside the hole is returned unchanged, bit for bit: the fill is composited in the input's own dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from genfill.errors import GenfillError
+from genfill.inpaint import FillFn, fill_native
+from genfill.pixels import from_unit, to_unit
+
+ImageLike = Any  # str | Path | PIL.Image.Image | np.ndarray | torch.Tensor
+
+
+# ---------------------------------------------------------------- images in and out
+
+
+@dataclass
+class _Decoded:
+    """An input image as (H,W,C) float32 in [0, 1] plus what it takes to give it back in its own form."""
+
+    pixels: np.ndarray  # (H,W,C) float32 in [0, 1]
+    raw: np.ndarray  # (H,W,C) the original values, in the original dtype (composited into)
+    kind: str  # pil | numpy | tensor
+    scale: float  # 255, 65535 or 1 (float)
+    layout: dict = field(default_factory=dict)  # how to restore the shape/mode/device
+
+    @property
+    def colour(self) -> int:
+        return 1 if self.pixels.shape[2] in (1, 2) else 3
+
+
+def _open(path: str | Path) -> Image.Image:
+    """Through the one guarded reader (pixel limit, decompression bombs, any decoder failure -> GenfillError)."""
+    from genfill.io import open_image
+
+    return open_image(path)
+
+
+def _array_scale(a: np.ndarray, what: str) -> float:
+    if a.dtype == np.uint8:
+        return 255.0
+    if a.dtype == np.uint16:
+        return 65535.0
+    if a.dtype.kind == "f":
+        if not np.isfinite(a).all() or a.min(initial=0) < 0 or a.max(initial=0) > 1:
+            raise GenfillError(f"{what}: float pixels must be finite and lie in [0, 1]")
+        return 1.0
+    raise GenfillError(f"{what}: dtype {a.dtype} is not supported (use uint8, uint16 or float in [0, 1])")
+
+
+def _decode(image: ImageLike) -> _Decoded:
+    if isinstance(image, (str, Path)):
+        image = _open(image)
+    if isinstance(image, Image.Image):
+        mode = image.mode
+        if mode == "P":
+            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+            mode = image.mode
+        elif mode == "1":
+            image = image.convert("L")
+        elif mode in ("I;16", "I;16B", "I;16L"):
+            image = Image.fromarray(np.asarray(image).astype(np.uint16))
+        elif mode not in ("L", "LA", "RGB", "RGBA"):
+            raise GenfillError(f"image mode {mode} is not supported (L, LA, RGB, RGBA, P, 1, I;16)")
+        a = np.asarray(image)
+        a = a[:, :, None] if a.ndim == 2 else a
+        scale = _array_scale(a, "image")
+        return _Decoded(a.astype(np.float32) / scale, a, "pil", scale, {"mode": mode})
+    if isinstance(image, torch.Tensor):
+        t = image.detach()
+        layout = {"ndim": t.ndim, "dtype": t.dtype, "device": t.device}
+        if t.ndim == 4:
+            if t.shape[0] != 1:
+                raise GenfillError(f"image tensor: one image at a time (1,C,H,W), got {tuple(t.shape)}; "
+                                   "use fill_many for several")
+            t = t[0]
+        if t.ndim == 2:
+            t = t[None]
+        if t.ndim != 3 or t.shape[0] not in (1, 2, 3, 4):
+            raise GenfillError(f"image tensor: expected (H,W), (C,H,W) or (1,C,H,W) with C in 1..4, got "
+                               f"{tuple(image.shape)}")
+        a = t.permute(1, 2, 0).cpu().numpy()
+        if a.dtype.kind == "f" and a.dtype != np.float16:
+            a = a.astype(np.float64, copy=False)
+        scale = _array_scale(a, "image tensor")
+        return _Decoded(a.astype(np.float32) / scale, a, "tensor", scale, layout)
+    if isinstance(image, np.ndarray):
+        a = image
+        layout = {"ndim": a.ndim}
+        a = a[:, :, None] if a.ndim == 2 else a
+        if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4):
+            raise GenfillError(f"image array: expected (H,W) or (H,W,C) with C in 1..4, got {image.shape}")
+        scale = _array_scale(a, "image array")
+        return _Decoded(a.astype(np.float32) / scale, a, "numpy", scale, layout)
+    raise GenfillError(f"cannot fill a {type(image).__name__}: give a path, a PIL image, a numpy array or a tensor")
+
+
+def _encode(d: _Decoded, filled: np.ndarray, hole: np.ndarray) -> ImageLike:
+    """Composite `filled` (H,W,C float in [0, 1]) into the original values at the hole, in their dtype."""
+    raw = d.raw
+    if raw.dtype.kind == "f":
+        new = filled.astype(raw.dtype)
+    else:
+        new = np.clip(np.round(filled * d.scale), 0, d.scale).astype(raw.dtype)
+    out = np.where(hole[:, :, None], new, raw)
+    if d.kind == "numpy":
+        return out[:, :, 0] if d.layout["ndim"] == 2 else out
+    if d.kind == "tensor":
+        t = torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)
+        t = t.to(device=d.layout["device"], dtype=d.layout["dtype"])
+        return t[0] if d.layout["ndim"] == 2 else (t[None] if d.layout["ndim"] == 4 else t)
+    mode = d.layout["mode"]
+    im = Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out)
+    if mode == "1":  # no dithering: it would spread the hole's grey levels onto known pixels
+        return im.convert("1", dither=Image.Dither.NONE)
+    if mode.startswith("I;16"):
+        return Image.fromarray(out[:, :, 0].astype(np.uint16))
+    return im
+
+
+def decode_mask(mask: ImageLike, size: tuple[int, int], resize: bool = False, dilate: int = 0) -> np.ndarray:
+    """Any mask form -> (H,W) bool, True = hole, for an image of `size` (H, W). White / True / > 0.5 is a
+    hole. `resize` scales a mask of another size (nearest); `dilate` grows the hole by that many pixels."""
+    if isinstance(mask, (str, Path)):
+        mask = _open(mask)
+    if isinstance(mask, Image.Image):
+        m = np.asarray(mask.convert("L")) > 127
+    else:
+        a = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+        while a.ndim > 2 and a.shape[0] == 1:
+            a = a[0]
+        if a.ndim == 3:  # (H,W,C): any channel marks a hole
+            a = a.max(axis=2)
+        if a.ndim != 2:
+            raise GenfillError(f"mask: expected (H,W) or (H,W,C), got shape {mask.shape}")
+        if a.dtype == bool:
+            m = a
+        elif a.dtype == np.uint8:
+            m = a > 127
+        elif a.dtype.kind == "f":
+            m = a > 0.5
+        else:
+            raise GenfillError(f"mask: dtype {a.dtype} is not supported (bool, uint8 or float in [0, 1])")
+    if m.shape != tuple(size):
+        if not resize:
+            raise GenfillError(f"mask is {m.shape[1]}x{m.shape[0]} but the image is {size[1]}x{size[0]}: pass "
+                               "mask_resize=True (CLI: --mask-resize) to scale it (nearest)")
+        m = np.asarray(Image.fromarray(m).resize((size[1], size[0]), Image.NEAREST))
+    if dilate > 0:
+        import cv2
+
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate + 1, 2 * dilate + 1))
+        m = cv2.dilate(m.astype(np.uint8), k) > 0
+    if not m.any():
+        raise GenfillError("mask has no hole (no pixel is white / True): nothing to fill")
+    if m.all():
+        raise GenfillError("mask covers the whole image: no known pixel to fill from")
+    return m
+
+
+# ---------------------------------------------------------------- the inpainter
+
+
+class Inpainter:
+    """Fills images of any size. `size` is the model's working side (None for a classical peer, which works
+    at any size directly); `fill_fn(x, m)` fills a batch (N,C,S,S) in [-1, 1] under masks (N,1,S,S), 1 = hole,
+    composited; `channels` is what it expects (1 or 3; None = any)."""
+
+    def __init__(self, name: str, fill_fn: FillFn, size: int | None, channels: int | None,
+                 device: torch.device | str = "cpu", model: torch.nn.Module | None = None,
+                 feather: int | None = None) -> None:
+        self.name, self.fill_fn, self.size, self.channels = name, fill_fn, size, channels
+        self.device, self.model, self.feather = torch.device(device), model, feather
+
+    def __repr__(self) -> str:
+        at = f"{self.size}x{self.size}" if self.size else "any size"
+        return f"Inpainter({self.name!r}, works at {at}, device={self.device})"
+
+    def fill(self, image: ImageLike, mask: ImageLike, seed: int | None = None, mask_resize: bool = False,
+             dilate: int = 0) -> ImageLike:
+        """Fill `image` under `mask` at the image's own size; returns the image's own type, size and mode."""
+        d = _decode(image)
+        hole = decode_mask(mask, d.pixels.shape[:2], mask_resize, dilate)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            if seed is not None:
+                torch.manual_seed(seed)
+            filled = self.fill_array(d.pixels, hole)
+        return _encode(d, filled, hole)
+
+    def fill_many(self, images: Sequence[ImageLike], masks: ImageLike | Sequence[ImageLike],
+                  seed: int | None = None, **options: Any) -> list[ImageLike]:
+        """Fill each image under its mask (a list as long as `images`) or under one shared mask."""
+        images = list(images)
+        if isinstance(masks, (list, tuple)):
+            if len(masks) != len(images):
+                raise GenfillError(f"fill_many: {len(images)} images but {len(masks)} masks")
+        else:
+            masks = [masks] * len(images)
+        return [self.fill(im, m, seed=None if seed is None else seed + i, **options)
+                for i, (im, m) in enumerate(zip(images, masks))]
+
+    def fill_array(self, pixels: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        """(H,W,C) float in [0, 1] with C in 1..4 (2 and 4 carry alpha last) -> filled, same shape."""
+        c = pixels.shape[2]
+        colour = 1 if c in (1, 2) else 3
+        x = from_unit(torch.from_numpy(np.ascontiguousarray(pixels[:, :, :colour])).permute(2, 0, 1).float())
+        out = to_unit(self._fill_colour(x.to(self.device), hole)).cpu().permute(1, 2, 0).numpy()
+        if c > colour:  # alpha: filled inside the hole by Telea, kept outside
+            from genfill.peers import telea
+
+            a = from_unit(torch.from_numpy(np.ascontiguousarray(pixels[:, :, colour:])).permute(2, 0, 1)[None])
+            m = torch.from_numpy(hole)[None, None].float()
+            alpha = to_unit(telea(a, m)[0]).permute(1, 2, 0).numpy()
+            out = np.concatenate([out, alpha], axis=2)
+        return np.clip(out, 0, 1)
+
+    @torch.no_grad()
+    def _fill_colour(self, x: torch.Tensor, hole: np.ndarray) -> torch.Tensor:
+        """(C,H,W) in [-1, 1], C = 1 or 3, under `hole` -> filled (C,H,W), adapting C to the model's."""
+        c = x.shape[0]
+        if self.size is None:  # a peer: native size, any channels
+            m = torch.from_numpy(hole).to(x)[None, None]
+            return self.fill_fn(x[None], m)[0]
+        if self.channels == c:
+            return fill_native(x, hole, self.fill_fn, self.size, self.feather)
+        if self.channels == 3:  # grey image, RGB model: fill as grey RGB, back to grey
+            return fill_native(x.expand(3, -1, -1), hole, self.fill_fn, self.size, self.feather).mean(0, keepdim=True)
+        # RGB image, grey model: channel by channel
+        return torch.cat([fill_native(x[i : i + 1], hole, self.fill_fn, self.size, self.feather) for i in range(c)])
+
+
+def _model_fill_fn(model: torch.nn.Module, options: dict) -> FillFn:
+    def fill_fn(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return model.fill(x, m, **options)
+
+    return fill_fn
+
+
+def from_model(model, name: str = "model", feather: int | None = None, **options: Any) -> Inpainter:
+    """An Inpainter around a GenModel already in memory (eval mode, on its device)."""
+    dev = next(model.parameters()).device
+    return Inpainter(name, _model_fill_fn(model.eval(), options), model.image_size, model.channels, dev, model,
+                     feather)
+
+
+def load(path_or_name: str | Path, device: str | torch.device = "auto", feather: int | None = None,
+         **options: Any) -> Inpainter:
+    """An Inpainter from a run directory, a checkpoint (.pt), an exported folder (model.safetensors +
+    config.json), or a classical peer by name (telea, ns, biharmonic, mean). `options` go to the model's
+    fill (e.g. method="optimize" for a VAE)."""
+    from genfill.peers import PEERS
+    from genfill.device import pick_device
+
+    if isinstance(path_or_name, str) and path_or_name in PEERS:
+        if options:
+            raise GenfillError(f"the {path_or_name} peer takes no fill options (got {', '.join(options)})")
+        return Inpainter(path_or_name, PEERS[path_or_name], None, None, "cpu")
+    from genfill.export import is_export_dir, load_export
+
+    dev = pick_device(str(device)) if not isinstance(device, torch.device) else device
+    if is_export_dir(path_or_name):
+        model, _ = load_export(path_or_name, dev)
+    else:
+        from genfill.models import load_model
+
+        model, _ = load_model(path_or_name, dev)
+    return from_model(model, str(path_or_name), feather, **options)
+
+
+# ---------------------------------------------------------------- files and folders (the `fill` command)
+
+
+@dataclass
+class FileJob:
+    source: Path
+    mask: Path | None  # None: generated (--mask-kind)
+    output: Path
+    hole_ratio: float = 0.0
+
+
+def pair_mask(image: Path) -> Path | None:
+    """`<stem>_mask.<ext>` next to `<stem>.<ext>` (LaMa / IOPaint's convention), any image suffix, .png first."""
+    from genfill.io import IMAGE_EXTENSIONS
+
+    for ext in [".png", *sorted(IMAGE_EXTENSIONS - {".png"})]:
+        cand = image.with_name(f"{image.stem}_mask{ext}")
+        if cand.is_file():
+            return cand
+    return None
+
+
+def plan_files(inputs: Sequence[str | Path], output: str | Path, mask: str | Path | None = None,
+               generated: bool = False) -> list[FileJob]:
+    """Which image goes with which mask to which output. Folders are searched recursively (files named
+    `*_mask.*` are masks, not inputs) and the output mirrors each folder's tree; the outputs are PNG so the
+    pixels outside the hole stay exact on disk. One file with `-o name.ext` writes exactly there."""
+    from genfill.io import IMAGE_EXTENSIONS, image_format
+
+    out = Path(output)
+    found: list[tuple[Path, Path]] = []  # (image, path relative to the output folder)
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+                           and not f.stem.endswith("_mask"))
+            if not files:
+                raise GenfillError(f"no images in folder {p} ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            found += [(f, f.relative_to(p).with_suffix(".png")) for f in files]
+        elif p.is_file():
+            found.append((p, Path(p.name).with_suffix(".png")))
+        else:
+            raise GenfillError(f"image not found: {p}")
+    # One file and an -o with a suffix is a file (x.tiff must not become a folder; .gif is refused clearly).
+    single = len(found) == 1 and not Path(inputs[0]).is_dir() and bool(out.suffix) and not out.is_dir()
+    if single:
+        image_format(out)
+    jobs, seen = [], set()
+    for src, rel in found:
+        dst = out if single else out / rel
+        if dst in seen:
+            raise GenfillError(f"two inputs would both be written to {dst}: give them different names")
+        seen.add(dst)
+        m = Path(mask) if mask else (None if generated else pair_mask(src))
+        if m is None and not generated:
+            raise GenfillError(f"no mask for {src}: put {src.stem}_mask.png next to it, or pass --mask FILE "
+                               "or --mask-kind KIND")
+        jobs.append(FileJob(src, m, dst))
+    return jobs
+
+
+def _counted(items: list, bar) -> Iterator:
+    """Yield each item, advancing `bar` after it is done; the bar closes at the end (or on an error)."""
+    try:
+        for item in items:
+            yield item
+            bar.update(1)
+    finally:
+        bar.close()
+
+
+def fill_files(painter: Inpainter, inputs: Sequence[str | Path], output: str | Path, mask: str | Path | None = None,
+               mask_kind: str | None = None, mask_params: dict | None = None, seed: int = 0,
+               mask_resize: bool = False, dilate: int = 0, progress: bool = True) -> list[FileJob]:
+    """Fill image files and folders; masks from `mask` (one for all), `<stem>_mask.png` pairs, or generated
+    at each image's own size by `mask_kind` (fixed per (seed, image index)). Writes are atomic."""
+    from genfill.data.masks import check_params, fixed_masks
+    from genfill.progress import Progress
+
+    if mask and mask_kind:
+        raise GenfillError("give either --mask FILE or --mask-kind KIND, not both")
+    if mask_kind:
+        check_params(mask_kind, mask_params or {})  # an unknown kind or keyword fails before any work
+    jobs = plan_files(inputs, output, mask, generated=bool(mask_kind))
+    bar = Progress(len(jobs), "fill", "img", enabled=progress and len(jobs) > 1)
+    for i, job in enumerate(_counted(jobs, bar)):
+        im = _open(job.source)
+        m = job.mask
+        if m is None:
+            m = fixed_masks(mask_kind, 1, im.height, im.width, seed=seed, start=i,
+                            **(mask_params or {}))[0, 0].numpy() > 0.5
+        try:
+            hole = decode_mask(m, (im.height, im.width), mask_resize, dilate)
+        except GenfillError as exc:
+            raise GenfillError(f"{job.mask or job.source}: {exc}") from exc
+        _save_pil(painter.fill(im, hole, seed=seed + i), job.output)
+        job.hole_ratio = float(hole.mean())
+    return jobs
+
+
+def _save_pil(im: Image.Image, path: Path) -> None:
+    """Atomically, in the format the suffix names (JPEG has no alpha: it is dropped there)."""
+    import io
+
+    from genfill.io import atomic_write_bytes, image_format
+
+    fmt = image_format(path)  # the suffix's format, or a clear error (never PNG bytes in a .gif)
+    if fmt == "JPEG" and im.mode not in ("L", "RGB"):
+        im = im.convert("RGB")
+    buf = io.BytesIO()
+    im.save(buf, format=fmt)
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,222 @@
+"""Exported models: a folder with the weights alone and what it takes to rebuild the model.
+
+    DIR/model.safetensors   weights only (the EMA weights when the checkpoint has them; no optimiser state,
+                            no discriminator); fp16 with --half (floating tensors only)
+    DIR/config.json         kind, model keywords, image size, channels, dtype, where it came from
+    DIR/model.onnx          with --onnx: image (N,C,S,S) in [-1, 1] and mask (N,1,S,S), 1 = hole, in;
+                            the composited fill out; dynamic batch
+
+`load_export(DIR)` rebuilds the model from these two files (safetensors never unpickles anything, and no
+training code or optimiser state is read); `genfill.load(DIR)` and `genfill fill -c DIR` use it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from genfill.errors import GenfillError
+from genfill.pixels import from_unit
+
+EXPORT_FORMAT = "genfill-export/1"
+ONNX_OPSET = 20  # AffineGrid (the GAN context variant crops its hole box in the graph)
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    sizes: dict[str, int]  # file name -> bytes
+    onnx_max_abs: float | None = None  # parity of model.onnx against torch on random holes
+
+
+def _weights(model: nn.Module, ckpt: dict, state: dict | None = None) -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict to export, and which weights they are (ema | model); the discriminator is left out:
+    nothing fills with it."""
+    state = model.state_dict() if state is None else state
+    source = "model"
+    ema = ckpt.get("ema")
+    if isinstance(ema, dict) and "model" in ema and isinstance(ema["model"], dict):
+        ema = ema["model"]
+    if isinstance(ema, dict) and ema and all(isinstance(v, torch.Tensor) for v in ema.values()):
+        unknown = [k for k in ema if k not in state]
+        if unknown:
+            raise GenfillError(f"{ckpt['path']}: its EMA weights hold {unknown[0]!r}, which the model has not")
+        state = {**state, **ema}
+        source = "ema"
+    return {k: v for k, v in state.items() if not k.startswith("discriminator.")}, source
+
+
+def export_model(src: str | Path, out_dir: str | Path, half: bool = False, onnx: bool = False) -> ExportResult:
+    """Export a run directory or checkpoint to `out_dir` (see the module docstring)."""
+    from safetensors.torch import save_file
+
+    from genfill.io import atomic_write_bytes, atomic_write_json, make_dir
+    from genfill.models import load_model
+
+    model, ckpt = load_model(src, "cpu")
+    state, which = _weights(model, ckpt)
+    if which == "ema":
+        model.load_state_dict(state, strict=False)
+    tensors = {}
+    for k, v in state.items():
+        v = v.detach().cpu().contiguous()
+        tensors[k] = v.half() if half and v.is_floating_point() else v.clone()
+    out = Path(out_dir)
+    make_dir(out)
+    tmp = out / ".model.safetensors.tmp"
+    try:
+        save_file(tensors, str(tmp), metadata={"format": EXPORT_FORMAT})
+        atomic_write_bytes(out / "model.safetensors", tmp.read_bytes())
+    finally:
+        tmp.unlink(missing_ok=True)
+    config = {"format": EXPORT_FORMAT, "kind": ckpt["kind"], "model_config": ckpt["model_config"],
+              "image_size": ckpt["image_size"], "channels": ckpt["channels"],
+              "dtype": "float16" if half else "float32", "weights": which, "source": ckpt["path"],
+              "step": ckpt.get("step"), "num_parameters": model.num_parameters()}
+    atomic_write_json(out / "config.json", config)
+    result = ExportResult(out, {})
+    if onnx:
+        if half:  # parity and portability: the graph is exported from the fp16-rounded weights, in fp32
+            model, _ = load_export(out, "cpu")
+        export_onnx(model, out / "model.onnx")
+        result.onnx_max_abs = onnx_parity(model, out / "model.onnx")
+    result.sizes = {p.name: p.stat().st_size for p in sorted(out.iterdir()) if not p.name.startswith(".")}
+    result.sizes["source .pt"] = Path(ckpt["path"]).stat().st_size
+    return result
+
+
+def read_export_config(out_dir: str | Path) -> dict:
+    path = Path(out_dir) / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise GenfillError(f"{path} is not a readable genfill export config ({exc.__class__.__name__})") from exc
+    if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
+        raise GenfillError(f"{path} is not a genfill export (format {EXPORT_FORMAT})")
+    return config
+
+
+def load_export(out_dir: str | Path, device: str | torch.device = "cpu"):
+    """(model in eval mode on `device`, config) from an exported folder; fp16 weights load as fp32."""
+    from genfill.models import build_model
+
+    out = Path(out_dir)
+    config = read_export_config(out)
+    model = build_model({"kind": config["kind"], **config["model_config"]}, config["image_size"], config["channels"])
+    state = _read_safetensors(out)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("discriminator.")]
+    if missing or unexpected:
+        raise GenfillError(f"{out}: weights do not match its config (missing {missing[:3]}, "
+                           f"unexpected {unexpected[:3]})")
+    return model.to(device).eval(), config
+
+
+def init_from(model: nn.Module, path: str | Path) -> str:
+    """Load the weights of a checkpoint, run directory or export into `model` (train.init_from): every
+    key and shape must match, except that a missing discriminator stays freshly initialised. Returns what
+    was loaded, for the log."""
+    from genfill.io import load_checkpoint
+
+    if is_export_dir(path):
+        state = _read_safetensors(Path(path))
+        kind = read_export_config(path)["kind"]
+    else:
+        ckpt = load_checkpoint(path)
+        state, _ = _weights(model, ckpt, ckpt["model"])
+        kind = ckpt["kind"]
+    own = model.state_dict()
+    for k, v in state.items():
+        if k not in own:
+            raise GenfillError(f"train.init_from: {path} (a {kind} model) has weights {k!r} this "
+                               f"{getattr(model, 'kind', '')} model does not")
+        if own[k].shape != v.shape:
+            raise GenfillError(f"train.init_from: {k} is {tuple(v.shape)} in {path} but {tuple(own[k].shape)} "
+                               "here: the model config must match the one it was trained with")
+    missing = [k for k in own if k not in state and not k.startswith("discriminator.")]
+    if missing:
+        raise GenfillError(f"train.init_from: {path} (a {kind} model) lacks {missing[0]!r} "
+                           f"({len(missing)} tensors missing): the model config must match")
+    model.load_state_dict(state, strict=False)
+    return f"{kind} weights from {path}"
+
+
+def is_export_dir(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / "config.json").is_file() and (p / "model.safetensors").is_file()
+
+
+def _read_safetensors(out: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(out / "model.safetensors"))
+    except (OSError, SafetensorError) as exc:
+        raise GenfillError(f"{out / 'model.safetensors'} is not readable ({exc})") from exc
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+class FillGraph(nn.Module):
+    """(image, mask) -> the model's composited fill: what model.onnx computes."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.model.fill(image, mask)
+
+
+def export_onnx(model: nn.Module, path: str | Path) -> None:
+    """Trace the model's fill into `path` (dynamic batch) with the TorchScript exporter (no onnxscript)."""
+    import warnings
+
+    from genfill.io import atomic_write_bytes
+
+    graph = FillGraph(model.cpu().float()).eval()
+    s, c = model.image_size, model.channels
+    x = torch.zeros(2, c, s, s)
+    m = torch.zeros(2, 1, s, s)
+    m[:, :, s // 4 : s // 2, s // 4 : s // 2] = 1
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, (x, m), str(tmp), input_names=["image", "mask"], output_names=["filled"],
+                              dynamic_axes={"image": {0: "batch"}, "mask": {0: "batch"}, "filled": {0: "batch"}},
+                              opset_version=ONNX_OPSET, dynamo=False)
+        atomic_write_bytes(path, tmp.read_bytes())
+    finally:
+        tmp.unlink(missing_ok=True)
+        model.eval()  # the exporter restores the wrapper's (training) mode onto the model
+
+
+def onnx_session(path: str | Path):
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise GenfillError("onnxruntime is not installed: pip install 'genfill[export]'") from exc
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def onnx_parity(model: nn.Module, path: str | Path, n: int = 3, seed: int = 0) -> float:
+    """Max abs difference between onnxruntime and torch fills of `n` random images under fixed holes (a
+    batch size other than the one traced, so the dynamic batch is checked too)."""
+    from genfill.data.masks import fixed_masks
+
+    s, c = model.image_size, model.channels
+    g = torch.Generator().manual_seed(seed)
+    x = from_unit(torch.rand(n, c, s, s, generator=g))
+    m = fixed_masks("mixed", n, s, s, seed=seed)
+    with torch.no_grad():
+        ref = model.cpu().eval().fill(x, m).numpy()
+    got = onnx_session(path).run(None, {"image": x.numpy(), "mask": m.numpy()})[0]
+    return float(abs(got - ref).max())
