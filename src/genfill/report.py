@@ -40,7 +40,9 @@ figure{display:inline-table;margin:0 1em 1em 0;vertical-align:top}
 figure.wide{display:table;margin:.5em 0 1em}
 figcaption{display:table-caption;caption-side:bottom;font-size:13px;color:#555}
 code{background:#f4f4f4;padding:1px 4px}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(370px,1fr));gap:12px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:12px}
+table.verdict td,table.verdict th,table.glance td,table.glance th{white-space:nowrap}
+.top{display:flex;gap:1.5em;align-items:flex-start;flex-wrap:wrap}.top>div{flex:1;min-width:300px}
 .card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;background:#fcfcfc}
 .card h3{margin:.2em 0;font-size:1.05em}.card table{margin:.3em 0;width:100%}
 .lead{font-size:1.05em;background:#f3f7fb;border-left:4px solid #1f77b4;padding:.5em .8em}
@@ -232,6 +234,13 @@ def headline(doc: dict) -> str:
         return ""
     parts = [f"<b>{esc(name)}</b> on {esc(', '.join(ks))}" for name, ks in by_winner.items()]
     return f'<p class="lead">Best PSNR per mask kind: {"; ".join(parts)}.</p>'
+
+
+def psnr_matrix(doc: dict) -> str:
+    """The verdict at a glance: whole-image PSNR, methods x mask kinds, the best of each kind starred."""
+    kinds = kinds_of(doc)
+    rows = [[n, *[group_value(e, "mask", k, "psnr") for k in kinds]] for n, e in doc["methods"].items()]
+    return table(["PSNR dB", *kinds], rows, {i + 1: "max" for i in range(len(kinds))}, "{:.2f}", cls="glance")
 
 
 def bar_chart(labels: list[str], values: list, how: str, unit: str = "dB", colours: list[str] | None = None) -> str:
@@ -513,18 +522,20 @@ def results_sections(doc: dict, pics: Pictures, intro: list[str] | None = None, 
     """The body of a results page: intro, picture, verdict, side-by-side, failure galleries, details, raw links."""
     names = list(doc["methods"])
     body = list(intro or [])
+    top = []
     if pics.headline:
-        body.append(figure(pics.headline, "One test image per mask kind (rows): original, masked (hole white), then "
-                           "each method's fill. Every method sees the same image and the same hole.", wide=True))
-    body.append(headline(doc))
+        top.append(figure(pics.headline, "One test image per mask kind (rows): original, masked (hole white), then "
+                          "each method's fill. Every method sees the same image and the same hole."))
+    lines = win_loss_lines(doc, "mask")
+    side = [headline(doc), psnr_matrix(doc)]
+    if lines:
+        side += ["<p><b>Wins-losses over mask kinds</b> (a kind is won when the mean is better):</p>",
+                 '<ul class="wl">' + "".join(lines) + "</ul>"]
+    body.append('<div class="top">' + "".join(top) + "<div>" + "".join(side) + "</div></div>")
     body.append("<h2>Verdict by mask kind</h2>")
     body.append("<p>Whole-image PSNR / SSIM (higher is better) and LPIPS (lower is better) on the composited "
                 "fill; \u2605 marks the best of each column. Bars: PSNR.</p>")
     body.append(verdict_cards(doc, "mask"))
-    lines = win_loss_lines(doc, "mask")
-    if lines:
-        body += ["<p><b>Wins-losses over mask kinds</b> (a kind is won when the mean is better):</p>",
-                 '<ul class="wl">' + "".join(lines) + "</ul>"]
     if buckets_of(doc):
         body.append("<details><summary>Verdict by hole size (all mask kinds pooled)</summary>")
         body.append(verdict_cards(doc, "bucket"))
