@@ -42,7 +42,8 @@ figcaption{display:table-caption;caption-side:bottom;font-size:13px;color:#555}
 code{background:#f4f4f4;padding:1px 4px}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:12px}
 table.verdict td,table.verdict th,table.glance td,table.glance th{white-space:nowrap}
-.top{display:flex;gap:1.5em;align-items:flex-start;flex-wrap:wrap}.top>div{flex:1;min-width:300px}
+.top{display:flex;gap:1.5em;align-items:flex-start;flex-wrap:wrap}.top>div{flex:1;min-width:300px;overflow-x:auto}
+table.glance{font-size:13px}
 .card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;background:#fcfcfc}
 .card h3{margin:.2em 0;font-size:1.05em}.card table{margin:.3em 0;width:100%}
 .lead{font-size:1.05em;background:#f3f7fb;border-left:4px solid #1f77b4;padding:.5em .8em}
