@@ -20,6 +20,13 @@ from conftest import tiny_raw
 LINE = re.compile(r"^\[(\d\d):(\d\d):(\d\d)\] (.*)$")
 
 
+def test_the_cli_gives_the_quiet_setting_back(tmp_path):
+    from genfill.cli import main
+
+    assert main(["--quiet", "eval", "-c", str(tmp_path / "nope")]) == 2
+    assert not progress.is_quiet()  # an in-process `genfill --quiet ...` does not silence later bars
+
+
 def test_plain_lines_are_timestamped_and_spaced_by_the_interval():
     out = io.StringIO()
     t0 = time.monotonic()

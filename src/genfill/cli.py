@@ -269,8 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from genfill.progress import set_quiet
+    from genfill.progress import is_quiet, set_quiet
 
+    was_quiet = is_quiet()
     set_quiet(args.quiet)  # `genfill --quiet CMD` and `genfill CMD --quiet` both silence every bar
     try:
         args.func(args)
@@ -282,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("genfill: interrupted", file=sys.stderr)
         return 130
+    finally:
+        set_quiet(was_quiet)  # an in-process caller (a test, a notebook) gets its setting back
     return 0
 
 
