@@ -46,11 +46,12 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init(device: torch.device) -> torch.device:
+def init(device: torch.device) -> tuple[torch.device, bool]:
     """Join torchrun's process group (once) and return this rank's device: cuda:LOCAL_RANK on GPUs (NCCL),
-    the CPU otherwise (gloo). A no-op returning `device` when not launched by torchrun."""
+    the CPU otherwise (gloo); and whether this call created the group (the caller then tears it down). A
+    no-op when not launched by torchrun, or when the caller's own code has joined a group already."""
     if not launched():
-        return device
+        return device, False
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         if local >= torch.cuda.device_count():
@@ -60,9 +61,10 @@ def init(device: torch.device) -> torch.device:
         torch.cuda.set_device(device)
     elif device.type != "cpu":
         raise GenfillError(f"multi-process training runs on cuda (NCCL) or cpu (gloo), not {device.type}")
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return device
+    if dist.is_initialized():
+        return device, False
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, True
 
 
 def teardown() -> None:

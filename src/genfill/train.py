@@ -378,11 +378,12 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
           data: ImageCache | None = None) -> TrainResult:
     """Train cfg's model into cfg.run_dir. `data` replaces the config's dataset (benchmarks, tests).
     Under torchrun this joins the process group and leaves it at the end (genfill.distributed)."""
-    dev = distributed.init(pick_device(device or cfg.train.device))
+    dev, created = distributed.init(pick_device(device or cfg.train.device))
     try:
         return _train(cfg, resume, dev, verbose and distributed.is_main(), data)
     finally:
-        distributed.teardown()
+        if created:
+            distributed.teardown()
 
 
 def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data: ImageCache | None) -> TrainResult:
