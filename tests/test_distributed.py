@@ -68,6 +68,10 @@ def test_two_gloo_processes_train_like_one(tmp_path, cache_root):
         train(build_config(raw(tmp_path, cache_root, f"{name}-acc", model, accumulate=2)), device="cpu",
               verbose=False)
         jobs.append({"raw": raw(tmp_path, cache_root, f"{name}-2", model), "resume": False})
+    # with a weight average and 2 micro-batches per rank (DDP's no_sync on the first)
+    extra = {"ema": 0.9, "accumulate": 2}
+    train(build_config(raw(tmp_path, cache_root, "vae-ema-1", VAE, **extra)), device="cpu", verbose=False)
+    jobs.append({"raw": raw(tmp_path, cache_root, "vae-ema-2", VAE, **extra), "resume": False})
     # the VAE again on 2 ranks, stopped after 2 of the epoch's 6 steps, then resumed to STEPS
     jobs.append({"raw": raw(tmp_path, cache_root, "vae-stop", VAE, max_steps=2), "resume": False})
     jobs.append({"raw": raw(tmp_path, cache_root, "vae-stop", VAE), "resume": True})
@@ -86,6 +90,9 @@ def test_two_gloo_processes_train_like_one(tmp_path, cache_root):
         init = build_model(VAE if name == "vae" else GAN, 32, 3).state_dict()
         assert max_diff(one, init) > 100 * tol
         assert load_checkpoint(runs / f"{name}-2" / "checkpoints" / "last.pt")["step"] == STEPS
+    one, two = weights(runs / "vae-ema-1"), weights(runs / "vae-ema-2")
+    print(f"vae ema+accumulate: |2 ranks - 1 process| {max_diff(one, two):.3g}")
+    assert max_diff(one, two) <= 4 * max_diff(weights(runs / "vae-1"), weights(runs / "vae-acc")) + 1e-6 * scale(one)
     straight, resumed = weights(runs / "vae-2"), weights(runs / "vae-stop")
     assert load_checkpoint(runs / "vae-stop" / "checkpoints" / "last.pt")["step"] == STEPS
     print(f"vae resume: |resumed - straight| {max_diff(straight, resumed):.3g}")

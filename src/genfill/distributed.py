@@ -183,3 +183,14 @@ def broadcast_float(value: float) -> float:
         t = t.cuda()
     dist.broadcast(t, 0)
     return float(t.item())
+
+
+def mean_of(loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The global batch's loss and parts (the mean of the ranks' per-rank means), for logging and the
+    non-finite check, so every rank logs and stops alike. Identity in one process."""
+    if world_size() == 1:
+        return loss, parts
+    flat = torch.stack([loss.detach().float(), *(v.detach().float() for v in parts.values())])
+    dist.all_reduce(flat)
+    flat /= world_size()
+    return flat[0], dict(zip(parts, flat[1:]))

@@ -334,10 +334,10 @@ def finished(tc: TrainConfig, step: int, epoch: int) -> bool:
     return epoch >= tc.epochs or (tc.max_steps is not None and step >= tc.max_steps)
 
 
-def wrap_ddp(model: GenModel, forward, dev: torch.device, sync_bn: bool):
+def wrap_ddp(model: GenModel, forward, dev: torch.device):
     """Under torchrun: the forward DDP runs (gradients averaged in backward) for a plain family; an
     adversarial family keeps `forward` (train_step averages its gradients) and gets rank 0's weights.
-    Returns (model, forward). SyncBatchNorm (train.sync_bn) is converted in place, before the optimisers."""
+    Returns (model, forward)."""
     if distributed.world_size() == 1:
         return model, forward
     if model.discriminator is not None:
@@ -425,7 +425,7 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
         loaded = init_from(model, tc.init_from)
         if verbose:
             print(f"genfill: starting from {loaded}", file=sys.stderr)
-    model, forward = wrap_ddp(model, forward, dev, tc.sync_bn)  # after init_from: DDP broadcasts rank 0's
+    model, forward = wrap_ddp(model, forward, dev)  # after init_from: rank 0's weights everywhere
     ema = EMA(model, tc.ema) if tc.ema > 0 else None  # after init_from: the average starts from those weights
     step, epoch, best_val = 0, 0, math.inf
     order, seen = None, 0  # a half-done epoch's image order and how many of it were trained on
@@ -539,6 +539,7 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
 
             # The host reads the device only here, every log_every steps (and at the epoch's end).
             if step % tc.log_every == 0 or step == 1:
+                loss, parts = distributed.mean_of(loss, parts)  # the global batch's, under torchrun
                 check_finite(loss, step, ckpt_dir / "last.pt")
                 vals = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": tc.lr * lr}
                 bar.set_postfix({k: f"{v:.4g}" for k, v in vals.items()})
@@ -553,6 +554,7 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
         bar.close()
         loop_s += time.perf_counter() - t_loop
         if loss is not None:
+            loss = distributed.mean_of(loss, {})[0]  # every rank stops alike on a non-finite loss
             check_finite(loss, step, ckpt_dir / "last.pt")
         if ended:
             epoch += 1
