@@ -6,8 +6,8 @@ process and every helper here is a no-op. NCCL on CUDA, gloo on CPU.
 
 Exactness. `train.batch_size` is the GLOBAL batch. Every rank draws the whole global batch's random
 numbers (the epoch's image order, the flips, the bank masks) from the same seeded generators and keeps its
-slice `[rank * b, (rank + 1) * b)`, b = batch_size / world; the model's reparameterisation noise is drawn the
-same way (`randn_like` below). So the union of the ranks' batches, masks and noise is exactly a 1-process
+slice `[rank * b, (rank + 1) * b)`, b = batch_size / world (of each micro-batch with train.accumulate,
+`part_index`); the model's reparameterisation noise is drawn the same way (`randn_like` below). So the union of the ranks' batches, masks and noise is exactly a 1-process
 run's, every rank's generators stay in lockstep (a checkpoint written by rank 0 resumes every rank), and
 the all-reduce mean of the ranks' gradients equals the 1-process gradient of a loss that is a mean over
 images, up to the summation order. The price is drawing W times the random numbers a rank needs: a few
@@ -100,13 +100,16 @@ def per_rank_batch(global_batch: int, world: int, accumulate: int = 1) -> int:
     return b
 
 
-def part_slice(n_global: int, part: tuple[int, int] | None) -> slice:
-    """This rank's slice of a global batch of n_global (all of it when part is None)."""
+def part_index(n_global: int, part: tuple[int, int] | None, micro: int = 1) -> torch.Tensor | slice:
+    """This rank's images of a global batch of n_global, split in `micro` micro-batches (train.accumulate):
+    slice `rank` of each global micro-batch, so global micro-batch j is the union of the ranks' micro-batch
+    j (the same grouping, and noise, as one process accumulating). All of it when part is None."""
     if part is None:
         return slice(0, n_global)
     r, w = part
-    b = n_global // w
-    return slice(r * b, (r + 1) * b)
+    step = n_global // micro  # a global micro-batch
+    b = step // w  # this rank's share of it
+    return torch.cat([torch.arange(j * step + r * b, j * step + (r + 1) * b) for j in range(micro)])
 
 
 @contextmanager

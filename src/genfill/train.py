@@ -24,7 +24,7 @@ from genfill.config import RunConfig, TrainConfig, save_config, to_dict
 from genfill.data.cache import ImageCache, load_cache
 from genfill.data.masks import MASK_KINDS, make_masks, mask_bank
 from genfill.device import autocast, fast_path, pick_device
-from genfill.distributed import part_slice
+from genfill.distributed import part_index
 from genfill.ema import EMA
 from genfill.errors import GenfillError
 from genfill.io import (_pause_for_tests, atomic_write_text, load_checkpoint, make_dir, remove_stale_temps,
@@ -56,9 +56,10 @@ def train_batches(data: ImageCache, cfg: RunConfig, batch_size: int, generator: 
     images and masks both drawn for the whole global batch (genfill.distributed: exactly a 1-process
     run's batch)."""
     size = data.size
-    mine = part_slice(batch_size, part)
+    mine = part_index(batch_size, part, cfg.train.accumulate)
     for x, _ in data.iterate("train", batch_size, shuffle=True, generator=generator, flip=cfg.data.flip,
-                             drop_last=True, device=device, order=order, start=start, part=part):
+                             drop_last=True, device=device, order=order, start=start, part=part,
+                             micro=cfg.train.accumulate):
         if draw_masks is not None:
             m = draw_masks(batch_size, mask_generator)
         else:

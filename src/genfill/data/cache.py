@@ -25,7 +25,7 @@ import torch
 from genfill.config import DataConfig
 from genfill.data.datasets import load_source, source_key
 from genfill.data.masks import fixed_masks
-from genfill.distributed import part_slice
+from genfill.distributed import part_index
 from genfill.errors import GenfillError
 from genfill.io import atomic_save_npy, atomic_write_json, make_dir, remove_stale_temps
 from genfill.pixels import from_uint8
@@ -107,18 +107,19 @@ class ImageCache:
     def iterate(self, split: str, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
                 flip: bool = False, drop_last: bool = False, device=None,
                 limit: int | None = None, order: torch.Tensor | None = None, start: int = 0,
-                part: tuple[int, int] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                part: tuple[int, int] | None = None, micro: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (images, positions) where positions index into the split (stable ids for fixed masks).
         `order` (a permutation of the split, e.g. a checkpoint's) replaces the shuffle; `start` skips that
         many images of it (resuming inside an epoch). `part` (rank, world): every batch is drawn whole
-        (order and flips, from the same generator on every rank) and this rank keeps its slice of it."""
+        (order and flips, from the same generator on every rank) and this rank keeps its share of it
+        (`distributed.part_index`, for `micro` micro-batches)."""
         ids = self.split(split)
         n = len(ids) if limit is None else min(limit, len(ids))
         if order is None:
             order = self.epoch_order(split, generator)[:n] if shuffle else torch.arange(n)
         n = len(order)
         stop = n - n % batch_size if drop_last and n >= batch_size else n
-        mine = part_slice(batch_size, part)
+        mine = part_index(batch_size, part, micro)
 
         def batches():
             for first in range(start, stop, batch_size):
