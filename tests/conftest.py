@@ -55,3 +55,40 @@ def tiny_data(make_cfg):
     from genfill.data.cache import load_cache
 
     return load_cache(make_cfg().data, verbose=False)
+
+
+def check_report_structure(page: Path, kinds: list[str], methods: list[str]) -> str:
+    """What every genfill report must show (issue 16), checked on the written page: a picture before the first
+    table; per mask kind a verdict table with every method and exactly one best-marked cell per metric column;
+    a side-by-side picture per kind (on disk); no raw JSON pasted (it is linked); every referenced file exists.
+    Returns the page's text."""
+    import re
+
+    from PIL import Image
+
+    from genfill.report import referenced_files
+
+    text = page.read_text()
+    assert text.index("<img") < text.index("<table"), "the page must open with a picture"
+    cards = dict(re.findall(r'<div class="card" data-mask="([^"]+)">(.*?)</div>', text, re.S))
+    assert list(cards) == kinds, (list(cards), kinds)
+    for kind, card in cards.items():
+        head = re.findall(r"<th>(.*?)</th>", card)
+        assert head[:2] == ["method", "PSNR dB"] and "SSIM" in head, head
+        rows = re.findall(r"<tr>(<td.*?)</tr>", card, re.S)
+        assert [re.sub(r"<.*?>", "", re.findall(r"<td[^>]*>(.*?)</td>", r)[0]) for r in rows] == methods
+        for col in range(1, len(head)):
+            marked = sum('class="best"' in re.findall(r"<td[^>]*>", r)[col] for r in rows)
+            assert marked == 1, f"{kind}: column {head[col]} has {marked} best cells"
+        assert "<svg" in card  # the bar chart
+    refs = referenced_files(text)
+    for kind in kinds:
+        side = [r for r in refs if r.endswith(f"side_{kind}.png")]
+        assert side, f"no side-by-side picture for {kind}"
+        w, h = Image.open(page.parent / side[0]).size
+        assert w > (2 + len(methods)) * 64 and h > 64  # original + masked + one column per method
+    for r in refs:
+        assert (page.parent / r).is_file(), f"{page} references a missing file {r}"
+    assert "<pre" not in text and '{"' not in text and "&quot;protocol&quot;" not in text, "raw JSON pasted"
+    assert re.search(r'href="[^"]*\.json"', text), "the raw JSON is linked"
+    return text

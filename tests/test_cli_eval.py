@@ -14,7 +14,7 @@ import yaml
 import genfill.evaluate as ev
 from genfill.cli import main
 from genfill.report import referenced_files
-from conftest import tiny_raw
+from conftest import check_report_structure, tiny_raw
 
 
 @pytest.fixture
@@ -126,6 +126,7 @@ def test_reproduce_tiny_preset(tmp_path, cache_root, capsys):
     assert "skipping no-such-family-faces64" in captured.err
     assert "| tinyvae | vae |" in captured.out and "| telea | peer |" in captured.out
     root = tmp_path / "runs" / "repro"
+    check_report_structure(root / "report.html", ["square", "thin"], ["tinyvae", "mean", "telea"])
     refs = _check_report(root / "report.html")
     for pic in ("compare/quality_speed.png", "tinyvae/curves.png", "tinyvae/samples_grid.png", "tinyvae/morph.png",
                 "compare/galleries/tinyvae.png", "compare/galleries/telea.png"):

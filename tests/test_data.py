@@ -139,3 +139,24 @@ def test_batches_range_flip_and_positions():
     seen = torch.cat([p for _, p in cache.iterate("train", 3, shuffle=True, generator=torch.Generator().manual_seed(0))])
     assert sorted(seen.tolist()) == [0, 1, 2, 3]
     assert [len(b) for b, _ in cache.iterate("train", 3, shuffle=False, drop_last=True)] == [3]
+
+
+def test_lazy_heldout_faces_equal_the_full_caches(tmp_path):
+    """Scoring n faces draws only those n (no cache is built), and they are the full cache's first n test
+    faces, pixel for pixel, in the same order: the same split, the same faces, so the same fixed holes."""
+    import numpy as np
+
+    from genfill.config import DataConfig
+    from genfill.data.cache import cache_dir, load_cache, load_heldout
+
+    cfg = DataConfig(name="faces64", size=32, count=600, seed=3, cache_dir=str(tmp_path))
+    n = int((seeded_split(600, 3)["test"] < 250).sum()) + 2  # the first test faces span two noise chunks
+    lazy = load_heldout(cfg, "test", n, verbose=False)
+    assert not (cache_dir(cfg) / "meta.json").exists()  # nothing was built
+    assert len(lazy.split("test")) == n and lazy.key == cache_dir(cfg).name
+    full = load_cache(cfg, verbose=False)
+    ids = full.split("test")[:n]
+    assert ids.max() >= 250
+    np.testing.assert_array_equal(lazy.images.numpy(), full.images[ids].numpy())
+    # once the cache exists it is used as it is
+    assert len(load_heldout(cfg, "test", n, verbose=False)) == len(full)

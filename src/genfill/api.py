@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -346,21 +346,31 @@ def plan_files(inputs: Sequence[str | Path], output: str | Path, mask: str | Pat
     return jobs
 
 
+def _counted(items: list, bar) -> Iterator:
+    """Yield each item, advancing `bar` after it is done; the bar closes at the end (or on an error)."""
+    try:
+        for item in items:
+            yield item
+            bar.update(1)
+    finally:
+        bar.close()
+
+
 def fill_files(painter: Inpainter, inputs: Sequence[str | Path], output: str | Path, mask: str | Path | None = None,
                mask_kind: str | None = None, mask_params: dict | None = None, seed: int = 0,
                mask_resize: bool = False, dilate: int = 0, progress: bool = True) -> list[FileJob]:
     """Fill image files and folders; masks from `mask` (one for all), `<stem>_mask.png` pairs, or generated
     at each image's own size by `mask_kind` (fixed per (seed, image index)). Writes are atomic."""
-    from tqdm import tqdm
-
     from genfill.data.masks import check_params, fixed_masks
+    from genfill.progress import Progress
 
     if mask and mask_kind:
         raise GenfillError("give either --mask FILE or --mask-kind KIND, not both")
     if mask_kind:
         check_params(mask_kind, mask_params or {})  # an unknown kind or keyword fails before any work
     jobs = plan_files(inputs, output, mask, generated=bool(mask_kind))
-    for i, job in enumerate(tqdm(jobs, desc="fill", unit="image", disable=not progress or len(jobs) < 2)):
+    bar = Progress(len(jobs), "fill", "img", enabled=progress and len(jobs) > 1)
+    for i, job in enumerate(_counted(jobs, bar)):
         im = _open(job.source)
         m = job.mask
         if m is None:

@@ -122,7 +122,7 @@ def cmd_demo(args) -> None:
     from genfill.demo import run_demo
 
     report = run_demo(out_dir=args.out_dir, minutes=args.minutes, count=args.count, device=args.device,
-                      verbose=not args.quiet, config=args.config)
+                      verbose=not args.quiet, config=args.config, overrides=args.set)
     print(f"demo report -> {report}")
 
 
@@ -130,7 +130,7 @@ def cmd_eval(args) -> None:
     import json
 
     from genfill.evaljob import evaluate_specs, load_eval
-    from genfill.compare import tables, md_table
+    from genfill.report import md_table, tables
 
     path = evaluate_specs(args.checkpoint, args.output, data=args.data, masks=args.masks, n=args.n, fid=args.fid,
                           seed=args.seed, device=args.device, lpips=not args.no_lpips, verbose=not args.quiet)
@@ -141,7 +141,7 @@ def cmd_eval(args) -> None:
         if e.get("test_loss"):
             parts = {k: round(v, 4) for k, v in e["test_loss"].items() if k != "by_mask"}
             print(f"{name} test loss parts: {json.dumps(parts)}")
-    print(f"evaluation -> {path} (+ records.csv, summary.csv)")
+    print(f"evaluation -> {path.parent / 'report.html'} (+ eval.json, records.csv, summary.csv)")
 
 
 def cmd_compare(args) -> None:
@@ -163,12 +163,23 @@ def cmd_reproduce(args) -> None:
     print(f"reproduce report -> {report}")
 
 
+def cmd_serve(args) -> None:
+    from genfill.serve.app import Limits, serve
+
+    if args.max_upload_mb <= 0 or args.max_pixels <= 0 or args.timeout <= 0:
+        raise GenfillError("--max-upload-mb, --max-pixels and --timeout must be positive")
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=int(args.max_pixels),
+                    timeout_s=args.timeout)
+    serve(args.checkpoint or [], peers=args.peers, host=args.host, port=args.port, device=args.device, limits=limits)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from genfill.config import EVAL_MASKS, EVAL_SEED, PEER_NAMES
 
     p = argparse.ArgumentParser(prog="genfill", description="Train, compare and run image inpainting and "
                                 "generation models.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or progress lines (any command)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def ckpt_args(sp):
@@ -181,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=1e-3")
     sp.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     sp.add_argument("--device", default=None, help="force auto | cpu | cuda | mps (default: train.device)")
-    sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
     sp.add_argument("--dry-run", action="store_true",
                     help="print the resolved plan (devices, world size, batches, steps, cache) and exit")
     sp.set_defaults(func=cmd_train)
@@ -202,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "fill method (VAE: auto | encode | optimize; AVAE: auto | generator | decoder)")
     sp.add_argument("-o", "--output", required=True, help="output image (one input) or folder (mirrors the "
                     "input tree, PNG files)")
-    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
     sp.set_defaults(func=cmd_fill)
 
     sp = sub.add_parser("export", help="weights-only safetensors + config.json (and ONNX) from a run")
@@ -235,8 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--count", type=int, default=20000, help="faces to draw for the built-in dataset")
     sp.add_argument("--config", default=None, help="config to train (default: unet-faces64, the best filler "
                     "in the budget; vae-faces64 also samples and morphs)")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value of the trained model, e.g. masks.bank_size=4096")
     sp.add_argument("--device", default="auto")
-    sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
     sp.set_defaults(func=cmd_demo)
 
     def eval_args(sp):
@@ -247,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--seed", type=int, default=EVAL_SEED, help="mask seed (the same holes for every method)")
         sp.add_argument("--fid", action="store_true", help="also FID/KID (slow on a CPU)")
         sp.add_argument("--device", default="auto")
-        sp.add_argument("--quiet", action="store_true")
+        sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
 
     sp = sub.add_parser("eval", help="score a checkpoint or a classical peer on fixed test holes")
     sp.add_argument("-c", "--checkpoint", action="append", required=True, metavar="CKPT|PEER",
@@ -268,14 +281,30 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--preset", default="quick", help="quick | full | a preset YAML (configs/reproduce/)")
     sp.add_argument("--out-dir", default=None, help="parent of the run folder (default: the preset's out_dir)")
     sp.add_argument("--device", default="auto")
-    sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
     sp.set_defaults(func=cmd_reproduce)
+
+    sp = sub.add_parser("serve", help="a web page to paint a hole on a photo and compare fills (genfill[serve])")
+    sp.add_argument("-c", "--checkpoint", action="append", metavar="RUN_OR_EXPORT",
+                    help="run directory, checkpoint, exported folder or peer name; repeatable")
+    sp.add_argument("--peers", action="store_true", help=f"also the classical peers ({', '.join(PEER_NAMES)})")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this computer only)")
+    sp.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    sp.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (for the models)")
+    sp.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request (photo + mask)")
+    sp.add_argument("--max-pixels", type=float, default=40e6, help="largest image, width x height")
+    sp.add_argument("--timeout", type=float, default=120.0, help="seconds one fill may take, queue included")
+    sp.set_defaults(func=cmd_serve)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from genfill.progress import is_quiet, set_quiet
+
+    was_quiet = is_quiet()
+    set_quiet(args.quiet)  # `genfill --quiet CMD` and `genfill CMD --quiet` both silence every bar
     try:
         args.func(args)
     except GenfillError as exc:
@@ -286,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("genfill: interrupted", file=sys.stderr)
         return 130
+    finally:
+        set_quiet(was_quiet)  # an in-process caller (a test, a notebook) gets its setting back
     return 0
 
 

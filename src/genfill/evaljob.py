@@ -1,6 +1,7 @@
 """The `genfill eval` job: resolve what to evaluate (classical peers, checkpoints), fix the protocol (data,
 split, n, mask kinds, seed), score every method with the scoring library (`genfill.evaluate`), and write
-`eval.json`, `records.csv`, `summary.csv` and failure galleries. `genfill compare` reads what this writes.
+`eval.json`, `records.csv`, `summary.csv`, the pictures and `report.html` (genfill.report's shared page).
+`genfill compare` reads what this writes.
 """
 
 from __future__ import annotations
@@ -9,23 +10,20 @@ import csv
 import io
 import json
 import math
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from genfill.config import EVAL_MASKS, EVAL_SEED, DataConfig, from_dict, read_yaml, resolve_config, to_dict
-from genfill.data.cache import ImageCache, load_cache
+from genfill.data.cache import load_heldout
 from genfill.data.datasets import source_key
-from genfill.data.masks import check_params, masks_at
+from genfill.data.masks import check_params
 from genfill.device import pick_device
 from genfill.errors import GenfillError
 from genfill.evaluate import EvalResult, FillFn, evaluate_methods, sample_fid
-from genfill.io import atomic_write_json, atomic_write_text, save_image
+from genfill.io import atomic_write_json, atomic_write_text
 from genfill.models import GenModel, load_model
-from genfill.pixels import fill_panel
+from genfill.report import Pictures, make_pictures, results_sections, slug, write_page
 
 EVAL_FORMAT = 1
 DEFAULT_MASKS = ",".join(EVAL_MASKS)
@@ -128,24 +126,11 @@ class Protocol:
         return None
 
 
-def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "method"
-
-
-def failure_gallery(method: Method, res: EvalResult, data: ImageCache, proto: Protocol, path: Path, k: int = 8,
-                    device="cpu") -> list[dict]:
-    """The k worst images by hole MSE as a grid, rows original / masked / fill (seed 004's failure gallery)."""
+def worst_images(res: EvalResult, k: int = 8) -> list[dict]:
+    """A method's k worst images by hole MSE (seed 004's failure gallery): [{index, mask, hole_ratio, mse_hole}].
+    The report draws them with every method's fill of the same image and hole."""
     rows = [r for r in res.records if r["mse_hole"] == r["mse_hole"]]
     worst = sorted(rows, key=lambda r: -r["mse_hole"])[:k]
-    if not worst:
-        return []
-    ids = data.split(proto.split)
-    x = torch.cat([data.batch(ids[r["index"]].view(1), device) for r in worst])
-    m = torch.cat([masks_at(r["mask"], [r["index"]], data.size, data.size, seed=proto.seed, device=device,
-                            **proto.masks[r["mask"]]) for r in worst])
-    with torch.no_grad():
-        filled = method.fill(x, m)
-    save_image(fill_panel(x, m, filled), path)
     return [{"index": r["index"], "mask": r["mask"], "hole_ratio": r["hole_ratio"], "mse_hole": r["mse_hole"]}
             for r in worst]
 
@@ -153,19 +138,23 @@ def failure_gallery(method: Method, res: EvalResult, data: ImageCache, proto: Pr
 def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: str | dict | None = None,
                    masks: str | list[str] | dict = DEFAULT_MASKS, n: int = 500, fid: bool = False, seed: int = DEFAULT_SEED,
                    split: str = "test", device: str = "auto", lpips: bool = True, gallery: int = 8,
-                   verbose: bool = True) -> Path:
+                   verbose: bool = True, names: list[str | None] | None = None, report: bool = True) -> Path:
     """The `genfill eval` job: evaluate peers and/or checkpoints under one protocol and write
-    `eval.json`, `records.csv`, `summary.csv` and `failures_<method>.png` to out_dir. Returns eval.json.
+    `eval.json`, `records.csv`, `summary.csv`, the pictures (`headline.png`, `side_<kind>.png`,
+    `failures_<method>.png`) and `report.html` to out_dir. Returns eval.json.
 
-    `data` may also be a data-config dict (what an eval.json stores), so a comparison can re-run a protocol."""
+    `data` may also be a data-config dict (what an eval.json stores), so a comparison can re-run a protocol.
+    `names` renames methods (one per spec, None keeps the default); `report=False` skips pictures and page."""
     if not specs:
         raise GenfillError("nothing to evaluate: pass a checkpoint, run directory or peer name")
     if not isinstance(n, int) or n < 1:
         raise GenfillError(f"-n must be at least 1 test image, got {n}")
     dev = pick_device(device)
     methods: list[Method] = []
-    for spec in specs:
+    for i_spec, spec in enumerate(specs):
         meth = resolve_method(spec, dev)
+        if names and i_spec < len(names) and names[i_spec]:
+            meth.name = names[i_spec]
         base, i = meth.name, 2
         while any(o.name == meth.name for o in methods):
             meth.name, i = f"{base}-{i}", i + 1
@@ -173,7 +162,7 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
     data_cfg = from_dict(DataConfig, data, prefix="data") if isinstance(data, dict) else resolve_data(data, methods)
     if isinstance(data, (str, Path)) and Path(data).is_dir():
         split = "all"  # a user's folder is scored whole, not cut 80/10/10
-    cache = load_cache(data_cfg, verbose=verbose)
+    cache = load_heldout(data_cfg, split, n, verbose=verbose)  # only the n images scored, when it can
     for meth in methods:
         if meth.model is not None and (meth.model.image_size, meth.model.channels) != (cache.size, cache.channels):
             raise GenfillError(f"{meth.source} works on {meth.model.image_size}px images with {meth.model.channels} "
@@ -189,7 +178,7 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
     out = Path(out_dir)
     t0 = time.time()
     results = evaluate_methods({m.name: m.model if m.model is not None else m.fill for m in methods}, cache, proto.masks, n_eff, seed, split,
-                               device=dev, lpips=lpips, fid=fid)
+                               device=dev, lpips=lpips, fid=fid, verbose=verbose)
     doc = {"format": EVAL_FORMAT, "protocol": proto.as_dict(), "methods": {}}
     for meth in methods:
         res = results[meth.name]
@@ -201,13 +190,27 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
             if fid and meth.model.can_sample:
                 entry["sample_fid"] = sample_fid(meth.model, cache, n_eff, split, dev)
         if gallery:
-            name = f"failures_{slug(meth.name)}.png"
-            entry["failures"] = failure_gallery(meth, res, cache, proto, out / name, gallery, dev)
-            entry["gallery"] = name if entry["failures"] else None
+            entry["failures"] = worst_images(res, gallery)
+            entry["gallery"] = None
         doc["methods"][meth.name] = entry
     doc["seconds"] = round(time.time() - t0, 2)
+    pics = None
+    if report:
+        pics = make_pictures(doc, cache, {m.name: m.model.fill if m.model is not None else m.fill for m in methods},
+                             out)
+        for name, rel in pics.failures.items():
+            doc["methods"][name]["gallery"] = rel
     write_eval(out, doc, results)
+    if pics is not None:
+        write_report(out / "report.html", f"genfill eval: {', '.join(doc['methods'])}", _finite(doc), pics)
     return out / "eval.json"
+
+
+def write_report(path: Path, title: str, doc: dict, pics: Pictures, intro: list[str] | None = None,
+                 details: list[str] | None = None) -> Path:
+    """An evaluation's page (report.py's shared sections), raw files linked next to it."""
+    raw = [(f, f) for f in ("eval.json", "records.csv", "summary.csv") if (path.parent / f).is_file()]
+    return write_page(path, title, results_sections(doc, pics, intro, details, raw))
 
 
 def _csv_text(header: list[str], rows: list[list]) -> str:

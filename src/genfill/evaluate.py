@@ -19,7 +19,6 @@ warning names the pip line and everything else still runs.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -33,6 +32,7 @@ from genfill.errors import GenfillError
 from genfill.metrics.basic import edge_error, l1, mse, psnr, ssim
 from genfill.models import GenModel, ModelOutput
 from genfill.pixels import composite
+from genfill.progress import Progress, say
 
 FillFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 METRICS = {"l1": l1, "mse": mse, "psnr": psnr, "ssim": ssim, "edge": edge_error}
@@ -100,7 +100,7 @@ class EvalResult:
 
 
 def warn(msg: str) -> None:
-    print(f"genfill: warning: {msg}", file=sys.stderr)
+    say(f"genfill: warning: {msg}", warning=True)
 
 
 def _try_lpips(device) -> Callable | None:
@@ -158,7 +158,7 @@ class LossTally:
 
 def evaluate_methods(methods: dict[str, FillFn | GenModel], data: ImageCache, mask_kinds: dict[str, dict],
                      n: int = 500, seed: int = EVAL_SEED, split: str = "test", batch_size: int = 64, device="cpu",
-                     lpips: bool = False, fid: bool = False) -> dict[str, EvalResult]:
+                     lpips: bool = False, fid: bool = False, verbose: bool = True) -> dict[str, EvalResult]:
     """Fill the first n images of `split` under each mask kind with every method; score each image.
 
     A method is a fill function or a GenModel. A model runs once per batch, in eval mode: its forward pass
@@ -167,7 +167,7 @@ def evaluate_methods(methods: dict[str, FillFn | GenModel], data: ImageCache, ma
     lpips adds a per-image "lpips" record (AlexNet); fid fills `extras` with FID/KID of each method's
     composited fills against the originals, all mask kinds pooled ("fid", "kid", "kid_std") and per kind
     ("by_mask"); the pooled fills are compared with the originals repeated once per kind. A missing weight
-    package turns the metric off with a warning.
+    package turns the metric off with a warning. `verbose` shows a bar over images x mask kinds.
     """
     results = {name: EvalResult(name) for name in methods}
     models = {name: fn for name, fn in methods.items() if isinstance(fn, GenModel)}
@@ -181,6 +181,8 @@ def evaluate_methods(methods: dict[str, FillFn | GenModel], data: ImageCache, ma
     inception = _try_inception(device) if fid else None
     real_feats: dict[int, torch.Tensor] = {}
     fake_feats: dict[str, dict[str, list[torch.Tensor]]] = {name: {} for name in methods}
+    n_eff = min(n, len(data.split(split)))
+    bar = Progress(n_eff * len(mask_kinds), f"eval {', '.join(methods)}", "img", enabled=verbose)
     for kind, pos, x, m in data.heldout_batches(mask_kinds, n, seed, split, batch_size, device):
         ratios = hole_ratio(m).tolist()
         if inception is not None:
@@ -212,6 +214,8 @@ def evaluate_methods(methods: dict[str, FillFn | GenModel], data: ImageCache, ma
             for i, p in enumerate(pos.tolist()):
                 res.records.append({"index": p, "mask": kind, "hole_ratio": ratios[i], "bucket": bucket_of(ratios[i]),
                                     **{k: v[i] for k, v in scores.items()}})
+        bar.update(len(x))
+    bar.close()
     for name, model in models.items():
         model.train(was_training[name])
         results[name].extras["test_loss"] = tallies[name].means()

@@ -118,23 +118,21 @@ def _plan(preset: Preset, root: Path, say) -> list:
 
 def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str = "auto",
                   verbose: bool = True) -> Path:
-    from genfill.compare import copy_galleries, html_sections, merge, write_comparison
+    from genfill.compare import merge, plot_section, render_comparison
     from genfill.data.cache import load_cache
     from genfill.io import archive_previous, make_dir
     from genfill.evaljob import evaluate_specs, load_eval
     from genfill.models import load_model
-    from genfill.report import esc, figure, table, write_page
+    from genfill.report import esc, figure, results_sections, table, write_page
     from genfill.sample import interpolate, sample_grid
     from genfill.device import pick_device
+    from genfill.progress import Progress, say
     from genfill.train import train
-
-    def say(msg: str) -> None:
-        print(msg, file=sys.stderr)
 
     t0 = time.time()
     p = load_preset(preset)
     root = Path(out_dir or p.out_dir) / p.name
-    cfgs, skipped = _plan(p, root, say)
+    cfgs, skipped = _plan(p, root, lambda msg: print(msg, file=sys.stderr))  # a warning, not progress
     if not cfgs and not p.eval.peers:
         raise GenfillError("the preset lists no model config that exists and no peers: nothing to do")
     moved = archive_previous(root)
@@ -144,10 +142,12 @@ def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str
 
     # ---- train every model
     trained = []
-    for cfg in cfgs:
-        say(f"genfill: training {cfg.name} ({cfg.model['kind']})")
-        res = train(cfg, device=device, verbose=verbose)
-        trained.append((cfg, res))
+    with Progress(len(cfgs), f"reproduce {p.name}: training", "models", enabled=verbose) as bar:
+        for cfg in cfgs:
+            say(f"genfill: training {cfg.name} ({cfg.model['kind']})")
+            res = train(cfg, device=device, verbose=verbose)
+            trained.append((cfg, res))
+            bar.update(1)
 
     # ---- evaluate models and peers together: one protocol, one table
     data_cfg = cfgs[0].data if cfgs else load_config(None, [s for s in p.set if s.startswith("data.")]).data
@@ -156,10 +156,11 @@ def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str
     say(f"genfill: evaluating {', '.join(Path(s).name for s in specs)} on {ev.n} test images x {len(ev.masks)} "
         "mask kinds")
     path = evaluate_specs(specs, root / "eval", data=to_dict(data_cfg), masks=ev.masks, n=ev.n, fid=ev.fid,
-                          seed=ev.seed, device=device, lpips=ev.lpips, gallery=ev.gallery, verbose=verbose)
+                          seed=ev.seed, device=device, lpips=ev.lpips, gallery=ev.gallery, verbose=verbose,
+                          report=False)  # the pictures and page are the comparison's, below
     doc, folder = load_eval(path)
     merged = merge([(doc, folder, str(path))])
-    write_comparison(merged, root / "compare", title=f"genfill {p.name}: comparison")
+    _, pics, plot = render_comparison(merged, root / "compare", title=f"genfill {p.name}: comparison", device=device)
 
     # ---- per-model pictures: curves, samples, morphs
     dev = pick_device(device)
@@ -189,20 +190,21 @@ def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str
         "preset": str(find_preset(preset)), "models": [c.name for c in cfgs], "skipped": skipped,
         "peers": list(ev.peers), "wall_seconds": round(wall, 1), "eval": to_dict(ev),
         "train": {c.name: {"steps": r.step, "seconds": round(r.seconds, 1)} for c, r in trained}})
-    body = [
+    intro = [
         f"<p>Preset <code>{esc(find_preset(preset).name)}</code>: {len(cfgs)} model(s) trained on "
         f"<code>{esc(to_dict(data_cfg)['name'])}</code> ({esc(data.key)}), evaluated with the classical peers "
         f"{esc(', '.join(ev.peers))}. Total wall time {wall / 60:.1f} min. Reproduce with "
         f"<code>genfill reproduce --preset {esc(Path(preset).stem)}</code> (or <code>make reproduce</code>).</p>",
     ]
     if skipped:
-        body.append(f"<p>Skipped (no config file yet): {esc(', '.join(skipped))}.</p>")
-    plot = "quality_speed.png" if (root / "compare" / "quality_speed.png").is_file() else None
-    body += ["<h2>Comparison</h2>",
-             *html_sections(merged, copy_galleries(merged, root / "compare"), plot, prefix="compare/")]
+        intro.append(f"<p>Skipped (no config file yet): {esc(', '.join(skipped))}.</p>")
+    details = plot_section(f"compare/{plot}" if plot else None)
     if model_rows:
-        body += ["<h2>Training</h2>", table(["model", "kind", "parameters", "steps", "epochs", "train s"], model_rows),
-                 *model_figs]
+        details += ["<h2>Training</h2>", table(["model", "kind", "parameters", "steps", "epochs", "train s"],
+                                               model_rows), *model_figs]
+    raw = [("reproduce.json", "reproduce.json"), ("compare/compare.json", "compare.json"),
+           ("eval/records.csv", "records.csv"), ("compare/comparison.html", "comparison page")]
+    body = results_sections(merged, pics.prefixed("compare/"), intro, details, raw)
     report = write_page(root / "report.html", f"genfill {p.name}", body)
     say(f"genfill: reproduce finished in {wall / 60:.1f} min -> {report}")
     return report

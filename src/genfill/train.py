@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from genfill.errors import GenfillError
 from genfill.io import (_pause_for_tests, atomic_write_text, load_checkpoint, make_dir, remove_stale_temps,
                         save_figure, save_image)
 from genfill.pixels import composite, fill_panel
+from genfill.progress import Progress, say
 from genfill.models import GenModel, build_model, save_model
 
 
@@ -388,8 +388,6 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
 
 
 def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data: ImageCache | None) -> TrainResult:
-    from tqdm import tqdm
-
     tc = cfg.train
     world, main = distributed.world_size(), distributed.is_main()
     part = (distributed.rank(), world) if world > 1 else None
@@ -425,7 +423,7 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
 
         loaded = init_from(model, tc.init_from)
         if verbose:
-            print(f"genfill: starting from {loaded}", file=sys.stderr)
+            say(f"genfill: starting from {loaded}")
     model, forward = wrap_ddp(model, forward, dev)  # after init_from: rank 0's weights everywhere
     ema = EMA(model, tc.ema) if tc.ema > 0 else None  # after init_from: the average starts from those weights
     step, epoch, best_val = 0, 0, math.inf
@@ -502,85 +500,87 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
     loss = None
     model.train()
     if verbose:
-        print(f"genfill: training {cfg.model['kind']} ({model.num_parameters():,} parameters) on {dev} "
-              f"-> {run_dir}", file=sys.stderr)
-    while not finished(tc, step, epoch) and not stop:
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not verbose,
-                   file=sys.stderr, leave=False)
-        if order is None:
-            order, seen = data.epoch_order("train", g), 0
-        ended = True
-        t_loop = time.perf_counter()
-        for x, m in train_batches(data, cfg, tc.batch_size, g, g_mask, dev, draw_masks, order=order, start=seen,
-                                   part=part):
-            if fast:
-                x = x.contiguous(memory_format=torch.channels_last)
-            kl_scale = min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps > 0 else 1.0
-            # under torchrun with a time budget, rank 0's clock (one tiny broadcast per step)
-            elapsed = distributed.broadcast_float(time.time() - t0) if tc.time_budget_s else time.time() - t0
-            lr = lr_factor(tc, step, horizon, elapsed / tc.time_budget_s if tc.time_budget_s else 0.0)
-            for o, base in ((opt, tc.lr), (opt_d, tc.lr_d or tc.lr)):
-                for group in (o.param_groups if o is not None else ()):
-                    group["lr"] = base * lr
+        say(f"genfill: training {cfg.model['kind']} ({model.num_parameters():,} parameters) on {dev} "
+            f"-> {run_dir}")
+    # One run-level bar: steps towards max_steps (or epochs x steps per epoch), against the time budget when
+    # there is one; its ETA is whichever ends the run first. Validation results ride along on its line.
+    budget = tc.time_budget_s - (time.time() - t0) if tc.time_budget_s else None
+    bar = Progress(horizon, f"train {cfg.name}", "steps", budget_s=budget, enabled=verbose, initial=step)
+    try:
+        while not finished(tc, step, epoch) and not stop:
+            if order is None:
+                order, seen = data.epoch_order("train", g), 0
+            ended = True
+            t_loop = time.perf_counter()
+            for x, m in train_batches(data, cfg, tc.batch_size, g, g_mask, dev, draw_masks, order=order, start=seen,
+                                       part=part):
+                if fast:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                kl_scale = min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps > 0 else 1.0
+                # under torchrun with a time budget, rank 0's clock (one tiny broadcast per step)
+                elapsed = distributed.broadcast_float(time.time() - t0) if tc.time_budget_s else time.time() - t0
+                lr = lr_factor(tc, step, horizon, elapsed / tc.time_budget_s if tc.time_budget_s else 0.0)
+                for o, base in ((opt, tc.lr), (opt_d, tc.lr_d or tc.lr)):
+                    for group in (o.param_groups if o is not None else ()):
+                        group["lr"] = base * lr
 
-            _pause_for_tests("step", str(step + 1))
-            with distributed.batch_part(part):
-                loss, parts = train_step(model, forward, opt, opt_d, x, m, kl_scale, use_amp, tc.grad_clip,
-                                         tc.accumulate)
-            step += 1
-            seen += tc.batch_size  # the global batch: every rank walks the same order
-            if ema is not None:
-                ema.update(model, step)
-            bar.update(1)
-            if first:  # the loop's clock starts after its first step (lazy init, compile, autotune)
-                loss.item()
-                first, t_loop = False, time.perf_counter()
-            else:
-                loop_images += tc.batch_size
+                _pause_for_tests("step", str(step + 1))
+                with distributed.batch_part(part):
+                    loss, parts = train_step(model, forward, opt, opt_d, x, m, kl_scale, use_amp, tc.grad_clip,
+                                             tc.accumulate)
+                step += 1
+                seen += tc.batch_size  # the global batch: every rank walks the same order
+                if ema is not None:
+                    ema.update(model, step)
+                bar.update(1)
+                if first:  # the loop's clock starts after its first step (lazy init, compile, autotune)
+                    loss.item()
+                    first, t_loop = False, time.perf_counter()
+                else:
+                    loop_images += tc.batch_size
 
-            # The host reads the device only here, every log_every steps (and at the epoch's end).
-            if step % tc.log_every == 0 or step == 1:
-                loss, parts = distributed.mean_of(loss, parts)  # the global batch's, under torchrun
+                # The host reads the device only here, every log_every steps (and at the epoch's end).
+                if step % tc.log_every == 0 or step == 1:
+                    loss, parts = distributed.mean_of(loss, parts)  # the global batch's, under torchrun
+                    check_finite(loss, step, ckpt_dir / "last.pt")
+                    vals = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": tc.lr * lr}
+                    bar.set_stats(loss=vals["loss"])
+                    _write_log(log, {"step": step, "epoch": epoch, "split": "train",
+                                     "time": round(time.time() - t0, 2), **vals})
+                if (tc.max_steps is not None and step >= tc.max_steps) or (
+                    tc.time_budget_s is not None and elapsed >= tc.time_budget_s
+                ):
+                    stop = True
+                    ended = seen >= n_train - n_train % tc.batch_size if n_train >= tc.batch_size else True
+                    break
+            loop_s += time.perf_counter() - t_loop
+            if loss is not None:
+                loss = distributed.mean_of(loss, {})[0]  # every rank stops alike on a non-finite loss
                 check_finite(loss, step, ckpt_dir / "last.pt")
-                vals = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": tc.lr * lr}
-                bar.set_postfix({k: f"{v:.4g}" for k, v in vals.items()})
-                _write_log(log, {"step": step, "epoch": epoch, "split": "train",
-                                 "time": round(time.time() - t0, 2), **vals})
-            if (tc.max_steps is not None and step >= tc.max_steps) or (
-                tc.time_budget_s is not None and elapsed >= tc.time_budget_s
-            ):
-                stop = True
-                ended = seen >= n_train - n_train % tc.batch_size if n_train >= tc.batch_size else True
-                break
-        bar.close()
-        loop_s += time.perf_counter() - t_loop
-        if loss is not None:
-            loss = distributed.mean_of(loss, {})[0]  # every rank stops alike on a non-finite loss
-            check_finite(loss, step, ckpt_dir / "last.pt")
-        if ended:
-            epoch += 1
-            order, seen = None, 0
+            if ended:
+                epoch += 1
+                order, seen = None, 0
 
-        # ---- end of epoch (or a stop inside one): validate (the averaged weights when train.ema is on),
-        # keep the best, write everything atomically. Validation and samples run on a forked RNG: an extra
-        # validation (a stop mid-epoch) must not change the training noise that follows, or a resumed run
-        # would differ from a straight one.
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            last_val = validate(shown, data, cfg, dev)
-            if tc.sample_every_epoch and main:
-                save_samples(shown, data, cfg, dev, run_dir / "samples" / f"epoch{max(epoch, 1):03d}.png")
-        last_val.update(model.epoch_stats())
-        _write_log(log, {"step": step, "epoch": epoch, "split": "val", "time": round(time.time() - t0, 2),
-                         **last_val})
-        if verbose:
-            print(f"epoch {epoch}: step {step} " + " ".join(f"{k} {v:.4g}" for k, v in last_val.items()),
-                  file=sys.stderr)
-        if last_val["loss"] < best_val:
-            best_val = last_val["loss"]
-            checkpoint("best.pt")
-        checkpoint("last.pt")
-        if main:
-            plot_curves(run_dir)
+            # ---- end of epoch (or a stop inside one): validate (the averaged weights when train.ema is on),
+            # keep the best, write everything atomically. Validation and samples run on a forked RNG: an extra
+            # validation (a stop mid-epoch) must not change the training noise that follows, or a resumed run
+            # would differ from a straight one.
+            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+                last_val = validate(shown, data, cfg, dev)
+                if tc.sample_every_epoch and main:
+                    save_samples(shown, data, cfg, dev, run_dir / "samples" / f"epoch{max(epoch, 1):03d}.png")
+            last_val.update(model.epoch_stats())
+            _write_log(log, {"step": step, "epoch": epoch, "split": "val", "time": round(time.time() - t0, 2),
+                             **last_val})
+            bar.set_stats(epoch=epoch, **{f"val {k}": v for k, v in last_val.items() if k in ("loss", "psnr")})
+            if last_val["loss"] < best_val:
+                best_val = last_val["loss"]
+                checkpoint("best.pt")
+            checkpoint("last.pt")
+            if main:
+                plot_curves(run_dir)
+    finally:
+        bar.close()
     log.close()
     distributed.barrier()  # the others wait for rank 0's last writes
     return TrainResult(run_dir, step, epoch, best_val, last_val, time.time() - t0, loop_s, loop_images)

@@ -131,6 +131,24 @@ def _faces64(cfg: DataConfig, progress) -> Source:
     if cfg.count < 3:
         raise GenfillError(f"data.count must be at least 3, got {cfg.count}")
     faces = draw_faces(cfg.count, cfg.seed, progress=progress)  # (N,64,64,3)
+    return Source(_faces_as(faces, cfg).numpy(), seeded_split(cfg.count, cfg.seed),
+                  {"found": cfg.count, "loaded": cfg.count, "skipped": 0})
+
+
+def faces64_split(cfg: DataConfig, split: str, n: int, progress=None) -> tuple[np.ndarray, int]:
+    """The first n images of `split` of the built-in faces, exactly as the full cache holds them (the same
+    seeded split, the same faces), drawn alone: (uint8 (n',H,W,C), the split's full size)."""
+    from genfill.data.faces64 import draw_faces_at
+
+    if cfg.count < 3:
+        raise GenfillError(f"data.count must be at least 3, got {cfg.count}")
+    ids = seeded_split(cfg.count, cfg.seed)[split]
+    faces = draw_faces_at(ids[:n].tolist(), cfg.seed, progress=progress)
+    return _faces_as(faces, cfg).numpy(), len(ids)
+
+
+def _faces_as(faces: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
+    """(N,64,64,3) uint8 faces at the config's size and channels."""
     if cfg.size != 64 or cfg.channels != 3:
         x = faces.permute(0, 3, 1, 2).float()
         if cfg.channels == 1:  # ITU-R 601 luma, as PIL's "L"
@@ -139,8 +157,7 @@ def _faces64(cfg: DataConfig, progress) -> Source:
             x = torch.nn.functional.interpolate(x, size=(cfg.size, cfg.size), mode="bilinear",
                                                 antialias=cfg.size < 64, align_corners=False)
         faces = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
-    return Source(faces.numpy(), seeded_split(cfg.count, cfg.seed), {"found": cfg.count, "loaded": cfg.count,
-                                                                      "skipped": 0})
+    return faces
 
 
 def _celeba(cfg: DataConfig, progress) -> Source:

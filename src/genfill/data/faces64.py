@@ -3,7 +3,8 @@
 The generator is rebuilt here (the PyTorch DCGAN tutorial's architecture, nz=100, ngf=64) and loads only the
 weight file, after checking its SHA-256, with `weights_only=True`; the package's own code is never imported
 (it needs torchvision). Faces are a pure function of (seed, index): face i is drawn from a noise vector made
-by a generator seeded with (seed, i // CHUNK), so any prefix of a larger set equals the smaller set.
+by a generator seeded with (seed, i // CHUNK), so any prefix of a larger set equals the smaller set, and
+`draw_faces_at` draws a few faces of a big set without the rest.
 """
 
 from __future__ import annotations
@@ -68,4 +69,25 @@ def draw_faces(count: int, seed: int = 0, device: str | torch.device = "cpu", pr
         out[start : start + n] = to_uint8(gen(z)).cpu()
         if progress is not None:
             progress(n)
+    return out
+
+
+@torch.no_grad()
+def draw_faces_at(indices, seed: int = 0, device: str | torch.device = "cpu", progress=None) -> torch.Tensor:
+    """Faces `indices` of the set `draw_faces` makes, as uint8 (len(indices),64,64,3), without drawing the
+    others: each chunk's noise is generated as draw_faces does and only the wanted rows go through the
+    generator (eval-mode BatchNorm makes a face independent of its batch-mates)."""
+    idx = torch.as_tensor(list(indices), dtype=torch.long)
+    out = torch.empty(len(idx), 64, 64, 3, dtype=torch.uint8)
+    if len(idx) == 0:
+        return out
+    gen = load_generator(device)
+    chunks = idx // CHUNK
+    for c in torch.unique(chunks).tolist():
+        rows = torch.nonzero(chunks == c).flatten()
+        g = torch.Generator().manual_seed(seed * 1_000_003 + c)
+        z = torch.randn(CHUNK, NZ, 1, 1, generator=g)[idx[rows] - c * CHUNK].to(device)
+        out[rows] = to_uint8(gen(z)).cpu()
+        if progress is not None:
+            progress(len(rows))
     return out

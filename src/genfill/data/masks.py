@@ -953,8 +953,9 @@ def _bank_key(kind: str, full: Mapping[str, Any], height: int, width: int, seed:
 
 
 def draw_bank(kind: str, count: int, height: int, width: int, *, seed: int = 0,
-              device: torch.device | str = "cpu", **params: Any) -> MaskBank:
-    """Draw `count` masks of `kind` with one generator seeded by `seed`, in chunks, on `device`."""
+              device: torch.device | str = "cpu", progress=None, **params: Any) -> MaskBank:
+    """Draw `count` masks of `kind` with one generator seeded by `seed`, in chunks, on `device`;
+    `progress(k)` is called after each chunk of k masks."""
     spec = _get_kind(kind)
     full = _resolve(kind, params)
     _check_size(count, height, width)
@@ -975,6 +976,8 @@ def draw_bank(kind: str, count: int, height: int, width: int, *, seed: int = 0,
             roll = torch.full((k,), kind in ROLL_KINDS, device=device)
         packed.append(_pack_bits(masks))
         rollable.append(roll)
+        if progress is not None:
+            progress(k)
     key, meta = _bank_key(kind, full, height, width, int(seed), count, device)
     return MaskBank(torch.cat(packed), torch.cat(rollable), height, width, {**meta, "key": key})
 
@@ -1002,13 +1005,14 @@ def mask_bank(kind: str, count: int, height: int, width: int, *, seed: int = 0,
                                 {**meta, "key": key, "path": str(path)}).to(device)
         except (OSError, RuntimeError, KeyError, AttributeError, EOFError, ValueError, pickle.UnpicklingError):
             pass  # a damaged or foreign file: draw again and replace it
-    t0 = time.perf_counter()
-    bank = draw_bank(kind, count, height, width, seed=seed, device=device, **params)
-    if verbose:
-        import sys
+    from genfill.progress import Progress, say
 
-        print(f"genfill: drew a bank of {count} {kind} masks at {height}x{width} in "
-              f"{time.perf_counter() - t0:.1f} s" + (f" -> {path}" if path else ""), file=sys.stderr)
+    t0 = time.perf_counter()
+    with Progress(count, f"drawing a bank of {kind} masks", "masks", enabled=verbose) as bar:
+        bank = draw_bank(kind, count, height, width, seed=seed, device=device, progress=bar.update, **params)
+    if verbose:
+        say(f"genfill: drew a bank of {count} {kind} masks at {height}x{width} in "
+            f"{time.perf_counter() - t0:.1f} s" + (f" -> {path}" if path else ""))
     if path is not None:
         atomic_torch_save({"meta": meta, "packed": bank.packed.cpu(), "rollable": bank.rollable.cpu()}, path)
         bank.info["path"] = str(path)
