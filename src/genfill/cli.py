@@ -35,6 +35,12 @@ def cmd_train(args) -> None:
     from genfill.train import train
 
     cfg = load_config(resolve_config(args.config), args.set)
+    if args.dry_run:
+        from genfill.train import plan
+
+        for k, v in plan(cfg, device=args.device).items():
+            print(f"{k:16s} {v}")
+        return
     res = train(cfg, resume=args.resume, device=args.device, verbose=not args.quiet)
     if not res.last_val:
         limit = f", max_steps {cfg.train.max_steps}" if cfg.train.max_steps is not None else ""
@@ -187,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     sp.add_argument("--device", default=None, help="force auto | cpu | cuda | mps (default: train.device)")
     sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
+    sp.add_argument("--dry-run", action="store_true",
+                    help="print the resolved plan (devices, world size, batches, steps, cache) and exit")
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("fill", help="fill holes in image files or folders, each at its own size")

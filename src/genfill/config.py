@@ -66,6 +66,10 @@ class DataConfig:
     seed: int = 0  # faces64 drawing and the 80/10/10 split
     flip: bool = True  # random horizontal flips while training
     cache_dir: str = "data/cache"
+    # Host memory the image cache may take, in MB: a cache file bigger than this is memory-mapped and
+    # training reads it in large contiguous chunks on a background thread (chunk-shuffled order);
+    # None = no cap (the cache is read into memory whole).
+    memory_cap_mb: float | None = None
 
     def __post_init__(self) -> None:
         # Ranges are checked when a config is built, before any folder is made (cf. issue 12).
@@ -110,6 +114,7 @@ class TrainConfig:
     warmup_steps: int = 0  # the learning rate ramps linearly from lr/warmup_steps to lr over these steps
     ema: float = 0.0  # decay of an exponential moving average of the weights, used for validation, fills
     # and checkpoints (e.g. 0.999); 0 = off
+    sync_bn: bool = False  # under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)
     accumulate: int = 1  # split each batch into this many micro-batches (same step, less activation memory)
     amp: bool = True  # bf16 autocast on the fast path
     fast: bool | None = None  # the fast path: bf16 autocast, channels_last, fused Adam, masks on the device,

@@ -10,16 +10,20 @@ import json
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 
+from genfill import distributed
 from genfill.config import RunConfig, TrainConfig, save_config, to_dict
 from genfill.data.cache import ImageCache, load_cache
 from genfill.data.masks import MASK_KINDS, make_masks, mask_bank
 from genfill.device import autocast, fast_path, pick_device
+from genfill.distributed import part_index
 from genfill.ema import EMA
 from genfill.errors import GenfillError
 from genfill.io import (_pause_for_tests, atomic_write_text, load_checkpoint, make_dir, remove_stale_temps,
@@ -43,21 +47,25 @@ class TrainResult:
 
 def train_batches(data: ImageCache, cfg: RunConfig, batch_size: int, generator: torch.Generator,
                   mask_generator: torch.Generator, device, draw_masks=None, order: torch.Tensor | None = None,
-                  start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                  start: int = 0, part: tuple[int, int] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of training batches (x, m): shuffled, flipped per `data.flip`, full batches only, with masks
     from `draw_masks(n, mask_generator)` (mask_source: the config's mask bank, sampled on the device) or,
     when None, fresh masks of the config's kind drawn where `mask_generator` lives. Shared by train() and
     benchmarks/throughput.py. `order`/`start`: an epoch's image order and how many of it are done (resuming
-    inside an epoch)."""
+    inside an epoch). `batch_size` is the global batch; `part` (rank, world) keeps this rank's slice of it,
+    images and masks both drawn for the whole global batch (genfill.distributed: exactly a 1-process
+    run's batch)."""
     size = data.size
+    mine = part_index(batch_size, part, cfg.train.accumulate)
     for x, _ in data.iterate("train", batch_size, shuffle=True, generator=generator, flip=cfg.data.flip,
-                             drop_last=True, device=device, order=order, start=start):
+                             drop_last=True, device=device, order=order, start=start, part=part,
+                             micro=cfg.train.accumulate):
         if draw_masks is not None:
-            m = draw_masks(len(x), mask_generator)
+            m = draw_masks(batch_size, mask_generator)
         else:
-            m = make_masks(cfg.masks.kind, len(x), size, size, generator=mask_generator,
+            m = make_masks(cfg.masks.kind, batch_size, size, size, generator=mask_generator,
                            device=mask_generator.device, **cfg.masks.params)
-        yield x, m.to(device)
+        yield x, m[mine].to(device)
 
 
 def val_batches(data: ImageCache, cfg: RunConfig, n: int, batch_size: int, device, split: str = "val"):
@@ -70,13 +78,20 @@ def val_batches(data: ImageCache, cfg: RunConfig, n: int, batch_size: int, devic
 
 @torch.no_grad()
 def validate(model: GenModel, data: ImageCache, cfg: RunConfig, device, split: str = "val") -> dict:
-    """Mean loss parts and composited-fill PSNR over the first `val_images` images of `split`."""
+    """Mean loss parts and composited-fill PSNR over the first `val_images` images of `split`.
+
+    Under torchrun every rank scores every world-th batch and the sums are reduced across ranks, so all
+    ranks return the same numbers, those of a 1-process run up to the summation order.
+    """
     from genfill.metrics.basic import psnr
 
     model.eval()
     sums: dict[str, float] = {}
     n = 0
-    for x, m in val_batches(data, cfg, cfg.train.val_images, cfg.train.batch_size, device, split):
+    world, me = distributed.world_size(), distributed.rank()
+    for i, (x, m) in enumerate(val_batches(data, cfg, cfg.train.val_images, cfg.train.batch_size, device, split)):
+        if i % world != me:
+            continue
         with autocast(device, cfg.train.amp and fast_path(cfg.train.fast, device)):
             out = model(x, m)
         fill = composite(x, m, out.pred.float())
@@ -86,6 +101,10 @@ def validate(model: GenModel, data: ImageCache, cfg: RunConfig, device, split: s
         sums["psnr"] = sums.get("psnr", 0.0) + psnr(fill, x).sum().item()
         n += len(x)
     model.train()
+    if world > 1:
+        every = distributed.gather_objects((sums, n))
+        sums = {k: sum(s.get(k, 0.0) for s, _ in every) for k in every[0][0]}
+        n = sum(c for _, c in every)
     return {k: v / max(n, 1) for k, v in sums.items()}
 
 
@@ -192,7 +211,10 @@ def train_step(model: GenModel, forward, opt, opt_d, x: torch.Tensor, m: torch.T
                use_amp: bool, grad_clip: float | None,
                accumulate: int = 1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One optimisation step (two for adversarial models). Returns the loss and its parts as device tensors;
-    nothing here waits for the device. `forward` is the model or its torch.compile'd wrapper.
+    nothing here waits for the device. `forward` is the model, its DistributedDataParallel wrapper (under
+    torchrun: DDP averages the gradients during backward) and/or its torch.compile'd wrapper. An adversarial
+    model's steps run backward through d_loss / g_adv_loss, which DDP does not see, so under torchrun its
+    gradients are averaged explicitly before each optimiser step (distributed.average_gradients).
 
     With `accumulate` k > 1 the batch is cut into k equal micro-batches whose gradients add up (each loss
     scaled by 1/k) to the gradient of the whole batch, for models whose loss is a mean over images (not
@@ -211,15 +233,17 @@ def train_step(model: GenModel, forward, opt, opt_d, x: torch.Tensor, m: torch.T
         for name, v in parts.items():
             parts_sum[name] = parts_sum.get(name, 0) + v.detach().float() / k
 
-    for xi, mi in micro:
-        with autocast(dev, use_amp):
-            out = forward(xi, mi, kl_scale=kl_scale)
-        add(out.parts)
-        if opt_d is None:
-            (out.loss / k).backward()  # this micro-batch's graph is freed here
-            loss_sum = loss_sum + out.loss.detach().float() / k
-        else:
-            outs.append(out)
+    for i, (xi, mi) in enumerate(micro):
+        # DDP: all-reduce only in the last micro-batch's backward (the gradients have added up by then)
+        with forward.no_sync() if hasattr(forward, "no_sync") and i < k - 1 else nullcontext():
+            with autocast(dev, use_amp):
+                out = forward(xi, mi, kl_scale=kl_scale)
+            add(out.parts)
+            if opt_d is None:
+                (out.loss / k).backward()  # this micro-batch's graph is freed here
+                loss_sum = loss_sum + out.loss.detach().float() / k
+            else:
+                outs.append(out)
 
     if opt_d is not None:
         # Discriminator step: real images vs the generator's composited fills (or the model's own
@@ -232,6 +256,7 @@ def train_step(model: GenModel, forward, opt, opt_d, x: torch.Tensor, m: torch.T
                 d_loss, d_parts = model.d_loss(xi, mi, fake.detach())
             (d_loss / k).backward()
             add(d_parts)
+        distributed.average_gradients(model.discriminator.parameters())
         opt_d.step()
         # Generator step: its own losses plus fooling the (just updated) discriminator.
         total = 0
@@ -241,6 +266,7 @@ def train_step(model: GenModel, forward, opt, opt_d, x: torch.Tensor, m: torch.T
             total = total + (out.loss + g_adv) / k
             add(g_parts)
         total.backward()
+        distributed.average_gradients(model.generator_parameters())
         loss_sum = total.detach().float()
 
     if grad_clip:
@@ -309,11 +335,65 @@ def finished(tc: TrainConfig, step: int, epoch: int) -> bool:
     return epoch >= tc.epochs or (tc.max_steps is not None and step >= tc.max_steps)
 
 
+def wrap_ddp(model: GenModel, forward, dev: torch.device):
+    """Under torchrun: the forward DDP runs (gradients averaged in backward) for a plain family; an
+    adversarial family keeps `forward` (train_step averages its gradients) and gets rank 0's weights.
+    Returns (model, forward)."""
+    if distributed.world_size() == 1:
+        return model, forward
+    if model.discriminator is not None:
+        distributed.broadcast_module(model)
+        return model, forward
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    ddp = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=True)
+    return model, (torch.compile(ddp) if forward is not model else ddp)
+
+
+def plan(cfg: RunConfig, device: str | None = None, data: ImageCache | None = None) -> dict:
+    """What `genfill train` would do, resolved (`--dry-run`): device, world, batches, steps, cache."""
+    tc = cfg.train
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dev = pick_device(device or tc.device)
+    per_rank = distributed.per_rank_batch(tc.batch_size, world, tc.accumulate)
+    data = data if data is not None else load_cache(cfg.data, verbose=False)
+    n_train = len(data.split("train"))
+    steps = max(1, n_train // tc.batch_size)
+    nbytes = int(np.prod(data.images.shape)) if hasattr(data.images, "shape") else 0
+    if data.streamed:
+        place = (f"memory-mapped ({nbytes / 1e6:.1f} MB > data.memory_cap_mb {cfg.data.memory_cap_mb}), read in "
+                 f"chunks of {data.chunk_images} images by a background thread")
+    elif dev.type == "cuda":
+        place = f"in host memory ({nbytes / 1e6:.1f} MB), on the GPU when under a quarter of its free memory"
+    else:
+        place = f"in host memory ({nbytes / 1e6:.1f} MB)"
+    return {"device": (f"{dev.type} x {world} (cuda:LOCAL_RANK per rank, NCCL)" if dev.type == "cuda" and world > 1
+                       else f"cpu x {world} (gloo)" if world > 1 else str(dev)),
+            "world_size": world, "global_batch": tc.batch_size, "per_rank_batch": per_rank,
+            "micro_batch": per_rank // tc.accumulate, "train_images": n_train, "steps_per_epoch": steps,
+            "total_steps": total_steps(tc, steps), "epochs": tc.epochs, "cache": place,
+            "run_dir": str(cfg.run_dir)}
+
+
 def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbose: bool = True,
           data: ImageCache | None = None) -> TrainResult:
-    """Train cfg's model into cfg.run_dir. `data` replaces the config's dataset (benchmarks, tests)."""
+    """Train cfg's model into cfg.run_dir. `data` replaces the config's dataset (benchmarks, tests).
+    Under torchrun this joins the process group and leaves it at the end (genfill.distributed)."""
+    dev, created = distributed.init(pick_device(device or cfg.train.device))
+    try:
+        return _train(cfg, resume, dev, verbose and distributed.is_main(), data)
+    finally:
+        if created:
+            distributed.teardown()
+
+
+def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data: ImageCache | None) -> TrainResult:
     tc = cfg.train
-    dev = pick_device(device or tc.device)
+    world, main = distributed.world_size(), distributed.is_main()
+    part = (distributed.rank(), world) if world > 1 else None
+    distributed.per_rank_batch(tc.batch_size, world, tc.accumulate)
+    if tc.sync_bn and world > 1 and dev.type != "cuda":
+        raise GenfillError("train.sync_bn needs GPUs (SyncBatchNorm runs on CUDA only)")
     run_dir = cfg.run_dir
     ckpt_dir = run_dir / "checkpoints"
     if not resume and (ckpt_dir / "last.pt").exists():
@@ -322,24 +402,29 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
         raise GenfillError(f"nothing to resume: {ckpt_dir / 'last.pt'} does not exist")
 
     # ---- data, resident on the device when it fits; training masks from the bank, on the device
-    data = (data if data is not None else load_cache(cfg.data, verbose=verbose)).to(dev)
-    if len(data.split("train")) == 0 or len(data.split("val")) == 0:
-        raise GenfillError("the dataset needs at least one training and one validation image")
-    size, channels = data.size, data.channels
-    draw_masks, mask_device = mask_source(cfg, size, dev, verbose)
+    with distributed.main_first():  # rank 0 builds the data cache and the mask bank on disk, the rest read them
+        data = (data if data is not None else load_cache(cfg.data, verbose=verbose)).to(dev)
+        if len(data.split("train")) == 0 or len(data.split("val")) == 0:
+            raise GenfillError("the dataset needs at least one training and one validation image")
+        size, channels = data.size, data.channels
+        draw_masks, mask_device = mask_source(cfg, size, dev, verbose)
 
     # ---- model, optimisers, the weight average. Seeded here, after the data and the mask bank: nothing
     # before may change the model's init.
     torch.manual_seed(tc.seed)
     fast = fast_path(tc.fast, dev)
     use_amp = tc.amp and fast
-    model, forward, opt, opt_d = prepare(build_model(cfg.model, size, channels), tc, dev, fast)
+    model = build_model(cfg.model, size, channels)
+    if tc.sync_bn and world > 1:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model, forward, opt, opt_d = prepare(model, tc, dev, fast)
     if tc.init_from and not resume:  # on resume, last.pt already holds the fine-tuned weights
         from genfill.export import init_from
 
         loaded = init_from(model, tc.init_from)
         if verbose:
             say(f"genfill: starting from {loaded}")
+    model, forward = wrap_ddp(model, forward, dev)  # after init_from: rank 0's weights everywhere
     ema = EMA(model, tc.ema) if tc.ema > 0 else None  # after init_from: the average starts from those weights
     step, epoch, best_val = 0, 0, math.inf
     order, seen = None, 0  # a half-done epoch's image order and how many of it were trained on
@@ -373,23 +458,27 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
         if finished(tc, step, epoch):
             # A finished run: train nothing more (not even one step), write nothing.
             return TrainResult(run_dir, step, epoch, best_val, {}, 0.0)
-    for folder in (run_dir, ckpt_dir, run_dir / "samples"):
-        remove_stale_temps(folder)  # left by a write that a kill interrupted
-    make_dir(run_dir / "samples")
-    make_dir(ckpt_dir)
-    save_config(cfg, run_dir / "config.yaml")
+    if main:  # only rank 0 writes; every rank holds the same state (genfill.distributed)
+        for folder in (run_dir, ckpt_dir, run_dir / "samples"):
+            remove_stale_temps(folder)  # left by a write that a kill interrupted
+        make_dir(run_dir / "samples")
+        make_dir(ckpt_dir)
+        save_config(cfg, run_dir / "config.yaml")
     shown = ema.model if ema is not None else model  # the weights validated, filled with and saved
     # The log holds exactly the steps the checkpoint holds: rows written after it (a kill between the log
     # and the checkpoint) would be written again on resume, and a torn last line is dropped.
     log_path = run_dir / "metrics.jsonl"
-    rows = [r for r in read_metrics(log_path) if r["step"] <= step] if resume else []
-    atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in rows))
+    if main:
+        rows = [r for r in read_metrics(log_path) if r["step"] <= step] if resume else []
+        atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in rows))
 
     def checkpoint(name: str) -> None:
         # save_model writes what rebuilds the model (the average when train.ema is on: what load_model
         # gives); the rest is what a resumed run continues from, the live weights included. A run stopped
         # mid-epoch (max_steps, time budget) resumes inside that epoch: same image order, same position
         # (epoch_order, epoch_seen), so it matches a run that never stopped.
+        if not main:
+            return
         save_model(ckpt_dir / name, shown, run_config=to_dict(cfg),
                    model_live=model.state_dict() if ema is not None else None,
                    optim=opt.state_dict(), optim_d=opt_d.state_dict() if opt_d is not None else None,
@@ -398,7 +487,7 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
                    cuda_rng=torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None)
 
     try:
-        log = open(log_path, "a")
+        log = open(log_path, "a") if main else open(os.devnull, "w")
     except OSError as exc:
         raise GenfillError(f"cannot write {log_path}: {exc.strerror}") from None
     n_train = len(data.split("train"))
@@ -420,24 +509,27 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
     try:
         while not finished(tc, step, epoch) and not stop:
             if order is None:
-                order, seen = torch.randperm(n_train, generator=g), 0
+                order, seen = data.epoch_order("train", g), 0
             ended = True
             t_loop = time.perf_counter()
-            for x, m in train_batches(data, cfg, tc.batch_size, g, g_mask, dev, draw_masks, order=order, start=seen):
+            for x, m in train_batches(data, cfg, tc.batch_size, g, g_mask, dev, draw_masks, order=order, start=seen,
+                                       part=part):
                 if fast:
                     x = x.contiguous(memory_format=torch.channels_last)
                 kl_scale = min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps > 0 else 1.0
-                elapsed = time.time() - t0
+                # under torchrun with a time budget, rank 0's clock (one tiny broadcast per step)
+                elapsed = distributed.broadcast_float(time.time() - t0) if tc.time_budget_s else time.time() - t0
                 lr = lr_factor(tc, step, horizon, elapsed / tc.time_budget_s if tc.time_budget_s else 0.0)
                 for o, base in ((opt, tc.lr), (opt_d, tc.lr_d or tc.lr)):
                     for group in (o.param_groups if o is not None else ()):
                         group["lr"] = base * lr
 
                 _pause_for_tests("step", str(step + 1))
-                loss, parts = train_step(model, forward, opt, opt_d, x, m, kl_scale, use_amp, tc.grad_clip,
-                                         tc.accumulate)
+                with distributed.batch_part(part):
+                    loss, parts = train_step(model, forward, opt, opt_d, x, m, kl_scale, use_amp, tc.grad_clip,
+                                             tc.accumulate)
                 step += 1
-                seen += len(x)
+                seen += tc.batch_size  # the global batch: every rank walks the same order
                 if ema is not None:
                     ema.update(model, step)
                 bar.update(1)
@@ -445,23 +537,25 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
                     loss.item()
                     first, t_loop = False, time.perf_counter()
                 else:
-                    loop_images += len(x)
+                    loop_images += tc.batch_size
 
                 # The host reads the device only here, every log_every steps (and at the epoch's end).
                 if step % tc.log_every == 0 or step == 1:
+                    loss, parts = distributed.mean_of(loss, parts)  # the global batch's, under torchrun
                     check_finite(loss, step, ckpt_dir / "last.pt")
                     vals = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": tc.lr * lr}
                     bar.set_stats(loss=vals["loss"])
                     _write_log(log, {"step": step, "epoch": epoch, "split": "train",
                                      "time": round(time.time() - t0, 2), **vals})
                 if (tc.max_steps is not None and step >= tc.max_steps) or (
-                    tc.time_budget_s is not None and time.time() - t0 >= tc.time_budget_s
+                    tc.time_budget_s is not None and elapsed >= tc.time_budget_s
                 ):
                     stop = True
                     ended = seen >= n_train - n_train % tc.batch_size if n_train >= tc.batch_size else True
                     break
             loop_s += time.perf_counter() - t_loop
             if loss is not None:
+                loss = distributed.mean_of(loss, {})[0]  # every rank stops alike on a non-finite loss
                 check_finite(loss, step, ckpt_dir / "last.pt")
             if ended:
                 epoch += 1
@@ -473,7 +567,7 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
             # would differ from a straight one.
             with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
                 last_val = validate(shown, data, cfg, dev)
-                if tc.sample_every_epoch:
+                if tc.sample_every_epoch and main:
                     save_samples(shown, data, cfg, dev, run_dir / "samples" / f"epoch{max(epoch, 1):03d}.png")
             last_val.update(model.epoch_stats())
             _write_log(log, {"step": step, "epoch": epoch, "split": "val", "time": round(time.time() - t0, 2),
@@ -483,8 +577,10 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
                 best_val = last_val["loss"]
                 checkpoint("best.pt")
             checkpoint("last.pt")
-            plot_curves(run_dir)
+            if main:
+                plot_curves(run_dir)
     finally:
         bar.close()
     log.close()
+    distributed.barrier()  # the others wait for rank 0's last writes
     return TrainResult(run_dir, step, epoch, best_val, last_val, time.time() - t0, loop_s, loop_images)

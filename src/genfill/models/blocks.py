@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from genfill.distributed import randn_like
 from genfill.errors import GenfillError
 
 ACTIVATIONS = {
@@ -105,7 +106,8 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
 
 
 def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
-    return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+    # distributed.randn_like: under torchrun, this rank's slice of the global batch's noise (exactness)
+    return mu + randn_like(mu) * (0.5 * logvar).exp()
 
 
 class ConvCritic(nn.Module):
