@@ -91,6 +91,20 @@ def test_vae_hole_weight_weights_the_hole_error():
             assert _close(out.parts["recon"].item(), expected.item(), rel=1e-4)
 
 
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_vae_reduction_applies_to_recon_and_kl_alike(reduction):
+    """sum: both summed over pixels / latent units; mean: both divided by the pixel count C*H*W."""
+    x, m = _batch()
+    model, _ = _twins({**VAE, "reduction": reduction}, "beta", 1.0, 1.0)
+    with torch.no_grad():
+        out = model(x, m)
+        mu, logvar = model.stats(x, m)
+    pixels = 3 * S * S if reduction == "mean" else 1
+    err = ((out.pred + 1) / 2 - (x + 1) / 2).pow(2).flatten(1).sum(1)
+    assert _close(out.parts["recon"].item(), (err / pixels).mean().item(), rel=1e-4)
+    assert _close(out.parts["kl"].item(), (gaussian_kl(mu, logvar) / pixels).mean().item(), rel=1e-4)
+
+
 def test_reparameterisation_draws_with_the_std_not_the_variance():
     torch.manual_seed(0)
     for var in (4.0, 0.25):
