@@ -391,3 +391,16 @@ def test_unet_warmup_counter_is_saved_with_the_weights():
     again = build_model({**UNET, "warmup_steps": 1}, S, 3)
     again.load_state_dict(copy.deepcopy(model.state_dict()))
     assert int(again.steps) == 1 and float(again.adv_gate()) == 1.0
+
+
+def test_avae_gan_loss_setting_picks_the_generator_loss():
+    """logit (the authors'): -mean D(G); nonsaturating: mean softplus(-D(G))."""
+    x, m = _batch()
+    one, two = _twins(AVAE, "gan_loss", "logit", "nonsaturating")
+    fake = torch.tanh(x + 0.3)
+    with torch.no_grad():
+        logit = one.discriminator(fake)
+        a, _ = one.g_adv_loss(x, m, fake)
+        b, _ = two.g_adv_loss(x, m, fake)
+    assert _close(a.item(), (-logit).mean().item(), rel=1e-4)
+    assert _close(b.item(), torch.nn.functional.softplus(-logit).mean().item(), rel=1e-4)
