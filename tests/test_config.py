@@ -48,6 +48,7 @@ BAD_MODEL_VALUES = {
     "vqvae": ({"decay": 1.5}, "model.decay"),
     "vqvae_prior": ({"vqvae": "runs/nowhere", "kernel": 4}, "model.kernel"),
     "gan": ({"variant": "patch"}, "model.variant"),
+    "unet": ({"prior": "median"}, "model.prior"),
 }
 
 

@@ -48,15 +48,10 @@ class _Decoded:
 
 
 def _open(path: str | Path) -> Image.Image:
-    path = Path(path)
-    if not path.is_file():
-        raise GenfillError(f"image not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise GenfillError(f"cannot read image {path}: {exc.__class__.__name__}") from exc
+    """Through the one guarded reader (pixel limit, decompression bombs, any decoder failure -> GenfillError)."""
+    from genfill.io import open_image
+
+    return open_image(path)
 
 
 def _array_scale(a: np.ndarray, what: str) -> float:
@@ -317,7 +312,7 @@ def plan_files(inputs: Sequence[str | Path], output: str | Path, mask: str | Pat
     """Which image goes with which mask to which output. Folders are searched recursively (files named
     `*_mask.*` are masks, not inputs) and the output mirrors each folder's tree; the outputs are PNG so the
     pixels outside the hole stay exact on disk. One file with `-o name.ext` writes exactly there."""
-    from genfill.io import IMAGE_EXTENSIONS
+    from genfill.io import IMAGE_EXTENSIONS, image_format
 
     out = Path(output)
     found: list[tuple[Path, Path]] = []  # (image, path relative to the output folder)
@@ -333,7 +328,10 @@ def plan_files(inputs: Sequence[str | Path], output: str | Path, mask: str | Pat
             found.append((p, Path(p.name).with_suffix(".png")))
         else:
             raise GenfillError(f"image not found: {p}")
-    single = len(found) == 1 and not Path(inputs[0]).is_dir() and out.suffix.lower() in IMAGE_EXTENSIONS
+    # One file and an -o with a suffix is a file (x.tiff must not become a folder; .gif is refused clearly).
+    single = len(found) == 1 and not Path(inputs[0]).is_dir() and bool(out.suffix) and not out.is_dir()
+    if single:
+        image_format(out)
     jobs, seen = [], set()
     for src, rel in found:
         dst = out if single else out / rel
@@ -381,9 +379,9 @@ def _save_pil(im: Image.Image, path: Path) -> None:
     """Atomically, in the format the suffix names (JPEG has no alpha: it is dropped there)."""
     import io
 
-    from genfill.io import atomic_write_bytes
+    from genfill.io import atomic_write_bytes, image_format
 
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}.get(path.suffix.lower(), "PNG")
+    fmt = image_format(path)  # the suffix's format, or a clear error (never PNG bytes in a .gif)
     if fmt == "JPEG" and im.mode not in ("L", "RGB"):
         im = im.convert("RGB")
     buf = io.BytesIO()

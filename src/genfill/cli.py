@@ -37,8 +37,9 @@ def cmd_train(args) -> None:
     cfg = load_config(resolve_config(args.config), args.set)
     res = train(cfg, resume=args.resume, device=args.device, verbose=not args.quiet)
     if not res.last_val:
-        print(f"nothing to do: {res.run_dir} already reached epoch {res.epoch} of {cfg.train.epochs} "
-              f"(step {res.step}); raise train.epochs to continue")
+        limit = f", max_steps {cfg.train.max_steps}" if cfg.train.max_steps is not None else ""
+        print(f"nothing to do: {res.run_dir} is finished at epoch {res.epoch} of {cfg.train.epochs}, step "
+              f"{res.step}{limit}; raise train.epochs or train.max_steps to continue")
         return
     val = " ".join(f"{k} {v:.4g}" for k, v in res.last_val.items())
     print(f"trained {res.step} steps in {res.seconds:.0f}s -> {res.run_dir} ({val})")
@@ -84,7 +85,7 @@ def cmd_sample(args) -> None:
 
 
 def cmd_interpolate(args) -> None:
-    from genfill.sample import interpolate
+    from genfill.sample import interpolate, morph_rows
 
     model, ckpt = _load(args)
     pool = None
@@ -93,7 +94,7 @@ def cmd_interpolate(args) -> None:
     path = interpolate(model, args.output, rows=args.rows, steps=args.steps, images=args.images, pool=pool,
                        seed=args.seed)
     source = "image files" if args.images else ("test images" if pool is not None else "random latents")
-    print(f"{args.rows} morph rows of {args.steps} between {source} -> {path}")
+    print(f"{morph_rows(args.rows, args.images, pool)} morph rows of {args.steps} between {source} -> {path}")
 
 
 def _test_pool(ckpt: dict, n: int):
@@ -115,7 +116,7 @@ def cmd_demo(args) -> None:
     from genfill.demo import run_demo
 
     report = run_demo(out_dir=args.out_dir, minutes=args.minutes, count=args.count, device=args.device,
-                      verbose=not args.quiet, config=args.config)
+                      verbose=not args.quiet, config=args.config, overrides=args.set)
     print(f"demo report -> {report}")
 
 
@@ -154,6 +155,16 @@ def cmd_reproduce(args) -> None:
     if md.is_file():
         print(md.read_text())
     print(f"reproduce report -> {report}")
+
+
+def cmd_serve(args) -> None:
+    from genfill.serve.app import Limits, serve
+
+    if args.max_upload_mb <= 0 or args.max_pixels <= 0 or args.timeout <= 0:
+        raise GenfillError("--max-upload-mb, --max-pixels and --timeout must be positive")
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=int(args.max_pixels),
+                    timeout_s=args.timeout)
+    serve(args.checkpoint or [], peers=args.peers, host=args.host, port=args.port, device=args.device, limits=limits)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     ckpt_args(sp)
     sp.add_argument("images", nargs="*", help="pairs of images to morph between (default: test faces)")
     sp.add_argument("--random", action="store_true", help="morph between random prior draws")
-    sp.add_argument("--rows", type=int, default=4)
+    sp.add_argument("--rows", type=int, default=None, help="morph rows (default 4; with image files: one per pair)")
     sp.add_argument("--steps", type=int, default=8)
     sp.add_argument("-o", "--output", default="morph.png")
     sp.set_defaults(func=cmd_interpolate)
@@ -226,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--count", type=int, default=20000, help="faces to draw for the built-in dataset")
     sp.add_argument("--config", default=None, help="config to train (default: unet-faces64, the best filler "
                     "in the budget; vae-faces64 also samples and morphs)")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value of the trained model, e.g. masks.bank_size=4096")
     sp.add_argument("--device", default="auto")
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=cmd_demo)
@@ -261,6 +274,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", default="auto")
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=cmd_reproduce)
+
+    sp = sub.add_parser("serve", help="a web page to paint a hole on a photo and compare fills (genfill[serve])")
+    sp.add_argument("-c", "--checkpoint", action="append", metavar="RUN_OR_EXPORT",
+                    help="run directory, checkpoint, exported folder or peer name; repeatable")
+    sp.add_argument("--peers", action="store_true", help=f"also the classical peers ({', '.join(PEER_NAMES)})")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this computer only)")
+    sp.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    sp.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (for the models)")
+    sp.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request (photo + mask)")
+    sp.add_argument("--max-pixels", type=float, default=40e6, help="largest image, width x height")
+    sp.add_argument("--timeout", type=float, default=120.0, help="seconds one fill may take, queue included")
+    sp.set_defaults(func=cmd_serve)
     return p
 
 

@@ -9,13 +9,12 @@ holes (data, split, n, mask kinds, seed): anything else is an error, never a sil
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 from genfill.errors import GenfillError
 from genfill.evaljob import DEFAULT_MASKS, DEFAULT_SEED, EVAL_FORMAT, Protocol, evaluate_specs, load_eval, slug
 from genfill.evaluate import BUCKETS
-from genfill.io import atomic_write_json, atomic_write_text, save_figure
+from genfill.io import atomic_write_bytes, atomic_write_json, atomic_write_text, make_dir, save_figure
 from genfill.report import esc, figure, table, write_page
 
 # (key in a summary group, column title, "max" | "min" is better)
@@ -194,9 +193,8 @@ def copy_galleries(doc: dict, out_dir: Path) -> dict[str, str]:
         if src is None or not src.is_file():
             continue
         rel = f"galleries/{slug(name)}.png"
-        (out_dir / "galleries").mkdir(parents=True, exist_ok=True)
         if src.resolve() != (out_dir / rel).resolve():
-            shutil.copyfile(src, out_dir / rel)
+            atomic_write_bytes(out_dir / rel, src.read_bytes())  # the one writer: no link or device clobbered
         out[name] = rel
     return out
 
@@ -232,7 +230,7 @@ def markdown(doc: dict, galleries: dict[str, str], plot: str | None) -> str:
 
 def write_comparison(doc: dict, out_dir: Path, title: str = "genfill comparison") -> Path:
     """compare.json, comparison.md, comparison.html, quality_speed.png and galleries/ in out_dir."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(out_dir)
     galleries = copy_galleries(doc, out_dir)
     plot = "quality_speed.png" if quality_speed_plot(doc, out_dir / "quality_speed.png") else None
     clean = {**doc, "methods": {k: {kk: vv for kk, vv in v.items() if kk != "_dir"} for k, v in doc["methods"].items()}}

@@ -7,6 +7,7 @@ the key (``train.lr: expected float, got 'fast'``). `--set a.b=value` overrides 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,34 @@ EVAL_SEED = 1234
 EVAL_MASKS = ("thin", "medium", "thick", "square")
 PEER_NAMES = ("telea", "ns", "biharmonic", "mean")  # the keys of genfill.peers.PEERS
 
+DATASETS = ("faces64", "folder", "celeba")
+
+
+SEED_MAX = 2**63 - 1  # torch.manual_seed and numpy's default_rng both take 0 .. 2**63 - 1
+
+
+def _require(ok: bool, key: str, rule: str, value: Any) -> None:
+    if not ok:
+        raise GenfillError(f"{key}: must be {rule}, got {value!r}")
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int_at_least(cls_key: str, value: Any, low: int, high: int | None = None) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+    _require(ok, cls_key, f"an integer >= {low}" + (f" and <= {high}" if high is not None else ""), value)
+
+
+def _positive(key: str, value: Any, allow_none: bool = False, allow_zero: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    ok = _finite(value) and (value >= 0 if allow_zero else value > 0)
+    _require(ok, key, "a finite number " + (">= 0" if allow_zero else "> 0") + (" or null" if allow_none else ""),
+             value)
+
+
 
 @dataclass
 class DataConfig:
@@ -38,6 +67,17 @@ class DataConfig:
     flip: bool = True  # random horizontal flips while training
     cache_dir: str = "data/cache"
 
+    def __post_init__(self) -> None:
+        # Ranges are checked when a config is built, before any folder is made (cf. issue 12).
+        if self.name not in DATASETS:
+            raise GenfillError(f"data.name: unknown dataset {self.name!r} (valid: {', '.join(DATASETS)})")
+        _int_at_least("data.size", self.size, 8, 4096)
+        _require(self.channels in (1, 3), "data.channels", "1 or 3", self.channels)
+        _int_at_least("data.count", self.count, 3)
+        _int_at_least("data.seed", self.seed, 0, SEED_MAX)
+        _require(isinstance(self.cache_dir, str) and self.cache_dir != "" and "\0" not in self.cache_dir, "data.cache_dir", "a folder path",
+                 self.cache_dir)
+
 
 @dataclass
 class MaskConfig:
@@ -49,6 +89,9 @@ class MaskConfig:
     # 0 = draw fresh masks every step. 32768 mixed masks at 64x64 take ~3 s to draw on 2 CPU cores.
     bank_size: int = 32768
     bank_seed: int = 0  # the bank's draw (per-step sampling follows train.seed)
+
+    def __post_init__(self) -> None:
+        _int_at_least("masks.eval_seed", self.eval_seed, 0, SEED_MAX)
 
 
 @dataclass
@@ -79,6 +122,25 @@ class TrainConfig:
     val_images: int = 512  # validation images scored at the end of each epoch (fixed masks)
     sample_every_epoch: bool = True
 
+    def __post_init__(self) -> None:
+        _int_at_least("train.epochs", self.epochs, 1)
+        if self.max_steps is not None:
+            _int_at_least("train.max_steps", self.max_steps, 1)
+        _positive("train.time_budget_s", self.time_budget_s, allow_none=True)
+        _int_at_least("train.batch_size", self.batch_size, 1)
+        _positive("train.lr", self.lr, allow_zero=True)  # 0 freezes the weights (init_from checks use it)
+        _require(len(self.betas) == 2 and all(_finite(b) and 0 <= b < 1 for b in self.betas), "train.betas",
+                 "two numbers in [0, 1)", list(self.betas))
+        _positive("train.weight_decay", self.weight_decay, allow_zero=True)
+        _positive("train.lr_d", self.lr_d, allow_none=True, allow_zero=True)
+        _positive("train.grad_clip", self.grad_clip, allow_none=True)
+        _int_at_least("train.kl_warmup_steps", self.kl_warmup_steps, 0)
+        _int_at_least("train.seed", self.seed, 0, SEED_MAX - 1)  # seed + 1 seeds the mask generator
+        _int_at_least("train.log_every", self.log_every, 1)
+        _int_at_least("train.val_images", self.val_images, 1)
+        _require(isinstance(self.device, str) and self.device != "", "train.device",
+                 "auto, cpu, cuda, cuda:N or mps", self.device)
+
 
 @dataclass
 class RunConfig:
@@ -88,6 +150,14 @@ class RunConfig:
     masks: MaskConfig = field(default_factory=MaskConfig)
     model: dict[str, Any] = field(default_factory=lambda: {"kind": "vae"})
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        # The run folder is out_dir/name: a name must be one plain folder name, not a path.
+        ok = isinstance(self.name, str) and self.name not in ("", ".", "..") and "/" not in self.name \
+            and "\\" not in self.name and "\0" not in self.name
+        _require(ok, "name", "a plain folder name (no '/')", self.name)
+        _require(isinstance(self.out_dir, str) and self.out_dir != "" and "\0" not in self.out_dir, "out_dir",
+                 "a folder path", self.out_dir)
 
     @property
     def run_dir(self) -> Path:
@@ -127,7 +197,8 @@ def resolve_config(name: str | Path) -> Path:
     for folder in CONFIG_DIRS:
         if (folder / stem).is_file():
             return folder / stem
-    raise GenfillError(f"config file not found: {name}")
+    known = sorted({q.stem for d in CONFIG_DIRS if d.is_dir() for q in d.glob("*.yaml")})
+    raise GenfillError(f"config file not found: {name} (presets: {', '.join(known) or 'none'})")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:

@@ -34,11 +34,12 @@ OURS = "genfill"
 
 
 def run_demo(out_dir: str = "runs", minutes: float = 4.0, count: int = 20000, device: str = "auto",
-             verbose: bool = True, config: str | Path | None = None, eval_images: int = EVAL_IMAGES) -> Path:
+             verbose: bool = True, config: str | Path | None = None, eval_images: int = EVAL_IMAGES,
+             overrides: list[str] | None = None) -> Path:
     t0 = time.time()
     cfg = load_config(resolve_config(config or DEMO_CONFIG), [
         "name=demo", f"out_dir={out_dir}", f"data.count={count}", f"train.time_budget_s={minutes * 60}",
-        "train.epochs=1000",
+        "train.epochs=1000", *(overrides or []),
     ])
     moved = archive_previous(cfg.run_dir)
     if moved and verbose:

@@ -160,6 +160,8 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
     `data` may also be a data-config dict (what an eval.json stores), so a comparison can re-run a protocol."""
     if not specs:
         raise GenfillError("nothing to evaluate: pass a checkpoint, run directory or peer name")
+    if not isinstance(n, int) or n < 1:
+        raise GenfillError(f"-n must be at least 1 test image, got {n}")
     dev = pick_device(device)
     methods: list[Method] = []
     for spec in specs:

@@ -54,7 +54,7 @@ def export_model(src: str | Path, out_dir: str | Path, half: bool = False, onnx:
     """Export a run directory or checkpoint to `out_dir` (see the module docstring)."""
     from safetensors.torch import save_file
 
-    from genfill.io import atomic_write_bytes, atomic_write_json
+    from genfill.io import atomic_write_bytes, atomic_write_json, make_dir
     from genfill.models import load_model
 
     model, ckpt = load_model(src, "cpu")
@@ -66,7 +66,7 @@ def export_model(src: str | Path, out_dir: str | Path, half: bool = False, onnx:
         v = v.detach().cpu().contiguous()
         tensors[k] = v.half() if half and v.is_floating_point() else v.clone()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     tmp = out / ".model.safetensors.tmp"
     try:
         save_file(tensors, str(tmp), metadata={"format": EXPORT_FORMAT})

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from genfill.errors import GenfillError
+
 
 def to_unit(x: Tensor) -> Tensor:
     """[-1, 1] -> [0, 1] (no clamping)."""
@@ -48,8 +50,10 @@ def show_masked(x: Tensor, m: Tensor) -> Tensor:
 
 def make_grid(x: Tensor, nrow: int, pad: int = 2, value: float = 1.0) -> Tensor:
     """Tile (N,C,H,W) images into one (C,H',W') grid (on the CPU) with `pad` px of background between them."""
+    if not isinstance(nrow, int) or isinstance(nrow, bool) or nrow < 1:
+        raise GenfillError(f"images per row must be at least 1, got {nrow}")
     n, c, h, w = x.shape
-    ncol = nrow
+    ncol = min(nrow, max(n, 1))
     nrows = (n + ncol - 1) // ncol
     grid = torch.full((c, nrows * (h + pad) + pad, ncol * (w + pad) + pad), value, dtype=x.dtype)
     for i in range(n):

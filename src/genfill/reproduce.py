@@ -120,7 +120,7 @@ def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str
                   verbose: bool = True) -> Path:
     from genfill.compare import copy_galleries, html_sections, merge, write_comparison
     from genfill.data.cache import load_cache
-    from genfill.io import archive_previous
+    from genfill.io import archive_previous, make_dir
     from genfill.evaljob import evaluate_specs, load_eval
     from genfill.models import load_model
     from genfill.report import esc, figure, table, write_page
@@ -140,7 +140,7 @@ def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str
     moved = archive_previous(root)
     if moved:
         say(f"genfill: kept the previous {p.name} as {moved}")
-    root.mkdir(parents=True)
+    make_dir(root)
 
     # ---- train every model
     trained = []

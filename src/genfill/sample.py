@@ -8,15 +8,28 @@ from pathlib import Path
 import torch
 
 from genfill.errors import GenfillError
-from genfill.io import center_crop_resize, image_to_tensor, read_image, save_image
+from genfill.io import center_crop_resize, check_target, image_format, image_to_tensor, read_image, save_image
 from genfill.pixels import make_grid
 from genfill.models import GenModel
+
+
+# One grid image holds at most this many pixels (about 1 GB as float): 16 000 samples at 64 px.
+MAX_GRID_PIXELS = 80_000_000
 
 
 def sample_grid(model: GenModel, n: int, out: str | Path, seed: int = 0, nrow: int | None = None) -> Path:
     """Draw `n` samples from the model's prior into one grid (10x10 for n = 100)."""
     if n < 1:
         raise GenfillError(f"-n must be at least 1, got {n}")
+    if nrow is not None and nrow < 1:
+        raise GenfillError(f"--nrow must be at least 1, got {nrow}")
+    side = model.image_size + 2
+    most = max(1, MAX_GRID_PIXELS // (side * side))
+    if n > most:  # refused before drawing anything, not after minutes of sampling
+        raise GenfillError(f"-n {n} is too many for one grid of {model.image_size}px images (at most {most}); "
+                           f"run sample several times with different --seed")
+    image_format(out)
+    check_target(out)
     if not model.can_sample:
         raise GenfillError(f"a {model.kind} model cannot sample new images")
     device = next(model.parameters()).device
@@ -37,14 +50,36 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return torch.where(so.abs() < 1e-6, (1 - t) * a + t * b, out)
 
 
-def interpolate(model: GenModel, out: str | Path, rows: int = 4, steps: int = 8, images: list[str] | None = None,
-                pool: torch.Tensor | None = None, seed: int = 0) -> Path:
+def morph_rows(rows: int | None, images: list[str] | None = None, pool: torch.Tensor | None = None) -> int:
+    """How many rows `interpolate` draws: one per image pair; with a pool, `rows` (default 4) or as many as
+    its pairs allow; else `rows` random pairs. Asking image files for another number is an error."""
+    if rows is not None and rows < 1:
+        raise GenfillError(f"--rows must be at least 1, got {rows}")
+    if images:
+        if rows is not None and rows != len(images) // 2:
+            raise GenfillError(f"--rows {rows} does not match the {len(images) // 2} image pair(s) given: "
+                               f"each pair of images is one row (leave out --rows)")
+        return len(images) // 2
+    if pool is not None and len(pool) >= 2:
+        return min(rows or 4, len(pool) // 2)
+    return rows or 4
+
+
+def interpolate(model: GenModel, out: str | Path, rows: int | None = 4, steps: int = 8,
+                images: list[str] | None = None, pool: torch.Tensor | None = None, seed: int = 0) -> Path:
     """Rows of `steps` decodings between pairs of latents: encoded image files (pairs in order), encoded
-    images from `pool` (N,C,H,W in [-1,1]), or random prior draws (spherical path)."""
+    images from `pool` (N,C,H,W in [-1,1]), or random prior draws (spherical path). See morph_rows."""
     if not model.can_interpolate:
         raise GenfillError(f"a {model.kind} model has no latent space to interpolate in")
-    if steps < 2 or rows < 1:
-        raise GenfillError("interpolation needs --steps >= 2 and --rows >= 1")
+    if steps < 2 or steps > 256:
+        raise GenfillError(f"interpolation needs 2 <= --steps <= 256, got {steps}")
+    if images and len(images) % 2:
+        raise GenfillError("interpolation between image files needs an even number of images (pairs)")
+    rows = morph_rows(rows, images, pool)
+    if rows > 256:
+        raise GenfillError(f"at most 256 morph rows, got {rows}")
+    image_format(out)
+    check_target(out)
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
     if images:

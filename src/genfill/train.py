@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from genfill.data.masks import MASK_KINDS, make_masks, mask_bank
 from genfill.device import autocast, fast_path, pick_device
 from genfill.ema import EMA
 from genfill.errors import GenfillError
-from genfill.io import load_checkpoint, save_figure, save_image
+from genfill.io import (_pause_for_tests, atomic_write_text, load_checkpoint, make_dir, remove_stale_temps,
+                        save_figure, save_image)
 from genfill.pixels import composite, fill_panel
 from genfill.models import GenModel, build_model, save_model
 
@@ -40,15 +42,16 @@ class TrainResult:
 
 
 def train_batches(data: ImageCache, cfg: RunConfig, batch_size: int, generator: torch.Generator,
-                  mask_generator: torch.Generator, device,
-                  draw_masks=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                  mask_generator: torch.Generator, device, draw_masks=None, order: torch.Tensor | None = None,
+                  start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of training batches (x, m): shuffled, flipped per `data.flip`, full batches only, with masks
     from `draw_masks(n, mask_generator)` (mask_source: the config's mask bank, sampled on the device) or,
     when None, fresh masks of the config's kind drawn where `mask_generator` lives. Shared by train() and
-    benchmarks/throughput.py."""
+    benchmarks/throughput.py. `order`/`start`: an epoch's image order and how many of it are done (resuming
+    inside an epoch)."""
     size = data.size
     for x, _ in data.iterate("train", batch_size, shuffle=True, generator=generator, flip=cfg.data.flip,
-                             drop_last=True, device=device):
+                             drop_last=True, device=device, order=order, start=start):
         if draw_masks is not None:
             m = draw_masks(len(x), mask_generator)
         else:
@@ -106,8 +109,9 @@ def plot_curves(run_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    keys = sorted({k for r in rows for k in r if k not in ("step", "epoch", "split", "time", "lr")})
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    keys = sorted({k for r in rows for k in r if k not in ("step", "epoch", "split", "time", "lr")
+                   and all(isinstance(r.get(k, 0.0), (int, float)) for r in rows)})
     if not keys:
         return
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
@@ -125,10 +129,63 @@ def plot_curves(run_dir: Path) -> None:
     save_figure(fig, run_dir / "curves.png", dpi=90)
 
 
-def check_finite(loss: torch.Tensor, step: int) -> None:
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of a metrics.jsonl; a line that is not a JSON object (a kill mid-write tears the last one)
+    is skipped, not fatal."""
+    rows = []
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return rows
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
+
+
+def check_finite(loss: torch.Tensor, step: int, kept: Path | None = None) -> None:
     if not torch.isfinite(loss):
+        where = (f"the last good checkpoint, {kept}, is kept" if kept is not None and kept.is_file()
+                 else "no checkpoint was written")
         raise GenfillError(f"loss became {loss.item()} at step {step}: lower train.lr or set train.grad_clip "
-                           f"(the last good checkpoint is kept)")
+                           f"({where})")
+
+
+def _write_log(log, row: dict) -> None:
+    line = json.dumps(row) + "\n"
+    if os.environ.get("GENFILL_TEST_PAUSE", "").startswith("metrics"):
+        log.write(line[: len(line) // 2])  # the fault test kills here, between the halves of a line
+        log.flush()
+        _pause_for_tests("metrics", str(row["step"]))
+        line = line[len(line) // 2 :]
+    log.write(line)
+    log.flush()
+
+
+def _check_resumable(ckpt: dict, cfg: RunConfig, model: GenModel, size: int, channels: int) -> None:
+    """The checkpoint must hold what resume restores, for this model and data shape."""
+    path = ckpt["path"]
+    for key in ("optim", "step", "epoch", "best_val", "rng", "torch_rng"):
+        if key not in ckpt:
+            raise GenfillError(f"cannot resume from {path}: it lacks {key!r} (not a training checkpoint)")
+    if ckpt["kind"] != cfg.model["kind"]:
+        raise GenfillError(f"cannot resume: the checkpoint holds a {ckpt['kind']} model, the config a "
+                           f"{cfg.model['kind']}")
+    if (ckpt["image_size"], ckpt["channels"]) != (size, channels):
+        raise GenfillError(f"cannot resume: the run trained on {ckpt['image_size']}px images with "
+                           f"{ckpt['channels']} channel(s), the data now has {size}px and {channels} "
+                           f"(data.size / data.channels changed)")
+    now = to_dict(model.cfg)
+    changed = sorted(k for k in set(now) | set(ckpt["model_config"]) if now.get(k) != ckpt["model_config"].get(k))
+    if changed:
+        k = changed[0]
+        raise GenfillError(f"cannot resume: model.{k} is {now.get(k)!r} in the config but "
+                           f"{ckpt['model_config'].get(k)!r} in the checkpoint (changed keys: {', '.join(changed)}); "
+                           f"use a new run name to train a different model")
 
 
 def train_step(model: GenModel, forward, opt, opt_d, x: torch.Tensor, m: torch.Tensor, kl_scale: float,
@@ -248,6 +305,10 @@ def prepare(model: GenModel, tc: TrainConfig, dev: torch.device, fast: bool):
     return model, forward, opt, opt_d
 
 
+def finished(tc: TrainConfig, step: int, epoch: int) -> bool:
+    return epoch >= tc.epochs or (tc.max_steps is not None and step >= tc.max_steps)
+
+
 def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbose: bool = True,
           data: ImageCache | None = None) -> TrainResult:
     """Train cfg's model into cfg.run_dir. `data` replaces the config's dataset (benchmarks, tests)."""
@@ -255,7 +316,6 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
 
     tc = cfg.train
     dev = pick_device(device or tc.device)
-    torch.manual_seed(tc.seed)
     run_dir = cfg.run_dir
     ckpt_dir = run_dir / "checkpoints"
     if not resume and (ckpt_dir / "last.pt").exists():
@@ -270,7 +330,9 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
     size, channels = data.size, data.channels
     draw_masks, mask_device = mask_source(cfg, size, dev, verbose)
 
-    # ---- model, optimisers, the weight average
+    # ---- model, optimisers, the weight average. Seeded here, after the data and the mask bank: nothing
+    # before may change the model's init.
+    torch.manual_seed(tc.seed)
     fast = fast_path(tc.fast, dev)
     use_amp = tc.amp and fast
     model, forward, opt, opt_d = prepare(build_model(cfg.model, size, channels), tc, dev, fast)
@@ -282,60 +344,85 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
             print(f"genfill: starting from {loaded}", file=sys.stderr)
     ema = EMA(model, tc.ema) if tc.ema > 0 else None  # after init_from: the average starts from those weights
     step, epoch, best_val = 0, 0, math.inf
+    order, seen = None, 0  # a half-done epoch's image order and how many of it were trained on
     g = torch.Generator().manual_seed(tc.seed)  # data order and flips
     g_mask = torch.Generator(mask_device).manual_seed(tc.seed + 1)  # which bank masks, and their transforms
     if resume:
         ckpt = load_checkpoint(ckpt_dir / "last.pt", dev)
-        if ckpt["kind"] != cfg.model["kind"]:
-            raise GenfillError(f"cannot resume: the checkpoint holds a {ckpt['kind']} model, the config a "
-                               f"{cfg.model['kind']}")
+        _check_resumable(ckpt, cfg, model, size, channels)
         # "model" holds the weights load_model gives (the average when train.ema is on), "model_live" the
         # optimiser's own weights when they differ.
         live = ckpt.get("model_live") or ckpt["model"]
-        model.load_state_dict(live)
-        if ema is not None:
-            ema.model.load_state_dict(ckpt["model"] if ckpt.get("model_live") is not None else live)
-        opt.load_state_dict(ckpt["optim"])
-        if opt_d is not None and ckpt.get("optim_d") is not None:
-            opt_d.load_state_dict(ckpt["optim_d"])
+        try:
+            model.load_state_dict(live)
+            if ema is not None:
+                ema.model.load_state_dict(ckpt["model"] if ckpt.get("model_live") is not None else live)
+            opt.load_state_dict(ckpt["optim"])
+            if opt_d is not None and ckpt.get("optim_d") is not None:
+                opt_d.load_state_dict(ckpt["optim_d"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise GenfillError(f"cannot resume from {ckpt['path']}: its weights do not fit this model "
+                               f"({str(exc).splitlines()[0]})") from None
         step, epoch, best_val = ckpt["step"], ckpt["epoch"], ckpt["best_val"]
+        if ckpt.get("epoch_order") is not None:
+            order, seen = ckpt["epoch_order"].cpu(), int(ckpt["epoch_seen"])
         g.set_state(ckpt["rng"])
         if ckpt.get("rng_masks") is not None:
             g_mask.set_state(ckpt["rng_masks"].cpu())
         torch.set_rng_state(ckpt["torch_rng"].cpu())  # the models' own noise (reparameterisation, ...)
         if dev.type == "cuda" and ckpt.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), dev)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "samples").mkdir(exist_ok=True)
+        if finished(tc, step, epoch):
+            # A finished run: train nothing more (not even one step), write nothing.
+            return TrainResult(run_dir, step, epoch, best_val, {}, 0.0)
+    for folder in (run_dir, ckpt_dir, run_dir / "samples"):
+        remove_stale_temps(folder)  # left by a write that a kill interrupted
+    make_dir(run_dir / "samples")
+    make_dir(ckpt_dir)
     save_config(cfg, run_dir / "config.yaml")
     shown = ema.model if ema is not None else model  # the weights validated, filled with and saved
+    # The log holds exactly the steps the checkpoint holds: rows written after it (a kill between the log
+    # and the checkpoint) would be written again on resume, and a torn last line is dropped.
+    log_path = run_dir / "metrics.jsonl"
+    rows = [r for r in read_metrics(log_path) if r["step"] <= step] if resume else []
+    atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in rows))
 
     def checkpoint(name: str) -> None:
         # save_model writes what rebuilds the model (the average when train.ema is on: what load_model
-        # gives); the rest is what a resumed run continues from, the live weights included.
+        # gives); the rest is what a resumed run continues from, the live weights included. A run stopped
+        # mid-epoch (max_steps, time budget) resumes inside that epoch: same image order, same position
+        # (epoch_order, epoch_seen), so it matches a run that never stopped.
         save_model(ckpt_dir / name, shown, run_config=to_dict(cfg),
                    model_live=model.state_dict() if ema is not None else None,
                    optim=opt.state_dict(), optim_d=opt_d.state_dict() if opt_d is not None else None,
                    step=step, epoch=epoch, best_val=best_val, rng=g.get_state(), torch_rng=torch.get_rng_state(),
-                   rng_masks=g_mask.get_state(),
+                   epoch_order=order, epoch_seen=seen, rng_masks=g_mask.get_state(),
                    cuda_rng=torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None)
 
-    log = open(run_dir / "metrics.jsonl", "a")
-    steps_per_epoch = max(1, len(data.split("train")) // tc.batch_size)
+    try:
+        log = open(log_path, "a")
+    except OSError as exc:
+        raise GenfillError(f"cannot write {log_path}: {exc.strerror}") from None
+    n_train = len(data.split("train"))
+    steps_per_epoch = max(1, n_train // tc.batch_size)
     horizon = total_steps(tc, steps_per_epoch)
     t0 = time.time()
     loop_s, loop_images, first = 0.0, 0, True
     last_val: dict = {}
     stop = False
+    loss = None
     model.train()
     if verbose:
         print(f"genfill: training {cfg.model['kind']} ({model.num_parameters():,} parameters) on {dev} "
               f"-> {run_dir}", file=sys.stderr)
-    while epoch < tc.epochs and not stop:
+    while not finished(tc, step, epoch) and not stop:
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not verbose,
                    file=sys.stderr, leave=False)
+        if order is None:
+            order, seen = torch.randperm(n_train, generator=g), 0
+        ended = True
         t_loop = time.perf_counter()
-        for x, m in train_batches(data, cfg, tc.batch_size, g, g_mask, dev, draw_masks):
+        for x, m in train_batches(data, cfg, tc.batch_size, g, g_mask, dev, draw_masks, order=order, start=seen):
             if fast:
                 x = x.contiguous(memory_format=torch.channels_last)
             kl_scale = min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps > 0 else 1.0
@@ -345,9 +432,11 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
                 for group in (o.param_groups if o is not None else ()):
                     group["lr"] = base * lr
 
+            _pause_for_tests("step", str(step + 1))
             loss, parts = train_step(model, forward, opt, opt_d, x, m, kl_scale, use_amp, tc.grad_clip,
                                      tc.accumulate)
             step += 1
+            seen += len(x)
             if ema is not None:
                 ema.update(model, step)
             bar.update(1)
@@ -359,28 +448,36 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
 
             # The host reads the device only here, every log_every steps (and at the epoch's end).
             if step % tc.log_every == 0 or step == 1:
-                check_finite(loss, step)
+                check_finite(loss, step, ckpt_dir / "last.pt")
                 vals = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": tc.lr * lr}
                 bar.set_postfix({k: f"{v:.4g}" for k, v in vals.items()})
-                log.write(json.dumps({"step": step, "epoch": epoch, "split": "train",
-                                      "time": round(time.time() - t0, 2), **vals}) + "\n")
-                log.flush()
+                _write_log(log, {"step": step, "epoch": epoch, "split": "train",
+                                 "time": round(time.time() - t0, 2), **vals})
             if (tc.max_steps is not None and step >= tc.max_steps) or (
                 tc.time_budget_s is not None and time.time() - t0 >= tc.time_budget_s
             ):
                 stop = True
+                ended = seen >= n_train - n_train % tc.batch_size if n_train >= tc.batch_size else True
                 break
         bar.close()
-        check_finite(loss, step)
         loop_s += time.perf_counter() - t_loop
-        epoch += 1
+        if loss is not None:
+            check_finite(loss, step, ckpt_dir / "last.pt")
+        if ended:
+            epoch += 1
+            order, seen = None, 0
 
-        # ---- end of epoch: validate (the averaged weights when train.ema is on), keep the best, write
-        last_val = validate(shown, data, cfg, dev)
+        # ---- end of epoch (or a stop inside one): validate (the averaged weights when train.ema is on),
+        # keep the best, write everything atomically. Validation and samples run on a forked RNG: an extra
+        # validation (a stop mid-epoch) must not change the training noise that follows, or a resumed run
+        # would differ from a straight one.
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            last_val = validate(shown, data, cfg, dev)
+            if tc.sample_every_epoch:
+                save_samples(shown, data, cfg, dev, run_dir / "samples" / f"epoch{max(epoch, 1):03d}.png")
         last_val.update(model.epoch_stats())
-        log.write(json.dumps({"step": step, "epoch": epoch, "split": "val", "time": round(time.time() - t0, 2),
-                              **last_val}) + "\n")
-        log.flush()
+        _write_log(log, {"step": step, "epoch": epoch, "split": "val", "time": round(time.time() - t0, 2),
+                         **last_val})
         if verbose:
             print(f"epoch {epoch}: step {step} " + " ".join(f"{k} {v:.4g}" for k, v in last_val.items()),
                   file=sys.stderr)
@@ -388,8 +485,6 @@ def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbo
             best_val = last_val["loss"]
             checkpoint("best.pt")
         checkpoint("last.pt")
-        if tc.sample_every_epoch:
-            save_samples(shown, data, cfg, dev, run_dir / "samples" / f"epoch{epoch:03d}.png")
         plot_curves(run_dir)
     log.close()
     return TrainResult(run_dir, step, epoch, best_val, last_val, time.time() - t0, loop_s, loop_images)

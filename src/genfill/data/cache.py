@@ -19,7 +19,7 @@ from genfill.config import DataConfig
 from genfill.data.datasets import load_source, source_key
 from genfill.data.masks import fixed_masks
 from genfill.errors import GenfillError
-from genfill.io import atomic_save_npy, atomic_write_json
+from genfill.io import atomic_save_npy, atomic_write_json, make_dir, remove_stale_temps
 from genfill.pixels import from_uint8
 
 SPLITS = ("train", "val", "test")
@@ -81,13 +81,18 @@ class ImageCache:
 
     def iterate(self, split: str, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
                 flip: bool = False, drop_last: bool = False, device=None,
-                limit: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (images, positions) where positions index into the split (stable ids for fixed masks)."""
+                limit: int | None = None, order: torch.Tensor | None = None,
+                start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (images, positions) where positions index into the split (stable ids for fixed masks).
+        `order` (a permutation of the split, e.g. a checkpoint's) replaces the shuffle; `start` skips that
+        many images of it (resuming inside an epoch)."""
         ids = self.split(split)
         n = len(ids) if limit is None else min(limit, len(ids))
-        order = torch.randperm(len(ids), generator=generator)[:n] if shuffle else torch.arange(n)
+        if order is None:
+            order = torch.randperm(len(ids), generator=generator)[:n] if shuffle else torch.arange(n)
+        n = len(order)
         stop = n - n % batch_size if drop_last and n >= batch_size else n
-        for start in range(0, stop, batch_size):
+        for start in range(start, stop, batch_size):
             pos = order[start : start + batch_size]
             f = (torch.rand(len(pos), generator=generator) < 0.5) if flip else None
             yield self.batch(ids[pos.to(ids.device)], device, f), pos
@@ -133,7 +138,8 @@ def build_cache(cfg: DataConfig, folder: Path, verbose: bool = True) -> None:
         src = load_source(cfg, progress=bar.update)
     finally:
         bar.close()
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dir(folder)
+    remove_stale_temps(folder)  # a killed earlier build
     atomic_save_npy(folder / "images.npy", np.ascontiguousarray(src.images))
     for s in SPLITS:
         atomic_save_npy(folder / f"split_{s}.npy", src.splits[s].astype(np.int64))

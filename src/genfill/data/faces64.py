@@ -48,8 +48,11 @@ def load_generator(device: str | torch.device = "cpu") -> FaceGenerator:
     path = weights_path()
     check_sha256(path, WEIGHTS_SHA256, INSTALL_HINT)
     state = torch.load(path, map_location="cpu", weights_only=True)["netG_state_dict"]
-    gen = FaceGenerator()
-    gen.load_state_dict(state)
+    # Built on the meta device: the default init would draw from the global RNG (overwritten by the weights
+    # anyway), so building the data cache would change a training run's model init (issue 12.5).
+    with torch.device("meta"):
+        gen = FaceGenerator()
+    gen.load_state_dict(state, assign=True)
     return gen.to(device).eval()
 
 

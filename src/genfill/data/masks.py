@@ -254,16 +254,25 @@ def load_mask_file(
     size the caller needs: a file of another size is an error unless ``resize=True``, which rescales it with
     nearest-neighbour sampling (so the mask stays binary). ``size=None`` keeps the file's own size.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from genfill.io import open_image, to_8bit
 
     path = Path(path)
+    if not path.is_file():
+        raise GenfillError(f"mask file {path} does not exist")
+    img = open_image(path)  # the guarded reader: pixel limit, bombs, corrupt files -> GenfillError
+    alpha = img.getchannel("A") if "A" in img.getbands() else None
     try:
-        with Image.open(path) as img:
-            grey = img.convert("L")
-    except FileNotFoundError:
-        raise GenfillError(f"mask file {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise GenfillError(f"cannot read mask file {path}: {err}") from None
+        grey = to_8bit(img).convert("L")
+    except Exception as exc:  # noqa: BLE001 - a mode PIL cannot turn grey
+        raise GenfillError(f"cannot read mask file {path}: mode {img.mode} ({exc.__class__.__name__})") from None
+    if grey.getextrema()[1] <= 127:
+        # A mask with no hole would fill nothing: say so, and why, instead of returning the image unchanged.
+        hint = ("its shape is only in the alpha channel; draw the hole white on black"
+                if alpha is not None and alpha.getextrema()[0] != alpha.getextrema()[1]
+                else "draw the hole white (grey > 127) on black")
+        raise GenfillError(f"mask file {path} has no hole (no pixel brighter than mid-grey): {hint}")
     file_h, file_w = grey.height, grey.width
     if size is not None:
         want_h, want_w = _check_hw(size)

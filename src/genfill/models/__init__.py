@@ -31,7 +31,7 @@ __all__ = ["REGISTRY", "GenModel", "ModelOutput", "composite", "build_model", "m
 
 
 def model_class(kind: Any) -> type[GenModel]:
-    if kind not in REGISTRY:
+    if not isinstance(kind, str) or kind not in REGISTRY:
         raise GenfillError(f"unknown model kind {kind!r} (valid: {', '.join(sorted(REGISTRY))})")
     return REGISTRY[kind]
 
