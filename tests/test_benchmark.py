@@ -60,11 +60,46 @@ def test_throughput_fields_are_sane(results):
         assert set(r["fill_ms"]) == {"1", "4"} and all(v > 0 for v in r["fill_ms"].values())
 
 
-def test_fast_path_loss_agrees_with_eager(results):
-    for r in results["rows"]:
-        a = r["agreement"]
-        assert a["ok"] and a["rel_diff"] <= a["rtol"], r["family"]
-        assert a["eager_loss"] > 0
+def test_loss_agreement_measures_the_models_loss(throughput):
+    """The eager loss it reports is the loss of the family's model at its initial weights on that batch."""
+    (fam,), _ = throughput.discover(["vae-faces64"])
+    cfg = fam.cfg
+    spec = throughput.model_spec(fam, 32, None)
+    x, m = throughput.synthetic_batch(cfg, 32, 4, torch.device("cpu"))
+    a = throughput.loss_agreement(spec, cfg, 32, x, m)
+    model = throughput.fresh_model(spec, 32, 3).train()
+    torch.manual_seed(1)
+    assert a["eager_loss"] == pytest.approx(float(model(x, m).loss.detach()), rel=1e-5)
+    assert a["ok"] and a["fast_loss"] == pytest.approx(a["eager_loss"], rel=1e-5)  # the CPU fast path is fp32
+
+
+def test_loss_agreement_flags_a_fast_path_that_changes_the_loss(throughput, monkeypatch):
+    (fam,), _ = throughput.discover(["vae-faces64"])
+    spec = throughput.model_spec(fam, 32, None)
+    x, m = throughput.synthetic_batch(fam.cfg, 32, 4, torch.device("cpu"))
+    real = throughput.TrainPath.step
+
+    def skewed(self, x, m):
+        loss, parts = real(self, x, m)
+        return (loss * 1.2 if self.fast else loss), parts
+
+    monkeypatch.setattr(throughput.TrainPath, "step", skewed)
+    a = throughput.loss_agreement(spec, fam.cfg, 32, x, m)
+    assert not a["ok"] and a["rel_diff"] == pytest.approx(0.2, rel=1e-4)
+
+
+def test_train_throughput_times_the_steps(throughput):
+    """images/s is what a step of known duration gives: a 40 ms step at batch 4 is at most 100 images/s."""
+    import time as _time
+
+    class SlowPath:
+        def step(self, x, m):
+            _time.sleep(0.04)
+
+    settings = replace(throughput.default_settings(torch.device("cpu"), quick=True), warmup=0, steps=3)
+    x = torch.zeros(4, 3, 8, 8)
+    res = throughput.train_throughput(SlowPath(), x, x[:, :1], settings)
+    assert 20 < res["images_per_s"] <= 100 and 40 <= res["step_ms"] < 200  # sleep never returns early
 
 
 def test_cpu_fill_has_telea_and_the_models(results):

@@ -78,12 +78,26 @@ def test_fill_with_mask_kind_and_mask_file(tiny_run, tmp_path, capsys):
     assert (np.array(Image.open(tmp_path / "telea.png"))[~hole] == src[~hole]).all()
 
 
-def test_fill_methods(tiny_run, tmp_path):
+def test_fill_methods(tiny_run, tmp_path, capsys):
+    """--method reaches the model: latent optimisation gives another fill than encoding, with the known
+    pixels of the input either way."""
+    import numpy as np
+
     run, _ = tiny_run
     img = _face(tmp_path / "f.png", 32)
-    for method in ("optimize",):  # encode is covered in test_vae
-        assert main(["fill", str(img), "-c", str(run), "--mask-kind", "thick", "--method", method,
-                     "-o", str(tmp_path / f"{method}.png")]) == 0
+    mask = Image.new("L", (32, 32), 0)
+    mask.paste(255, (8, 8, 24, 24))
+    mask.save(tmp_path / "m.png")
+    src, hole = np.array(Image.open(img)), np.array(mask) > 127
+    outs = {}
+    for method in ("encode", "optimize"):
+        out = tmp_path / f"{method}.png"
+        assert main(["fill", str(img), "-c", str(run), "--mask", str(tmp_path / "m.png"), "--method", method,
+                     "-o", str(out)]) == 0
+        assert f"-> {out} (hole 25.0%)" in capsys.readouterr().out
+        outs[method] = np.array(Image.open(out))
+        assert outs[method].shape == src.shape and (outs[method][~hole] == src[~hole]).all()
+    assert (outs["encode"][hole] != outs["optimize"][hole]).any()
 
 
 def test_sample_and_interpolate(tiny_run, tmp_path, capsys):
@@ -93,11 +107,15 @@ def test_sample_and_interpolate(tiny_run, tmp_path, capsys):
     assert w == h == 10 * 34 + 2  # 10x10 grid of 32 px faces with 2 px gaps
     assert main(["interpolate", "-c", str(run), "-o", str(tmp_path / "m1.png")]) == 0
     assert "test images" in capsys.readouterr().out
+    m1 = Image.open(tmp_path / "m1.png")
+    assert m1.size[0] > m1.size[1] and (m1.size[1] - 2) % 34 == 0 and len(set(m1.getdata())) > 100
     assert main(["interpolate", "-c", str(run), "--random", "--rows", "2", "--steps", "5",
                  "-o", str(tmp_path / "m2.png")]) == 0
     assert Image.open(tmp_path / "m2.png").size == (5 * 34 + 2, 2 * 34 + 2)
     a, b = _face(tmp_path / "a.png"), _face(tmp_path / "b.png")
     assert main(["interpolate", "-c", str(run), str(a), str(b), "-o", str(tmp_path / "m3.png")]) == 0
+    assert "image files" in capsys.readouterr().out
+    assert Image.open(tmp_path / "m3.png").size[1] == 34 + 2  # one row between the two files
 
 
 def test_demo_command_writes_a_complete_report(tmp_path, monkeypatch, capsys):

@@ -148,12 +148,13 @@ def test_center_exact_area_and_centred(h, w, ratio):
     assert abs(rows[0] - (h - 1 - rows[-1])) <= 1 and abs(cols[0] - (w - 1 - cols[-1])) <= 1
 
 
-def test_stroke_kinds_scale_with_image():
-    # LaMa's pixel sizes are for 256 px: at 128 px the mean hole ratio should stay comparable, not double.
-    for kind in ("thin", "thick", "freeform"):
-        small = hole_ratio(fixed_masks(kind, 60, 64, 64)).mean()
-        large = hole_ratio(fixed_masks(kind, 60, 128, 128)).mean()
-        assert 0.5 < small / large < 2.0, kind
+@pytest.mark.parametrize("kind", ["thin", "medium", "thick", "freeform"])
+def test_stroke_kinds_scale_with_image(kind):
+    # LaMa's pixel sizes are for 256 px and scale with min(H, W) / 256, so the mean hole ratio of the same
+    # 60 fixed masks is the same at 64 and 128 px: measured 0.987 .. 1.011; unscaled strokes give 1.16 .. 1.35.
+    small = hole_ratio(fixed_masks(kind, 60, 64, 64)).mean()
+    large = hole_ratio(fixed_masks(kind, 60, 128, 128)).mean()
+    assert 0.96 < small / large < 1.05, kind
 
 
 def test_max_area_caps_every_mask():

@@ -69,3 +69,40 @@ def test_peer_names_are_defined_once():
     from genfill.peers import PEERS
 
     assert tuple(PEERS) == PEER_NAMES
+
+
+def _quadratic(side: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """A quadratic surface (biharmonic: its discrete bilaplacian is 0) in [-0.8, 0.8], and a 12x12 hole."""
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, side, dtype=torch.float64),
+                            torch.linspace(0, 1, side, dtype=torch.float64), indexing="ij")
+    f = (xx - 0.3) ** 2 + 0.5 * (yy - 0.6) ** 2 + 0.3 * xx * yy
+    f = (f - f.min()) / (f.max() - f.min()) * 1.6 - 0.8
+    x = torch.stack([f, f.flip(0), f.t()])[None].float()
+    m = torch.zeros(1, 1, side, side)
+    m[..., 10:22, 8:20] = 1
+    return x, m
+
+
+def test_biharmonic_is_exact_on_a_quadratic_surface():
+    """Only the biharmonic peer reproduces a quadratic inside the hole (to float precision)."""
+    x, m = _quadratic()
+    assert ((PEERS["biharmonic"](x, m) - x).abs() * m).max().item() < 1e-4
+    for name in ("telea", "ns", "mean"):
+        assert ((PEERS[name](x, m) - x).abs() * m).max().item() > 0.05, name
+
+
+def test_telea_is_opencv_fast_marching_and_uses_its_radius():
+    """Telea's fill depends on its neighbourhood radius (no other peer has one) and is cv2.INPAINT_TELEA."""
+    import cv2
+
+    from genfill.peers import telea
+
+    x, m = _quadratic()
+    r1, r3, r8 = telea(x, m, radius=1), telea(x, m, radius=3), telea(x, m, radius=8)
+    assert (r1 - r8).abs().max().item() > 0.05 and (r3 - r8).abs().max().item() > 0.02
+    assert torch.equal(PEERS["telea"](x, m), r3)  # the default radius is 3
+    u8 = ((x[0].permute(1, 2, 0).double() + 1) / 2 * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+    ref = cv2.inpaint(u8, m[0, 0].to(torch.uint8).numpy(), 8, cv2.INPAINT_TELEA)
+    ref = torch.from_numpy(ref).permute(2, 0, 1)[None].float() / 127.5 - 1
+    assert torch.allclose(r8 * m, ref * m, atol=1e-5)
+    assert (PEERS["telea"](x, m) - PEERS["ns"](x, m)).abs().max().item() > 0.02
