@@ -94,3 +94,18 @@ def check_report_structure(page: Path, kinds: list[str], methods: list[str]) -> 
     assert "<pre" not in text and '{"' not in text and "&quot;protocol&quot;" not in text, "raw JSON pasted"
     assert re.search(r'href="[^"]*\.json"', text), "the raw JSON is linked"
     return text
+
+
+@pytest.fixture
+def nan_vae(monkeypatch):
+    """Every VAE loss becomes NaN (the forward pass is otherwise the real one)."""
+    from genfill.models.vae import VAE
+
+    real = VAE.forward
+
+    def poisoned(self, x, m, kl_scale=1.0):
+        out = real(self, x, m, kl_scale)
+        out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(VAE, "forward", poisoned)
