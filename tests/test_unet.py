@@ -12,7 +12,9 @@ from genfill.config import load_config, resolve_config
 from genfill.errors import GenfillError
 from genfill.losses import adversarial_g_loss, hole_weighted_l1, perceptual_loss
 from genfill.models import build_model, composite, load_model
-from genfill.models.unet import FFCBlock, GatedConv2d, biharmonic_fill, harmonic_fill
+from genfill.io import load_checkpoint, save_checkpoint
+from genfill.models import save_model
+from genfill.models.unet import FFCBlock, GatedConv2d, UNet, UNetConfig, _laplace, biharmonic_fill, harmonic_fill
 
 TINY = {"kind": "unet", "widths": [8, 16], "blocks": 1}
 
@@ -204,3 +206,43 @@ def test_compile_on_cpu_matches_eager():
     assert torch.allclose(compiled.loss, eager.loss, rtol=1e-4)
     compiled.loss.backward()
     assert model.net.stem.weight.grad is not None
+
+
+def test_cg_thin_plate_fill_matches_a_dense_solve():
+    """The CG solver reaches the exact minimiser of sum |laplace u|^2 with the known pixels fixed (solved
+    densely here), and the gradient-step solver approaches the same fill more slowly."""
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(2, 1, 12, 12, generator=g)
+    m = torch.zeros(2, 1, 12, 12)
+    m[0, :, 3:8, 4:9] = 1
+    m[1, :, 2:10, 6:8] = 1
+    cg = biharmonic_fill(img, m, iters=10, smooth_iters=200)
+    for i in range(2):
+        n = 144
+        lap = torch.zeros(n, n, dtype=torch.float64)  # the replicate-border 5-point Laplacian as a matrix
+        for k in range(n):
+            e = torch.zeros(n, dtype=torch.float64)
+            e[k] = 1
+            lap[:, k] = _laplace(e.view(1, 1, 12, 12)).flatten()
+        a = lap.T @ lap
+        hole = m[i].flatten().bool()
+        known = img[i].flatten().double()
+        u_hole = torch.linalg.solve(a[hole][:, hole], -a[hole][:, ~hole] @ known[~hole])
+        assert (cg[i].flatten()[hole].double() - u_hole).abs().max() < 1e-4
+        assert torch.equal(cg[i].flatten()[~hole], img[i].flatten()[~hole])
+    descent = biharmonic_fill(img, m, iters=10, smooth_iters=40, solver="descent")
+    cg40 = biharmonic_fill(img, m, iters=10, smooth_iters=40)
+    exact = biharmonic_fill(img, m, iters=10, smooth_iters=400)
+    assert (cg40 - exact).abs().max() < (descent - exact).abs().max()
+
+
+def test_old_unet_checkpoints_keep_their_solver(tmp_path):
+    """A checkpoint saved before `solver` existed loads with the gradient-step solver it was trained with."""
+    model = UNet(UNetConfig(widths=[8, 16], prior="biharmonic"), 16, 3)
+    save_model(tmp_path / "new.pt", model)
+    ckpt = load_checkpoint(tmp_path / "new.pt")
+    del ckpt["model_config"]["solver"]
+    ckpt.pop("path", None)
+    save_checkpoint(tmp_path / "old.pt", ckpt)
+    assert load_model(tmp_path / "old.pt")[0].cfg.solver == "descent"
+    assert load_model(tmp_path / "new.pt")[0].cfg.solver == "cg"

@@ -102,11 +102,11 @@ def read_export_config(out_dir: str | Path) -> dict:
 
 def load_export(out_dir: str | Path, device: str | torch.device = "cpu"):
     """(model in eval mode on `device`, config) from an exported folder; fp16 weights load as fp32."""
-    from genfill.models import build_model
+    from genfill.models import build_model, saved_config
 
     out = Path(out_dir)
     config = read_export_config(out)
-    model = build_model({"kind": config["kind"], **config["model_config"]}, config["image_size"], config["channels"])
+    model = build_model({"kind": config["kind"], **saved_config(config["kind"], config["model_config"])}, config["image_size"], config["channels"])
     state = _read_safetensors(out)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("discriminator.")]

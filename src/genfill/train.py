@@ -30,7 +30,7 @@ from genfill.io import (_pause_for_tests, atomic_write_text, load_checkpoint, ma
                         save_figure, save_image)
 from genfill.pixels import composite, fill_panel
 from genfill.progress import Progress, say
-from genfill.models import GenModel, build_model, save_model
+from genfill.models import GenModel, build_model, save_model, saved_config
 
 
 @dataclass
@@ -198,12 +198,12 @@ def _check_resumable(ckpt: dict, cfg: RunConfig, model: GenModel, size: int, cha
         raise GenfillError(f"cannot resume: the run trained on {ckpt['image_size']}px images with "
                            f"{ckpt['channels']} channel(s), the data now has {size}px and {channels} "
                            f"(data.size / data.channels changed)")
-    now = to_dict(model.cfg)
-    changed = sorted(k for k in set(now) | set(ckpt["model_config"]) if now.get(k) != ckpt["model_config"].get(k))
+    now, saved = to_dict(model.cfg), saved_config(ckpt["kind"], ckpt["model_config"])
+    changed = sorted(k for k in set(now) | set(saved) if now.get(k) != saved.get(k))
     if changed:
         k = changed[0]
         raise GenfillError(f"cannot resume: model.{k} is {now.get(k)!r} in the config but "
-                           f"{ckpt['model_config'].get(k)!r} in the checkpoint (changed keys: {', '.join(changed)}); "
+                           f"{saved.get(k)!r} in the checkpoint (changed keys: {', '.join(changed)}); "
                            f"use a new run name to train a different model")
 
 

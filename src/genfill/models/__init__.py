@@ -27,7 +27,7 @@ REGISTRY: dict[str, type[GenModel]] = {
 }
 
 __all__ = ["REGISTRY", "GenModel", "ModelOutput", "composite", "build_model", "model_config", "save_model",
-           "load_model"]
+           "load_model", "saved_config"]
 
 
 def model_class(kind: Any) -> type[GenModel]:
@@ -43,6 +43,12 @@ def model_config(spec: dict) -> Any:
     spec = dict(spec)
     cls = model_class(spec.pop("kind"))
     return from_dict(cls.Config, spec, prefix="model")
+
+
+def saved_config(kind: str, config: dict) -> dict:
+    """A model config read back from a checkpoint or an export, completed with the kind's `legacy` values for
+    keys added since it was written."""
+    return {**model_class(kind).legacy, **config}
 
 
 def build_model(spec: dict, image_size: int, channels: int) -> GenModel:
@@ -64,7 +70,7 @@ def load_model(path, device="cpu", expect_kind: str | None = None) -> tuple[GenM
     ckpt = load_checkpoint(path, device)
     if expect_kind is not None and ckpt["kind"] != expect_kind:
         raise GenfillError(f"{ckpt['path']} holds a {ckpt['kind']} model, expected {expect_kind}")
-    spec = {"kind": ckpt["kind"], **ckpt["model_config"]}
+    spec = {"kind": ckpt["kind"], **saved_config(ckpt["kind"], ckpt["model_config"])}
     model = build_model(spec, ckpt["image_size"], ckpt["channels"])
     try:
         model.load_state_dict(ckpt["model"])

@@ -35,6 +35,9 @@ class GenModel(nn.Module):
     kind: ClassVar[str] = "base"
     can_sample: ClassVar[bool] = False  # sample(n) draws new images
     can_interpolate: ClassVar[bool] = False  # encode/decode to a latent that can be mixed
+    # Config keywords added after checkpoints of the kind existed, with the value those checkpoints were
+    # trained with (a saved config without the key gets it back, so an old checkpoint fills as it did).
+    legacy: ClassVar[dict[str, Any]] = {}
     # `discriminator` (nn.Module | None) is set in __init__, not as a class attribute: a class-level None
     # would shadow the submodule an adversarial model assigns (nn.Module keeps it in _modules).
 

@@ -11,6 +11,9 @@ Input (N, 2C+1, H, W) = [x * (1 - m), m, base] where `base` is the classical fil
   square converges in a few dozen sweeps per level instead of thousands at full size. The network predicts
   a residual on top: ``pred = clamp(base + delta, -1, 1)``, so an untrained net already fills like a
   diffusion peer and training only has to learn what diffusion gets wrong.
+- ``prior: biharmonic``: that harmonic fill refined towards the thin-plate (biharmonic) fill by
+  `smooth_iters` conjugate-gradient iterations on the device (`solver: cg`; see `biharmonic_fill`), which
+  continues gradients across thin strokes where the harmonic fill flattens them.
 - ``prior: none``: base is the masked image itself (zeros in the hole) and ``pred = tanh(out)``.
 
 Network (widths w0..wL, `blocks` residual blocks per level):
@@ -50,6 +53,7 @@ from genfill.pixels import composite
 from genfill.models.blocks import PatchDiscriminator, SelfAttention, activation, norm
 
 PRIORS = ("harmonic", "biharmonic", "none")
+SOLVERS = ("cg", "descent")
 CONTEXTS = ("none", "dilated", "ffc")
 
 
@@ -65,7 +69,8 @@ class UNetConfig:
     context_blocks: int = 2
     prior: str = "harmonic"  # classical fill the net corrects: harmonic | none
     prior_iters: int = 24  # Jacobi sweeps per multigrid level
-    smooth_iters: int = 100  # biharmonic prior: thin-plate gradient steps after the harmonic fill
+    smooth_iters: int = 40  # biharmonic prior: thin-plate iterations after the harmonic fill
+    solver: str = "cg"  # biharmonic prior: cg (conjugate gradients) | descent (gradient steps; older checkpoints)
     hole_weight: float = 6.0  # L1 weight of hole pixels (known pixels 1)
     w_l1: float = 1.0
     w_perceptual: float = 0.0  # LPIPS (AlexNet, frozen) on the composited fill
@@ -81,6 +86,8 @@ class UNetConfig:
             raise GenfillError("model.widths: need at least one positive width")
         if self.blocks < 0 or self.context_blocks < 0 or self.prior_iters < 0 or self.smooth_iters < 0 or self.warmup_steps < 0:
             raise GenfillError("model: blocks, context_blocks, prior_iters and warmup_steps must be >= 0")
+        if self.solver not in SOLVERS:
+            raise GenfillError(f"model.solver: {self.solver!r} is not one of {', '.join(SOLVERS)}")
         if self.prior not in PRIORS:
             raise GenfillError(f"model.prior: {self.prior!r} is not one of {', '.join(PRIORS)}")
         if self.context not in CONTEXTS:
@@ -129,18 +136,58 @@ def harmonic_fill(x: Tensor, m: Tensor, iters: int = 24, coarsest: int = 8) -> T
 
 
 def _laplace(u: Tensor) -> Tensor:
-    return 4 * (_avg4(u) - u)
+    """5-point Laplacian with replicate borders (Neumann), equal to ``4 * (avg4(u) - u)``, built in one
+    buffer (30 % faster on CPU than padding and slicing; a symmetric operator, which conjugate gradients
+    need)."""
+    out = u * -4
+    out[..., 1:, :] += u[..., :-1, :]
+    out[..., :1, :] += u[..., :1, :]
+    out[..., :-1, :] += u[..., 1:, :]
+    out[..., -1:, :] += u[..., -1:, :]
+    out[..., :, 1:] += u[..., :, :-1]
+    out[..., :, :1] += u[..., :, :1]
+    out[..., :, :-1] += u[..., :, 1:]
+    out[..., :, -1:] += u[..., :, -1:]
+    return out
 
 
-def biharmonic_fill(x: Tensor, m: Tensor, iters: int = 24, smooth_iters: int = 100, step: float = 0.025) -> Tensor:
-    """Biharmonic fill: the harmonic fill above, then `smooth_iters` gradient steps on the thin-plate energy
-    sum |laplace u|^2 over the hole, ``u <- u - step * m * laplace(laplace(u))`` (the squared 5-point
-    Laplacian has eigenvalues up to 64, so any step < 2/64 is stable). Thin holes converge in a few dozen
-    steps; it continues gradients across the hole where the harmonic fill flattens them."""
+def biharmonic_fill(x: Tensor, m: Tensor, iters: int = 24, smooth_iters: int = 40, step: float = 0.025,
+                    solver: str = "cg") -> Tensor:
+    """Biharmonic (thin-plate) fill: the harmonic fill above, then `smooth_iters` iterations towards the
+    minimum of the thin-plate energy sum |laplace u|^2 with the known pixels fixed, i.e. the solution of
+    ``m * laplace(laplace(u)) = 0`` in the hole (what scikit-image's `inpaint_biharmonic` solves per region
+    with a sparse direct solver).
+
+    solver ``cg``: conjugate gradients on that symmetric positive definite system, batched (each image its
+    own step sizes, kept as (N,1,1,1) tensors, so no host sync). Started from the harmonic fill, ~25
+    iterations match scikit-image on thin strokes; stopping at ~40-50 is deliberate, because the fully
+    converged thin-plate fill overshoots inside large holes (measured on faces64, 200 test faces, PSNR dB
+    thin/medium/thick/square: 50 iterations 35.77/31.80/27.89/25.71, 200 iterations 35.77/31.69/27.56/25.23,
+    scikit-image 35.79/31.79/27.49/24.91).
+    solver ``descent``: plain gradient steps ``u <- u - step * m * laplace(laplace(u))`` (the squared 5-point
+    Laplacian has eigenvalues up to 64, so any step < 2/64 is stable); converges several times slower, kept
+    because unet checkpoints trained before the CG solver corrected that fill."""
     u = harmonic_fill(x, m, iters)
     hole = m.float()
+    if solver == "descent":
+        for _ in range(smooth_iters):
+            u = u - step * hole * _laplace(_laplace(u))
+        return composite(x.float(), hole, u)
+    if solver != "cg":
+        raise GenfillError(f"biharmonic_fill: solver {solver!r} is not one of {', '.join(SOLVERS)}")
+    r = -hole * _laplace(_laplace(u))  # residual of A u = 0 on the hole, A = m L L m
+    p = r
+    rr = (r * r).sum((1, 2, 3), keepdim=True)
+    zero = torch.zeros_like(rr)
     for _ in range(smooth_iters):
-        u = u - step * hole * _laplace(_laplace(u))
+        ap = hole * _laplace(_laplace(p))
+        pap = (p * ap).sum((1, 2, 3), keepdim=True)
+        alpha = torch.where(pap > 0, rr / pap.clamp_min(1e-30), zero)  # converged images stop moving
+        u = u + alpha * p
+        r = r - alpha * ap
+        rr_next = (r * r).sum((1, 2, 3), keepdim=True)
+        p = r + torch.where(rr > 0, rr_next / rr.clamp_min(1e-30), zero) * p
+        rr = rr_next
     return composite(x.float(), hole, u)
 
 
@@ -265,6 +312,7 @@ class ResUNet(nn.Module):
 class UNet(GenModel):
     Config = UNetConfig
     kind = "unet"
+    legacy = {"solver": "descent"}  # checkpoints before the CG solver corrected the gradient-step fill
 
     def __init__(self, cfg: UNetConfig, image_size: int, channels: int) -> None:
         super().__init__(cfg, image_size, channels)
@@ -293,7 +341,7 @@ class UNet(GenModel):
         if self.cfg.prior == "harmonic":
             return harmonic_fill(x, m, self.cfg.prior_iters).to(x.dtype)
         if self.cfg.prior == "biharmonic":
-            return biharmonic_fill(x, m, self.cfg.prior_iters, self.cfg.smooth_iters).to(x.dtype)
+            return biharmonic_fill(x, m, self.cfg.prior_iters, self.cfg.smooth_iters, solver=self.cfg.solver).to(x.dtype)
         return x * (1 - m)
 
     def predict(self, x: Tensor, m: Tensor) -> Tensor:
