@@ -63,12 +63,17 @@ def cmd_fill(args) -> None:
     if peer and args.checkpoint:
         raise GenfillError(f"--method {peer} is a classical peer: it takes no -c checkpoint")
     options = {"method": args.method} if args.method and not peer else {}
+    if args.samples is not None:
+        from genfill.metrics.uncertainty import check_samples
+
+        check_samples(args.samples)  # before a model is loaded
     painter = load(source, device=args.device, **options)
     jobs = fill_files(painter, args.images, args.output, mask=args.mask, mask_kind=args.mask_kind,
                       mask_params=_params(args.mask_param), seed=args.seed, mask_resize=args.mask_resize,
-                      dilate=args.dilate, progress=not args.quiet)
+                      dilate=args.dilate, progress=not args.quiet, samples=args.samples)
     for j in jobs:
-        print(f"{j.source} -> {j.output} (hole {100 * j.hole_ratio:.1f}%)")
+        extra = f"; {args.samples} fills + uncertainty -> {j.samples}" if j.samples else ""
+        print(f"{j.source} -> {j.output} (hole {100 * j.hole_ratio:.1f}%{extra})")
 
 
 def cmd_export(args) -> None:
@@ -213,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "fill method (VAE: auto | encode | optimize; AVAE: auto | generator | decoder)")
     sp.add_argument("-o", "--output", required=True, help="output image (one input) or folder (mirrors the "
                     "input tree, PNG files)")
+    sp.add_argument("--samples", type=int, default=None, metavar="K",
+                    help="also draw K different fills of each hole (vae, beta_vae, avae, vqvae_prior) into "
+                         "<output>_samples.png with a heat map of their per-pixel spread (--seed seeds them)")
     sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
     sp.set_defaults(func=cmd_fill)
 
