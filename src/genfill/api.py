@@ -448,17 +448,33 @@ def _counted(items: list, bar) -> Iterator:
 
 def fill_files(painter: Inpainter, inputs: Sequence[str | Path], output: str | Path, mask: str | Path | None = None,
                mask_kind: str | None = None, mask_params: dict | None = None, seed: int = 0,
-               mask_resize: bool = False, dilate: int = 0, progress: bool = True) -> list[FileJob]:
+               mask_resize: bool = False, dilate: int = 0, progress: bool = True,
+               samples: int | None = None) -> list[FileJob]:
     """Fill image files and folders; masks from `mask` (one for all), `<stem>_mask.png` pairs, or generated
-    at each image's own size by `mask_kind` (fixed per (seed, image index)). Writes are atomic."""
+    at each image's own size by `mask_kind` (fixed per (seed, image index)). Writes are atomic. `samples=K`
+    also writes, next to each output, `<stem>_samples.png`: the input (hole white), K different fills and
+    the heat map of their per-pixel spread (`PluralFill.panel`)."""
     from genfill.data.masks import check_params, fixed_masks
     from genfill.progress import Progress
 
     if mask and mask_kind:
         raise GenfillError("give either --mask FILE or --mask-kind KIND, not both")
+    if samples is not None:
+        from genfill.metrics.uncertainty import check_samples
+
+        if not painter.can_diversify:
+            raise GenfillError(painter.single)
+        check_samples(samples)
     if mask_kind:
         check_params(mask_kind, mask_params or {})  # an unknown kind or keyword fails before any work
     jobs = plan_files(inputs, output, mask, generated=bool(mask_kind))
+    if samples is not None:
+        outputs = {j.output for j in jobs}
+        for j in jobs:
+            j.samples = samples_path(j.output)
+            if j.samples in outputs:
+                raise GenfillError(f"{j.samples} would be both a fill and the samples picture of {j.output}: "
+                                   "rename the input")
     bar = Progress(len(jobs), "fill", "img", enabled=progress and len(jobs) > 1)
     for i, job in enumerate(_counted(jobs, bar)):
         im = _open(job.source)

@@ -135,13 +135,19 @@ def cmd_eval(args) -> None:
     import json
 
     from genfill.evaljob import evaluate_specs, load_eval
-    from genfill.report import md_table, tables
+    from genfill.report import md_table, plural_notes, plural_table, tables
 
     path = evaluate_specs(args.checkpoint, args.output, data=args.data, masks=args.masks, n=args.n, fid=args.fid,
-                          seed=args.seed, device=args.device, lpips=not args.no_lpips, verbose=not args.quiet)
+                          seed=args.seed, device=args.device, lpips=not args.no_lpips, verbose=not args.quiet,
+                          samples=args.samples)
     doc, _ = load_eval(path)
     title, head, rows, _ = tables(doc)[0]
     print(md_table(head, rows))
+    plural = plural_table(doc)
+    if plural is not None:
+        print(md_table(plural[1], plural[2]))
+    for note in plural_notes(doc):
+        print(note)
     for name, e in doc["methods"].items():
         if e.get("test_loss"):
             parts = {k: round(v, 4) for k, v in e["test_loss"].items() if k != "by_mask"}
@@ -275,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"checkpoint, run directory, or peer ({', '.join(PEER_NAMES)}); repeatable")
     eval_args(sp)
     sp.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
+    sp.add_argument("--samples", type=int, default=None, metavar="K",
+                    help="also draw K fills per image from models that can: diversity, best-of-K and "
+                         "mean-over-K quality, calibration of their spread")
     sp.add_argument("-o", "--output", help="output folder (default: RUN/eval, or runs/eval-PEER)")
     sp.set_defaults(func=cmd_eval)
 
