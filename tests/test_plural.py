@@ -246,9 +246,14 @@ def test_unet_uncertainty_learns_a_laplace_scale_by_its_nll_and_exports(tmp_path
     assert b.shape == x.shape and (b > 0).all() and plain.fill_scale(x, m) is None
     save_model(tmp_path / "u.pt", model)
     res = export_model(tmp_path / "u.pt", tmp_path / "exp", onnx=True)
-    assert res.onnx_max_abs <= 1e-3
+    assert res.onnx_max_abs <= 1e-3  # the fill and the scale
+    from genfill.export import onnx_session
+
+    assert [o.name for o in onnx_session(tmp_path / "exp" / "model.onnx").get_outputs()] == ["filled", "scale"]
     again = genfill.load(tmp_path / "exp", device="cpu").model
     assert torch.equal(again.fill_scale(x, m), b)
+    u = model.uncertainty_map(x, m)  # the heat map's values: the Laplace std sqrt(2) b in [0, 1] units
+    assert torch.allclose(u, (math.sqrt(2) * b / 2).mean(1, keepdim=True) * m)
 
 
 def test_vqvae_prior_keeps_the_codes_of_known_cells():

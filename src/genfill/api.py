@@ -202,7 +202,7 @@ class PluralFill:
 
     def panel(self) -> torch.Tensor:
         """The samples picture (3,H',W') in [-1, 1]: the input (hole white), the K fills, the heat map
-        (pixels.HEAT_MAX, a std of 0.25, is white)."""
+        (black = 0; a std of pixels.HEAT_MAX = 0.15 or more is white)."""
         from genfill.pixels import plural_panel
 
         c = 1 if self.pixels.shape[2] in (1, 2) else 3

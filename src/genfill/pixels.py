@@ -64,8 +64,9 @@ def make_grid(x: Tensor, nrow: int, pad: int = 2, value: float = 1.0) -> Tensor:
 
 
 # The heat map's fixed scale: a per-pixel spread of this much (in [0, 1] pixel units) is drawn white, so
-# maps of different images and models read the same (0.25 is the largest std of values in [0, 1] but a few).
-HEAT_MAX = 0.25
+# maps of different images and models read the same (a std of 0.15 is already a hole that could hold anything
+# from dark to light; values in [0, 1] have at most 0.5).
+HEAT_MAX = 0.15
 
 
 def heat(u: Tensor, vmax: float = HEAT_MAX) -> Tensor:

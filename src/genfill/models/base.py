@@ -7,6 +7,7 @@ discriminator also expose `discriminator`, `d_loss` and `g_adv_loss`, and the tr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -102,6 +103,19 @@ class GenModel(nn.Module):
         return None
 
     scale_distribution: ClassVar[str] = "laplace"
+
+    @torch.no_grad()
+    def uncertainty_map(self, x: Tensor, m: Tensor, k: int = 8, generator: torch.Generator | None = None) -> Tensor | None:
+        """Per-pixel uncertainty of the fill, (N,1,H,W) in [0, 1] pixel units (a standard deviation), 0 outside
+        the hole: the learned scale's standard deviation when the family has one (Laplace b -> sqrt(2) b,
+        Gaussian sigma), else the spread of `k` fills when it draws several; None when it has neither."""
+        scale = self.fill_scale(x, m)
+        if scale is not None:
+            std = scale.float() * (math.sqrt(2.0) if self.scale_distribution == "laplace" else 1.0)
+            return (std / 2).mean(1, keepdim=True) * m
+        if self.can_diversify:
+            return self.fill_samples(x, m, k, generator).float().div(2).std(0, correction=1).mean(1, keepdim=True) * m
+        return None
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         raise GenfillError(f"a {self.kind} model cannot sample new images")
