@@ -212,6 +212,9 @@ def test_eval_samples_reports_diversity_quality_and_calibration(runs, tmp_path, 
     assert rows[0].startswith("method,mask,K,diversity") and len(rows) == 1 + 2 + 2
     page = (out / "report.html").read_text()
     assert "Several fills and uncertainty" in page and "plural.csv" in page
+    assert vae["plural"]["picture"] == "plural_vae.png" and "plural_vae.png" in page
+    pic = Image.open(out / "plural_vae.png")  # one row per mask kind: input, 3 fills, heat map
+    assert pic.size == (2 + 5 * (32 + 2), 2 + 2 * (32 + 2)) and "picture" not in unet["plural"]
     assert "diversity" in (out / "records.csv").read_text().splitlines()[0]
 
 

@@ -152,7 +152,8 @@ def cmd_eval(args) -> None:
         if e.get("test_loss"):
             parts = {k: round(v, 4) for k, v in e["test_loss"].items() if k != "by_mask"}
             print(f"{name} test loss parts: {json.dumps(parts)}")
-    print(f"evaluation -> {path.parent / 'report.html'} (+ eval.json, records.csv, summary.csv)")
+    extra = ", plural.csv" if plural is not None else ""
+    print(f"evaluation -> {path.parent / 'report.html'} (+ eval.json, records.csv, summary.csv{extra})")
 
 
 def cmd_compare(args) -> None:

@@ -25,7 +25,7 @@ from genfill.io import atomic_write_json, atomic_write_text
 from genfill.metrics.uncertainty import check_samples
 from genfill.models import GenModel, load_model
 from genfill.models.base import single_fill_message
-from genfill.report import Pictures, make_pictures, plural_table, results_sections, slug, write_page
+from genfill.report import Pictures, make_pictures, plural_picture, plural_table, results_sections, slug, write_page
 
 EVAL_FORMAT = 1
 DEFAULT_MASKS = ",".join(EVAL_MASKS)
@@ -209,6 +209,11 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
                              out)
         for name, rel in pics.failures.items():
             doc["methods"][name]["gallery"] = rel
+        for meth in methods:
+            if samples and meth.model is not None and meth.model.can_diversify:
+                rel = f"plural_{slug(meth.name)}.png"
+                plural_picture(cache, doc["protocol"], meth.model, samples, out / rel)
+                doc["methods"][meth.name]["plural"].update(picture=rel, shown=min(samples, 6))
     write_eval(out, doc, results)
     if pics is not None:
         write_report(out / "report.html", f"genfill eval: {', '.join(doc['methods'])}", _finite(doc), pics)

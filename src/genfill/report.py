@@ -354,7 +354,7 @@ def plural_table(doc: dict) -> tuple[str, list[str], list[list], dict[int, str]]
     coverage of the central 90 % interval against what a calibrated predictor scores there, and Pearson's r
     between uncertainty and absolute error (pooled over hole pixels). None when no method has any."""
     head = ["method", "mask", "K", *[t for _, t in PLURAL_COLUMNS], "coverage 90%", "calibrated coverage",
-            "r(uncertainty, |error|)", "interval"]
+            "r(uncertainty, abs error)", "interval"]
     rows = []
     for name, e in doc["methods"].items():
         pl = e.get("plural") or {}
@@ -542,6 +542,26 @@ def make_pictures(doc: dict, data, fillers: dict[str, FillFn | None], out_dir: P
     return pics
 
 
+def plural_picture(data, proto: dict, model, k: int, path: Path, shown: int = 6) -> None:
+    """Test image i under mask kind i (the headline's items), one row each: input (hole white), `shown` of
+    the model's fills (seeded by the protocol's seed), the heat map of their spread (`pixels.plural_panel`)."""
+    from genfill.data.masks import masks_at
+    from genfill.metrics.uncertainty import spread
+    from genfill.pixels import plural_panel
+
+    kinds = list(proto["masks"])
+    n = min(proto["n"], len(data.split(proto["split"])))
+    ids = data.split(proto["split"])
+    dev = next(model.parameters()).device
+    items = [(kind, j % n) for j, kind in enumerate(kinds)]
+    x = torch.cat([data.batch(ids[i].view(1), "cpu") for _, i in items]).to(dev)
+    m = torch.cat([masks_at(kd, [i], data.size, data.size, seed=proto["seed"], **proto["masks"][kd])
+                   for kd, i in items]).to(dev)
+    with torch.no_grad():
+        fills = model.fill_samples(x, m, min(k, shown), torch.Generator(dev).manual_seed(proto["seed"]))
+    save_image(plural_panel(x, m, fills, spread(fills) / 2 * m), path)
+
+
 def save_pil(im, path: Path) -> None:
     """A PIL image written atomically (through io.save_image's uint8 path)."""
     import numpy as np
@@ -596,6 +616,12 @@ def results_sections(doc: dict, pics: Pictures, intro: list[str] | None = None, 
                     "interval (from K fills: their 5-95 % quantiles, which even a perfect sampler fills only to "
                     "the calibrated coverage shown at that K); r is Pearson's correlation between the "
                     "uncertainty map and the ordinary fill's absolute error over hole pixels.</p>")
+        for name, e in doc["methods"].items():
+            pic = (e.get("plural") or {}).get("picture")
+            if pic:
+                body.append(figure(pic, f"{name}: test image i under mask kind i (rows): input, "
+                                        f"{e['plural']['shown']} of its fills, the heat map of their spread "
+                                        "(black 0, white a std of 0.15 or more)"))
         if plural is not None:
             body.append(table(plural[1], plural[2], plural[3]))
         if notes:

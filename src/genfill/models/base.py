@@ -114,7 +114,9 @@ class GenModel(nn.Module):
             std = scale.float() * (math.sqrt(2.0) if self.scale_distribution == "laplace" else 1.0)
             return (std / 2).mean(1, keepdim=True) * m
         if self.can_diversify:
-            return self.fill_samples(x, m, k, generator).float().div(2).std(0, correction=1).mean(1, keepdim=True) * m
+            from genfill.metrics.uncertainty import spread
+
+            return spread(self.fill_samples(x, m, k, generator)) / 2 * m  # [-1, 1] -> [0, 1] units
         return None
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
