@@ -70,7 +70,9 @@ def test_loss_agreement_measures_the_models_loss(throughput):
     model = throughput.fresh_model(spec, 32, 3).train()
     torch.manual_seed(1)
     assert a["eager_loss"] == pytest.approx(float(model(x, m).loss.detach()), rel=1e-5)
-    assert a["ok"] and a["fast_loss"] == pytest.approx(a["eager_loss"], rel=1e-5)  # the CPU fast path is fp32
+    # The CPU fast path is fp32 (channels_last only): it reorders sums, which moved this loss by 7e-5 relative
+    # at one thread, but it must stay far inside what bf16 would do (rounding 2^-8 = 4e-3 per value).
+    assert a["ok"] and a["fast_loss"] == pytest.approx(a["eager_loss"], rel=2.0 ** -8 / 4)
 
 
 def test_loss_agreement_flags_a_fast_path_that_changes_the_loss(throughput, monkeypatch):
@@ -85,7 +87,7 @@ def test_loss_agreement_flags_a_fast_path_that_changes_the_loss(throughput, monk
 
     monkeypatch.setattr(throughput.TrainPath, "step", skewed)
     a = throughput.loss_agreement(spec, fam.cfg, 32, x, m)
-    assert not a["ok"] and a["rel_diff"] == pytest.approx(0.2, rel=1e-4)
+    assert not a["ok"] and a["rel_diff"] == pytest.approx(0.2, abs=2.0 ** -8 / 4)  # fp32 reordering, as above
 
 
 def test_train_throughput_times_the_steps(throughput):

@@ -116,3 +116,12 @@ def test_mask_params_checked_at_load():
         build_config({"masks": {"kind": "square", "params": {"sizes": 3}}})
     with pytest.raises(GenfillError):
         build_config({"masks": {"kind": "blob"}})
+
+
+@pytest.mark.parametrize("text", ["?\n", "1: 2\n", "data: {null: 3}\n"])
+def test_keys_that_are_not_names_are_refused(tmp_path, text):
+    """YAML lets a key be null or a number; the loader says so in one line (it used to raise TypeError)."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(GenfillError, match="keys must be names"):
+        load_config(path)

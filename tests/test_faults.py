@@ -50,7 +50,9 @@ def test_kill_9_then_resume_matches_a_straight_run(point, reference, tmp_path, c
     cfg_file.write_text(yaml.safe_dump(raw))
     marker = tmp_path / "paused"
     src = Path(__file__).resolve().parents[1] / "src"
-    env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "2",  # conftest trains with 2 threads too
+    # the reference trained in this process: the child gets its thread count, so the same sums
+    env = {**os.environ, "PYTHONPATH": str(src),
+           "OMP_NUM_THREADS": str(torch.get_num_threads()),
            "GENFILL_TEST_PAUSE": f"{where}:60", "GENFILL_TEST_PAUSE_SKIP": str(skip),
            "GENFILL_TEST_PAUSE_MARKER": str(marker)}
     proc = subprocess.Popen([sys.executable, "-m", "genfill.cli", "train", "-c", str(cfg_file), "--quiet"],

@@ -90,6 +90,9 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
         raise GenfillError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise GenfillError(f"{prefix or 'config'}: keys must be names, got {bad[0]!r}")
     unknown = sorted(set(data) - names)
     if unknown:
         where = f"{prefix}." if prefix else ""
