@@ -19,7 +19,7 @@ from genfill.errors import GenfillError
 from genfill.typed import from_dict, read_yaml, to_dict
 
 __all__ = ["DataConfig", "MaskConfig", "TrainConfig", "RunConfig", "SSLConfig", "PretrainConfig",
-           "load_pretrain_config", "from_dict", "to_dict", "read_yaml",
+           "load_pretrain_config", "build_pretrain_config", "from_dict", "to_dict", "read_yaml",
            "apply_overrides", "resolve_config", "load_config", "build_config", "save_config"]
 
 
@@ -293,6 +293,10 @@ def load_pretrain_config(path: str | Path | None = None, overrides: list[str] | 
     keys the loop does not read must be left alone."""
     raw = read_yaml(path) if path else {}
     apply_overrides(raw, overrides or [])
+    return build_pretrain_config(raw)
+
+
+def build_pretrain_config(raw: dict) -> PretrainConfig:
     if "masks" in raw:
         raise GenfillError("this is a `genfill train` config (it has a masks: section); genfill pretrain takes a "
                            "config with an ssl: section (e.g. ssl-simclr-faces64)")
