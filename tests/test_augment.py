@@ -133,3 +133,17 @@ def test_bad_recipes_and_a_generator_on_another_device_are_errors():
     if torch.cuda.is_available():
         with pytest.raises(GenfillError, match="generator"):
             augment(images(), AugmentConfig(), torch.Generator("cuda"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_views_on_the_gpu_wait_for_nothing():
+    """No host sync: every random draw and choice stays on the device."""
+    x = images(n=8, size=32).cuda()
+    g = torch.Generator("cuda").manual_seed(0)
+    two_views(x, AugmentConfig(), g)  # warm-up (lazy CUDA init may sync)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        v1, v2 = two_views(x, AugmentConfig(blur=(1.0, 1.0), solarize=(0.5, 0.5)), g)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert v1.shape == x.shape

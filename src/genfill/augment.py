@@ -34,6 +34,8 @@ from torch import Tensor
 from genfill.errors import GenfillError
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, what torchvision's rgb_to_grayscale uses
+YIQ = [list(LUMA), [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]]  # RGB -> YIQ (NTSC)
+YIQ_TO_RGB = torch.linalg.inv(torch.tensor(YIQ, dtype=torch.float64)).tolist()  # its exact inverse
 
 
 @dataclass
@@ -137,17 +139,18 @@ def greyscale(x01: Tensor, which: Tensor) -> Tensor:
     return _pick(which, _grey(x01).expand_as(x01), x01)
 
 
+def _mix(mat: list[list[float]], x: Tensor) -> Tensor:
+    """(N,3,H,W) -> (N,3,H,W): channel i = sum_j mat[i][j] * channel j (constants as Python floats: no copy
+    to the device)."""
+    c = x.unbind(1)
+    return torch.stack([row[0] * c[0] + row[1] * c[1] + row[2] * c[2] for row in mat], 1)
+
+
 def _hue_rotate(x01: Tensor, turns: Tensor) -> Tensor:
     """Rotate the chroma (I, Q) of YIQ by `turns` (N,) * 2 pi; luma unchanged."""
-    yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-                       device=x01.device, dtype=x01.dtype)
-    rgb = torch.linalg.inv(yiq)
-    c, s = torch.cos(2 * math.pi * turns), torch.sin(2 * math.pi * turns)
-    rot = torch.zeros(len(turns), 3, 3, device=x01.device, dtype=x01.dtype)
-    rot[:, 0, 0] = 1
-    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = c, -s, s, c
-    mat = rgb @ rot @ yiq  # (N,3,3)
-    return torch.einsum("nij,njhw->nihw", mat, x01)
+    y, i, q = _mix(YIQ, x01).unbind(1)
+    c, s = (f(2 * math.pi * turns).view(-1, 1, 1) for f in (torch.cos, torch.sin))
+    return _mix(YIQ_TO_RGB, torch.stack([y, c * i - s * q, s * i + c * q], 1))
 
 
 def colour_jitter(x01: Tensor, which: Tensor, b: Tensor, c: Tensor, s: Tensor, h: Tensor) -> Tensor:
