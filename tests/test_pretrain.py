@@ -8,7 +8,7 @@ import torch
 
 from conftest import tiny_raw
 from genfill.cli import main
-from genfill.config import build_config, build_pretrain_config
+from genfill.config import SSLConfig, build_config, build_pretrain_config
 from genfill.errors import GenfillError
 from genfill.io import load_checkpoint
 from genfill.models import build_model, load_encoder
@@ -171,7 +171,9 @@ def test_config_rules(make_pre, tmp_path, cache_root):
     with pytest.raises(GenfillError, match="does not use it"):
         make_pre("simclr", ema=0.9)
     with pytest.raises(GenfillError, match="byol's predictor must end"):
-        make_pre("byol", **{}).ssl.__class__(method="byol", projector=[16, 8], predictor=[16, 4])
+        SSLConfig(method="byol", projector=[16, 8], predictor=[16, 4])
+    with pytest.raises(GenfillError, match="pretrain` config"):
+        build_config({"ssl": {"method": "simclr"}})
 
 
 def test_cli_pretrain_bad_configs_exit_2_with_one_line(tmp_path, capsys):

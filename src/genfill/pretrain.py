@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +152,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, device: str | None = Non
     """Pretrain cfg.model's encoder by cfg.ssl into cfg.run_dir (see the module docstring). `data` replaces
     the config's dataset (tests, benchmarks)."""
     tc, sc = cfg.train, cfg.ssl
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise GenfillError("genfill pretrain runs in one process: start it without torchrun")
     dev = pick_device(device or tc.device)
     run_dir = cfg.run_dir
     ckpt_dir = check_new_run(run_dir, resume)
