@@ -133,7 +133,7 @@ def main() -> None:
                     "train.time_budget_s=null", "train.val_images=64", "train.sample_every_epoch=false",
                     *sets(data, "data"), *extra])
                 train(cfg, resume=(run / "checkpoints" / "last.pt").is_file())
-            specs.append(str(run))
+            specs.append(str(run / "checkpoints" / "last.pt"))  # the weights after exactly the budget (best.pt may be earlier)
             names.append(init)
         ej = evaluate_specs([*specs, "biharmonic"], out_dir=runs / f"eval-{dname}", data=data, masks=KINDS, n=a.n,
                             seed=EVAL_SEED, names=[*names, None], report=False)
