@@ -63,7 +63,8 @@ def main() -> None:
         rows.append({"method": peer, "kinds": per_kind(ej)})
     for i, n_steps in enumerate(int(s) for s in a.steps.split(",")):
         train_to(a.config, a.run, n_steps, resume=i > 0, extra=a.set)
-        ej = evaluate_specs([str(Path("runs") / a.run)], out_dir=Path("runs") / a.run / f"eval-{n_steps}",
+        # last.pt, not the run's best.pt: the point is the model after n_steps, whatever validation said
+        ej = evaluate_specs([str(Path("runs") / a.run / "checkpoints" / "last.pt")], out_dir=Path("runs") / a.run / f"eval-{n_steps}",
                             masks=KINDS, n=a.n, verbose=False)
         rows.append({"method": a.run, "steps": n_steps, "kinds": per_kind(ej)})
         doc = {"config": a.config, "overrides": a.set, "n": a.n, "mask_seed": 1234, "rows": rows}
