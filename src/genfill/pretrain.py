@@ -48,9 +48,9 @@ from genfill.models import GenModel, build_model, save_model
 from genfill.pixels import make_grid
 from genfill.progress import Progress, say
 from genfill.ssl_losses import barlow_twins, byol_loss, ema_update, nt_xent
-from genfill.train import (_write_log, adam, check_finite, check_new_run, check_resumable, finished, lr_factor,
-                           open_run, out_of_budget, plot_curves, restore_rng, rng_state, set_lr, total_steps,
-                           to_device)
+from genfill.train import (adam, check_finite, check_new_run, check_resumable, finished, lr_factor, open_run,
+                           out_of_budget, plot_curves, restore_rng, rng_state, set_lr, to_device, total_steps,
+                           write_log)
 
 # what a pretrain checkpoint must hold to resume
 PRETRAIN_KEYS = ("optim", "step", "epoch", "rng", "rng_aug", "torch_rng", "pretrain", "ssl_heads")
@@ -238,7 +238,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, device: str | None = Non
                     check_finite(loss, step, ckpt_dir / "last.pt")
                     last = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": lr}
                     bar.set_stats(loss=last["loss"])
-                    _write_log(log, {"step": step, "epoch": epoch, "split": "train",
+                    write_log(log, {"step": step, "epoch": epoch, "split": "train",
                                      "time": round(time.time() - t0, 2), **last})
                 if out_of_budget(tc, step, time.time() - t0):
                     stop = True

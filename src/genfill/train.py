@@ -174,7 +174,8 @@ def check_finite(loss: torch.Tensor, step: int, kept: Path | None = None) -> Non
                            f"({where})")
 
 
-def _write_log(log, row: dict) -> None:
+def write_log(log, row: dict) -> None:
+    """One metrics.jsonl row, flushed (a fault test can kill between the halves of a line)."""
     line = json.dumps(row) + "\n"
     if os.environ.get("GENFILL_TEST_PAUSE", "").startswith("metrics"):
         log.write(line[: len(line) // 2])  # the fault test kills here, between the halves of a line
@@ -609,7 +610,7 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
                     check_finite(loss, step, ckpt_dir / "last.pt")
                     vals = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": tc.lr * lr}
                     bar.set_stats(loss=vals["loss"])
-                    _write_log(log, {"step": step, "epoch": epoch, "split": "train",
+                    write_log(log, {"step": step, "epoch": epoch, "split": "train",
                                      "time": round(time.time() - t0, 2), **vals})
                 if out_of_budget(tc, step, elapsed):
                     stop = True
@@ -632,7 +633,7 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
                 if tc.sample_every_epoch and main:
                     save_samples(shown, data, cfg, dev, run_dir / "samples" / f"epoch{max(epoch, 1):03d}.png")
             last_val.update(model.epoch_stats())
-            _write_log(log, {"step": step, "epoch": epoch, "split": "val", "time": round(time.time() - t0, 2),
+            write_log(log, {"step": step, "epoch": epoch, "split": "val", "time": round(time.time() - t0, 2),
                              **last_val})
             bar.set_stats(epoch=epoch, **{f"val {k}": v for k, v in last_val.items() if k in ("loss", "psnr")})
             if last_val["loss"] < best_val:
