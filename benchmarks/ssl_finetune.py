@@ -3,7 +3,8 @@ of optimiser STEPS from scratch and from each SSL encoder (SimCLR, BYOL, Barlow 
 on two datasets: faces64 and a folder of non-face 64x64 crops cut from the images scikit-image ships
 (`skimage.data`, offline; the astronaut and the face-detector files left out), to see whether face-pretrained
 features transfer. Every fine-tuned model is scored by `genfill eval` (evaljob.evaluate_specs) on the same
-holes: the dataset's test split, n images, mask seed 1234, thin/medium/thick/square, with biharmonic beside.
+holes: the dataset's test split, n images, mask seed 1234, thin/medium/thick/square, with biharmonic beside,
+and the scratch run again under other train.seed values (--seeds) to show how far the seed alone moves a score.
 
 Measured in steps, not seconds, because the CPU is shared; run it at OMP_NUM_THREADS=1, one job at a time:
 
@@ -83,6 +84,10 @@ def table(title: str, scores: dict[str, dict]) -> str:
         lp = mean(s, "lpips") if all(s[k]["lpips"] is not None for k in KINDS) else float("nan")
         lines.append(f"| {name} | " + " | ".join(f"{s[k]['psnr']:.2f}" for k in KINDS)
                      + f" | {mean(s, 'psnr'):.2f} ({mean(s, 'psnr') - mean(base, 'psnr'):+.2f}) | {lp:.4f} |")
+    spread = [mean(s, "psnr") for name, s in scores.items() if name.startswith("scratch")]
+    if len(spread) > 1:
+        lines += ["", f"Scratch over {len(spread)} seeds: mean PSNR {min(spread):.2f} to {max(spread):.2f} "
+                      f"(a spread of {max(spread) - min(spread):.2f} dB from the seed alone)."]
     return "\n".join(lines) + "\n"
 
 
@@ -96,11 +101,14 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--datasets", default="faces64,textures")
     ap.add_argument("--freeze", type=int, default=0, help="train.freeze_encoder_steps of the fine-tunes")
+    ap.add_argument("--seeds", default="1,2", help="extra train.seed values of the scratch run: how much the "
+                    "scores move with the seed alone (empty: none)")
     ap.add_argument("--config", default="unet-faces64", help="the inpainter fine-tuned")
     ap.add_argument("--runs", default="runs/ssl-bench")
     ap.add_argument("--out", default="benchmarks/results/ssl_finetune")
     a = ap.parse_args()
     runs, methods = Path(a.runs), [m for m in a.methods.split(",") if m]
+    seeds = [int(k) for k in a.seeds.split(",") if k]
     faces = {"name": "faces64", "size": 64, "count": a.count}
     datasets = {"faces64": faces,
                 "textures": {"name": "folder", "size": 64,
@@ -123,10 +131,12 @@ def main() -> None:
     results, md = {}, []
     for dname, data in datasets.items():
         specs, names = [], []
-        for init in ["scratch", *methods]:
+        for init in ["scratch", *methods, *(f"scratch-seed{k}" for k in seeds)]:
             run = runs / f"ft-{dname}-{init}"
-            extra = [] if init == "scratch" else [f"train.init_encoder_from={encoders[init]}",
-                                                  f"train.freeze_encoder_steps={a.freeze}"]
+            if init.startswith("scratch"):  # another seed: another init, image order and masks
+                extra = [f"train.seed={init.removeprefix('scratch-seed')}"] if init != "scratch" else []
+            else:
+                extra = [f"train.init_encoder_from={encoders[init]}", f"train.freeze_encoder_steps={a.freeze}"]
             if not done(run, a.finetune_steps):
                 cfg = load_config(resolve_config(a.config), [
                     f"name={run.name}", f"out_dir={runs}", f"train.max_steps={a.finetune_steps}",
@@ -142,9 +152,9 @@ def main() -> None:
         md.append(table(f"{dname} test (n={a.n}, mask seed {EVAL_SEED})", scores))
         doc = {"command": "OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/ssl_finetune.py "
                           f"--pretrain-steps {a.pretrain_steps} --finetune-steps {a.finetune_steps} -n {a.n}"
-                          + (f" --freeze {a.freeze}" if a.freeze else ""),
+                          + (f" --freeze {a.freeze}" if a.freeze else "") + (f" --seeds {a.seeds}" if a.seeds != "1,2" else ""),
                "inpainter": a.config, "pretrain_steps": a.pretrain_steps, "finetune_steps": a.finetune_steps,
-               "freeze_encoder_steps": a.freeze, "n": a.n, "mask_seed": EVAL_SEED, "faces_count": a.count,
+               "freeze_encoder_steps": a.freeze, "scratch_seeds": [0, *seeds], "n": a.n, "mask_seed": EVAL_SEED, "faces_count": a.count,
                "datasets": datasets, "results": results}
         atomic_write_text(Path(a.out).with_suffix(".json"), json.dumps(doc, indent=1) + "\n")
         atomic_write_text(Path(a.out).with_suffix(".md"), "\n".join(md))
