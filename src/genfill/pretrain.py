@@ -133,6 +133,10 @@ def byol_tau(base: float, step: int, total: int) -> float:
     return 1 - (1 - base) * (math.cos(math.pi * min(step, total) / max(total, 1)) + 1) / 2
 
 
+def _numbers(loss: Tensor, parts: dict[str, Tensor], lr: float) -> dict[str, float]:
+    return {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": lr}
+
+
 def _check_same_heads(ckpt: dict, sc: SSLConfig) -> None:
     saved, now = ckpt["pretrain"], to_dict(sc)
     for key in HEAD_KEYS:
@@ -236,7 +240,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, device: str | None = Non
                 # The host reads the device only here, every log_every steps.
                 if step % tc.log_every == 0 or step == 1:
                     check_finite(loss, step, ckpt_dir / "last.pt")
-                    last = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": lr}
+                    last = _numbers(loss, parts, lr)
                     bar.set_stats(loss=last["loss"])
                     write_log(log, {"step": step, "epoch": epoch, "split": "train",
                                      "time": round(time.time() - t0, 2), **last})
@@ -245,6 +249,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, device: str | None = Non
                     ended = seen >= n_train - n_train % tc.batch_size
                     break
             check_finite(loss, step, ckpt_dir / "last.pt")
+            last = _numbers(loss, parts, lr)  # the last step's, logged or not
             if ended:
                 epoch += 1
                 order, seen = None, 0
