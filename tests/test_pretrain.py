@@ -191,3 +191,20 @@ def test_cli_pretrain_bad_configs_exit_2_with_one_line(tmp_path, capsys):
         assert len(err.splitlines()) == 1 and message in err, err
     assert main(["pretrain", "--config", str(tmp_path / "none.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
+
+
+def test_cli_pretrain_trains_resumes_and_says_when_done(make_pre, tmp_path, capsys):
+    import yaml
+
+    from genfill.config import to_dict
+
+    path = tmp_path / "pre.yaml"
+    path.write_text(yaml.safe_dump(to_dict(make_pre("simclr", log_every=5))))
+    assert main(["pretrain", "-c", str(path), "-q"]) == 0
+    assert "pretrained 2 steps" in capsys.readouterr().out
+    # step 3 is not a logged step (log_every 5): the summary still has its numbers
+    assert main(["pretrain", "-c", str(path), "-q", "--resume", "--set", "train.max_steps=3"]) == 0
+    out = capsys.readouterr().out
+    assert "pretrained 3 steps" in out and "loss" in out
+    assert main(["pretrain", "-c", str(path), "-q", "--resume", "--set", "train.max_steps=3"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
