@@ -91,6 +91,12 @@ def table(title: str, scores: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def command(a: argparse.Namespace) -> str:
+    return ("OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/ssl_finetune.py "
+            f"--pretrain-steps {a.pretrain_steps} --finetune-steps {a.finetune_steps} -n {a.n}"
+            + (f" --freeze {a.freeze}" if a.freeze else "") + (f" --seeds {a.seeds}" if a.seeds != "1,2" else ""))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pretrain-steps", type=int, default=150)
@@ -128,7 +134,12 @@ def main() -> None:
 
     # 2. per dataset: the inpainter from scratch and from each encoder, the same steps, seed and data order;
     # 3. scored on the same holes
-    results, md = {}, []
+    results = {}
+    md = [f"{a.config} trained {a.finetune_steps} optimiser steps from scratch (train.seed 0, and also "
+          f"{', '.join(map(str, seeds)) or 'no other seed'}) or from an encoder pretrained {a.pretrain_steps} steps by each method (its "
+          f"configs/ssl-*-faces64.yaml preset) on the faces64 training split ({a.count} faces drawn); "
+          f"freeze_encoder_steps {a.freeze}; each run's last.pt scored by genfill eval. Textures: "
+          f"{a.textures} 64x64 crops of scikit-image's sample images (no faces). Made by `{command(a)}`.\n"]
     for dname, data in datasets.items():
         specs, names = [], []
         for init in ["scratch", *methods, *(f"scratch-seed{k}" for k in seeds)]:
@@ -150,9 +161,7 @@ def main() -> None:
         scores = per_kind(ej)
         results[dname] = scores
         md.append(table(f"{dname} test (n={a.n}, mask seed {EVAL_SEED})", scores))
-        doc = {"command": "OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/ssl_finetune.py "
-                          f"--pretrain-steps {a.pretrain_steps} --finetune-steps {a.finetune_steps} -n {a.n}"
-                          + (f" --freeze {a.freeze}" if a.freeze else "") + (f" --seeds {a.seeds}" if a.seeds != "1,2" else ""),
+        doc = {"command": command(a),
                "inpainter": a.config, "pretrain_steps": a.pretrain_steps, "finetune_steps": a.finetune_steps,
                "freeze_encoder_steps": a.freeze, "scratch_seeds": [0, *seeds], "n": a.n, "mask_seed": EVAL_SEED, "faces_count": a.count,
                "datasets": datasets, "results": results}
