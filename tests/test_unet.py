@@ -246,3 +246,29 @@ def test_old_unet_checkpoints_keep_their_solver(tmp_path):
     save_checkpoint(tmp_path / "old.pt", ckpt)
     assert load_model(tmp_path / "old.pt")[0].cfg.solver == "descent"
     assert load_model(tmp_path / "new.pt")[0].cfg.solver == "cg"
+
+
+def test_psnr_loss_is_minus_the_mean_psnr_that_eval_reports():
+    from genfill.evaluate import score
+    from genfill.losses import psnr_loss
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(3, 3, 16, 16, generator=g) * 2 - 1
+    m = (torch.rand(3, 1, 16, 16, generator=g) > 0.7).float()
+    pred = (x + 0.2 * torch.randn(3, 3, 16, 16, generator=g)).clamp(-1, 1)
+    psnr = score(composite(x, m, pred), x, m)["psnr"]
+    assert torch.allclose(psnr_loss(pred, x, m), -psnr.mean(), atol=1e-3)
+    assert psnr_loss(x, x, m) < -90  # perfect fill: capped by eps, not inf
+
+
+def test_the_residual_lives_in_the_hole_only():
+    """Known pixels of predict() are the base fill's (the image itself), so their L1 cannot pull the hole's
+    correction towards zero."""
+    model = UNet(UNetConfig(widths=[8, 16], prior="biharmonic", smooth_iters=5), 16, 3)
+    torch.nn.init.normal_(model.net.out[-1].weight, std=0.5)  # an output that is far from zero
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    m = torch.zeros(2, 1, 16, 16)
+    m[:, :, 4:9, 4:9] = 1
+    pred = model.predict(x, m)
+    keep = (m == 0).expand_as(x)
+    assert torch.equal(pred[keep], x[keep])
+    assert (pred - model.base_fill(x, m))[~keep].abs().max() > 0.01

@@ -114,6 +114,15 @@ def hole_weighted_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     return (d * (1 + (hole_weight - 1) * mask)).mean()
 
 
+def psnr_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Minus the mean per-image PSNR (dB, images scaled to [0, 1]) of the composited prediction: the whole-image
+    MSE counts the hole only (`mask` 1), as `genfill eval` scores a fill. Averaging PSNR, not MSE, weighs each
+    image by 1/MSE, so a thin stroke whose fill is already good still matters next to a big square (an L1 or
+    MSE mean is dominated by the big holes). Inputs on [-1, 1]; an image without a hole adds a constant."""
+    mse = ((pred - target) * mask).pow(2).flatten(1).mean(1) / 4
+    return (10 * torch.log10(mse + eps)).mean()
+
+
 def perceptual_loss(pred: torch.Tensor, target: torch.Tensor, net: torch.nn.Module | None = None) -> torch.Tensor:
     """Mean LPIPS distance through genfill's own frozen LPIPS network (`genfill.metrics.lpips`; AlexNet
     when `net` is None), with gradients flowing into `pred` only. The network is never trained: its
