@@ -94,7 +94,10 @@ def table(title: str, scores: dict[str, dict]) -> str:
 def command(a: argparse.Namespace) -> str:
     return ("OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/ssl_finetune.py "
             f"--pretrain-steps {a.pretrain_steps} --finetune-steps {a.finetune_steps} -n {a.n}"
-            + (f" --freeze {a.freeze}" if a.freeze else "") + (f" --seeds {a.seeds}" if a.seeds != "1,2" else ""))
+            + (f" --freeze {a.freeze}" if a.freeze else "") + (f" --seeds {a.seeds}" if a.seeds != "1,2" else "")
+            + (f" --datasets {a.datasets}" if a.datasets != "faces64,textures" else "")
+            + (f" --runs {a.runs}" if a.runs != "runs/ssl-bench" else "")
+            + (f" --out {a.out}" if a.out != "benchmarks/results/ssl_finetune" else ""))
 
 
 def main() -> None:
