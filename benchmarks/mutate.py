@@ -85,6 +85,7 @@ class Mutation:
 
 T_LOSS = "tests/test_loss_settings.py"
 T_LOOP = "tests/test_train_loop.py"
+T_PLURAL = "tests/test_plural.py"
 
 MUTATIONS: list[Mutation] = [
     # ---- masks
@@ -228,6 +229,23 @@ MUTATIONS: list[Mutation] = [
     Mutation("cli-resume", "cli.py", "res = train(cfg, resume=args.resume, device=args.device, verbose=not args.quiet)",
              "res = train(cfg, resume=False, device=args.device, verbose=not args.quiet)", "--resume ignored",
              tests=["tests/test_cli.py::test_train_command"]),
+    # ---- several fills and uncertainty
+    Mutation("plural-interval-level", "metrics/uncertainty.py", "q = torch.tensor([(1 - level) / 2, (1 + level) / 2]",
+             "q = torch.tensor([(1 - level), (1 + level) / 2]", "the sampled interval is an 85 % one, not 90 %",
+             tests=[f"{T_PLURAL}::test_sampled_intervals_cover_what_a_calibrated_sampler_covers_at_that_k"]),
+    Mutation("plural-laplace-width", "metrics/uncertainty.py", "        return -math.log(1.0 - level)",
+             "        return math.sqrt(2.0) * torch.erfinv(torch.tensor(level)).item()",
+             "a Laplace scale is read as a Gaussian sigma", tests=[f"{T_PLURAL}::test_a_calibrated_predictor_covers_90_percent_and_a_halved_scale_clearly_less"]),
+    Mutation("plural-pearson-centre", "metrics/uncertainty.py",
+             "cov = self.sue / n - (self.su / n) * (self.se / n)", "cov = self.sue / n",
+             "the correlation is not centred", tests=[f"{T_PLURAL}::test_correlation_is_one_when_the_scale_is_the_error_and_near_zero_when_unrelated"]),
+    Mutation("plural-codes-kept", "models/pixelcnn.py",
+             "codes[:, i, j] = torch.where(redraw[:, i, j], drawn, codes[:, i, j])", "codes[:, i, j] = drawn",
+             "the prior redraws the codes of known cells too", tests=[f"{T_PLURAL}::test_vqvae_prior_keeps_the_codes_of_known_cells"]),
+    Mutation("plural-same-noise", "models/vae.py",
+             "z = gaussian_draw(mu.repeat(k, 1), logvar.repeat(k, 1), generator)",
+             "z = gaussian_draw(mu, logvar, generator).repeat(k, 1)", "the K fills are one fill K times",
+             tests=["tests/test_contract.py::test_fill_samples_draw_k_different_seeded_fills_that_keep_known_pixels"]),
 ]
 
 

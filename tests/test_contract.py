@@ -119,3 +119,28 @@ def test_capability_flags_are_honest(model):
         with pytest.raises(GenfillError):
             model.encode(x)
 
+
+
+def test_fill_samples_draw_k_different_seeded_fills_that_keep_known_pixels(model, batch):
+    """Every family that says it can draw several fills does (K different ones, known pixels exact, the
+    same for the same seed); every other one refuses in one line naming those that can."""
+    x, m = batch
+    k = 3
+    if not model.can_diversify:
+        with pytest.raises(GenfillError) as err:
+            model.fill_samples(x, m, k, torch.Generator().manual_seed(0))
+        msg = str(err.value)
+        assert "\n" not in msg and "draws one fill" in msg
+        assert all(kind in msg for kind, cls in REGISTRY.items() if cls.can_diversify)
+        return
+    s = model.fill_samples(x, m, k, torch.Generator().manual_seed(0))
+    assert s.shape == (k, *x.shape) and s.abs().max() <= 1 + 1e-6
+    known = (1 - m).bool().expand_as(x)
+    hole = m.bool().expand_as(x)
+    for i in range(k):
+        assert torch.equal(s[i][known], x[known])
+        for j in range(i + 1, k):
+            for n in range(len(x)):
+                assert not torch.equal(s[i, n][hole[n]], s[j, n][hole[n]]), (i, j, n)
+    assert torch.equal(s, model.fill_samples(x, m, k, torch.Generator().manual_seed(0)))
+    assert not torch.equal(s, model.fill_samples(x, m, k, torch.Generator().manual_seed(1)))

@@ -10,13 +10,18 @@ type, size, dtype and mode (a path gives back a PIL image). Masks: white / True 
 are filled by an RGB model as grey RGB and come back grey; an RGB image under a grey model is filled channel
 by channel. An alpha channel is filled by Telea inside the hole and kept everywhere else. Every pixel
 outside the hole is returned unchanged, bit for bit: the fill is composited in the input's own dtype.
+
+Several fills of one hole (families that can draw them: `painter.can_diversify`):
+
+    fills = painter.fill(photo, mask, samples=6, seed=0)       # a list of 6 different fills
+    res = painter.fill_samples(photo, mask, 6, seed=0)          # .fills, .uncertainty (H,W), .panel()
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -179,24 +184,61 @@ def decode_mask(mask: ImageLike, size: tuple[int, int], resize: bool = False, di
 # ---------------------------------------------------------------- the inpainter
 
 
+SampleFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+MAX_PANEL_PIXELS = 100_000_000  # the samples picture of one image (K+2 tiles at its own size)
+
+
+@dataclass
+class PluralFill:
+    """K different fills of one image (each in the input's own type, size and mode, known pixels exact) and
+    the per-pixel uncertainty: the std over the K fills of values in [0, 1], averaged over colour channels,
+    (H,W) float32, 0 outside the hole."""
+
+    fills: list
+    uncertainty: np.ndarray
+    pixels: np.ndarray  # (H,W,C) the input in [0, 1]
+    hole: np.ndarray  # (H,W) bool
+    arrays: np.ndarray  # (K,H,W,C) the fills in [0, 1]
+
+    def panel(self) -> torch.Tensor:
+        """The samples picture (3,H',W') in [-1, 1]: the input (hole white), the K fills, the heat map
+        (black = 0; a std of pixels.HEAT_MAX = 0.15 or more is white)."""
+        from genfill.pixels import plural_panel
+
+        c = 1 if self.pixels.shape[2] in (1, 2) else 3
+        t = lambda a: from_unit(torch.from_numpy(np.ascontiguousarray(a[..., :c])).movedim(-1, -3).float())  # noqa: E731
+        m = torch.from_numpy(self.hole)[None, None].float()
+        return plural_panel(t(self.pixels)[None], m, t(self.arrays)[:, None],
+                            torch.from_numpy(self.uncertainty)[None, None])
+
+
 class Inpainter:
     """Fills images of any size. `size` is the model's working side (None for a classical peer, which works
     at any size directly); `fill_fn(x, m)` fills a batch (N,C,S,S) in [-1, 1] under masks (N,1,S,S), 1 = hole,
-    composited; `channels` is what it expects (1 or 3; None = any)."""
+    composited; `channels` is what it expects (1 or 3; None = any). `sample_fn(x, m, generator)` draws one
+    more different fill the same way, for families that can (None: `single` says why not)."""
 
     def __init__(self, name: str, fill_fn: FillFn, size: int | None, channels: int | None,
                  device: torch.device | str = "cpu", model: torch.nn.Module | None = None,
-                 feather: int | None = None) -> None:
+                 feather: int | None = None, sample_fn: SampleFn | None = None, single: str = "") -> None:
         self.name, self.fill_fn, self.size, self.channels = name, fill_fn, size, channels
         self.device, self.model, self.feather = torch.device(device), model, feather
+        self.sample_fn, self.single = sample_fn, single
+
+    @property
+    def can_diversify(self) -> bool:
+        return self.sample_fn is not None
 
     def __repr__(self) -> str:
         at = f"{self.size}x{self.size}" if self.size else "any size"
         return f"Inpainter({self.name!r}, works at {at}, device={self.device})"
 
     def fill(self, image: ImageLike, mask: ImageLike, seed: int | None = None, mask_resize: bool = False,
-             dilate: int = 0) -> ImageLike:
-        """Fill `image` under `mask` at the image's own size; returns the image's own type, size and mode."""
+             dilate: int = 0, samples: int | None = None) -> ImageLike:
+        """Fill `image` under `mask` at the image's own size; returns the image's own type, size and mode.
+        `samples=K` returns a list of K different fills instead (see `fill_samples`)."""
+        if samples is not None:
+            return self.fill_samples(image, mask, samples, seed, mask_resize, dilate).fills
         d = _decode(image)
         hole = decode_mask(mask, d.pixels.shape[:2], mask_resize, dilate)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
@@ -217,12 +259,36 @@ class Inpainter:
         return [self.fill(im, m, seed=None if seed is None else seed + i, **options)
                 for i, (im, m) in enumerate(zip(images, masks))]
 
-    def fill_array(self, pixels: np.ndarray, hole: np.ndarray) -> np.ndarray:
-        """(H,W,C) float in [0, 1] with C in 1..4 (2 and 4 carry alpha last) -> filled, same shape."""
+    def fill_samples(self, image: ImageLike, mask: ImageLike, k: int, seed: int | None = None,
+                     mask_resize: bool = False, dilate: int = 0) -> PluralFill:
+        """K different fills of `image` under `mask`, each at the image's own size by the same windows as
+        `fill` (inpaint.py), drawn from one generator seeded by `seed` (None: a random seed)."""
+        from genfill.metrics.uncertainty import check_samples
+
+        if self.sample_fn is None:
+            raise GenfillError(self.single)
+        check_samples(k)
+        d = _decode(image)
+        hole = decode_mask(mask, d.pixels.shape[:2], mask_resize, dilate)
+        h, w = hole.shape
+        if (k + 2) * h * w > MAX_PANEL_PIXELS:
+            raise GenfillError(f"{k} fills of a {w}x{h} image make a picture of over {MAX_PANEL_PIXELS // 10**6} "
+                               "M pixels: ask for fewer --samples")
+        g = torch.Generator(self.device)
+        g.manual_seed(int(torch.randint(2**62, (1,))) if seed is None else seed)
+        fill_fn = lambda x, m: self.sample_fn(x, m, g)  # noqa: E731
+        arrays = np.stack([self.fill_array(d.pixels, hole, fill_fn) for _ in range(k)])
+        colour = d.colour
+        unc = arrays[..., :colour].std(0, ddof=1).mean(-1).astype(np.float32) * hole
+        return PluralFill([_encode(d, a, hole) for a in arrays], unc, d.pixels, hole, arrays)
+
+    def fill_array(self, pixels: np.ndarray, hole: np.ndarray, fill_fn: FillFn | None = None) -> np.ndarray:
+        """(H,W,C) float in [0, 1] with C in 1..4 (2 and 4 carry alpha last) -> filled, same shape (by
+        `fill_fn`, default the inpainter's own)."""
         c = pixels.shape[2]
         colour = 1 if c in (1, 2) else 3
         x = from_unit(torch.from_numpy(np.ascontiguousarray(pixels[:, :, :colour])).permute(2, 0, 1).float())
-        out = to_unit(self._fill_colour(x.to(self.device), hole)).cpu().permute(1, 2, 0).numpy()
+        out = to_unit(self._fill_colour(x.to(self.device), hole, fill_fn or self.fill_fn)).cpu().permute(1, 2, 0).numpy()
         if c > colour:  # alpha: filled inside the hole by Telea, kept outside
             from genfill.peers import telea
 
@@ -233,18 +299,18 @@ class Inpainter:
         return np.clip(out, 0, 1)
 
     @torch.no_grad()
-    def _fill_colour(self, x: torch.Tensor, hole: np.ndarray) -> torch.Tensor:
+    def _fill_colour(self, x: torch.Tensor, hole: np.ndarray, fill_fn: FillFn) -> torch.Tensor:
         """(C,H,W) in [-1, 1], C = 1 or 3, under `hole` -> filled (C,H,W), adapting C to the model's."""
         c = x.shape[0]
         if self.size is None:  # a peer: native size, any channels
             m = torch.from_numpy(hole).to(x)[None, None]
-            return self.fill_fn(x[None], m)[0]
+            return fill_fn(x[None], m)[0]
         if self.channels == c:
-            return fill_native(x, hole, self.fill_fn, self.size, self.feather)
+            return fill_native(x, hole, fill_fn, self.size, self.feather)
         if self.channels == 3:  # grey image, RGB model: fill as grey RGB, back to grey
-            return fill_native(x.expand(3, -1, -1), hole, self.fill_fn, self.size, self.feather).mean(0, keepdim=True)
+            return fill_native(x.expand(3, -1, -1), hole, fill_fn, self.size, self.feather).mean(0, keepdim=True)
         # RGB image, grey model: channel by channel
-        return torch.cat([fill_native(x[i : i + 1], hole, self.fill_fn, self.size, self.feather) for i in range(c)])
+        return torch.cat([fill_native(x[i : i + 1], hole, fill_fn, self.size, self.feather) for i in range(c)])
 
 
 def _model_fill_fn(model: torch.nn.Module, options: dict) -> FillFn:
@@ -254,11 +320,26 @@ def _model_fill_fn(model: torch.nn.Module, options: dict) -> FillFn:
     return fill_fn
 
 
+def _model_sample_fn(model: torch.nn.Module) -> SampleFn:
+    def sample_fn(x: torch.Tensor, m: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return model.fill_samples(x, m, 1, generator)[0]
+
+    return sample_fn
+
+
 def from_model(model, name: str = "model", feather: int | None = None, **options: Any) -> Inpainter:
-    """An Inpainter around a GenModel already in memory (eval mode, on its device)."""
+    """An Inpainter around a GenModel already in memory (eval mode, on its device). Fill options (a fill
+    `method`) choose one fill, so an inpainter given some draws no samples."""
+    from genfill.models.base import single_fill_message
+
     dev = next(model.parameters()).device
+    single = single_fill_message(f"a {model.kind} model")
+    sample_fn = _model_sample_fn(model.eval()) if model.can_diversify else None
+    if options and sample_fn is not None:
+        sample_fn = None
+        single = f"a fill method ({', '.join(f'{k}={v}' for k, v in options.items())}) gives one fill: leave it out to draw several"
     return Inpainter(name, _model_fill_fn(model.eval(), options), model.image_size, model.channels, dev, model,
-                     feather)
+                     feather, sample_fn, single)
 
 
 def load(path_or_name: str | Path, device: str | torch.device = "auto", feather: int | None = None,
@@ -272,7 +353,10 @@ def load(path_or_name: str | Path, device: str | torch.device = "auto", feather:
     if isinstance(path_or_name, str) and path_or_name in PEERS:
         if options:
             raise GenfillError(f"the {path_or_name} peer takes no fill options (got {', '.join(options)})")
-        return Inpainter(path_or_name, PEERS[path_or_name], None, None, "cpu")
+        from genfill.models.base import single_fill_message
+
+        return Inpainter(path_or_name, PEERS[path_or_name], None, None, "cpu",
+                         single=single_fill_message(f"the {path_or_name} peer"))
     from genfill.export import is_export_dir, load_export
 
     dev = pick_device(str(device)) if not isinstance(device, torch.device) else device
@@ -294,6 +378,12 @@ class FileJob:
     mask: Path | None  # None: generated (--mask-kind)
     output: Path
     hole_ratio: float = 0.0
+    samples: Path | None = None  # with --samples: the picture of the K fills and the heat map
+
+
+def samples_path(output: Path) -> Path:
+    """Where `fill --samples K` writes the samples picture of `output`: next to it, `<stem>_samples.png`."""
+    return output.with_name(f"{output.stem}_samples.png")
 
 
 def pair_mask(image: Path) -> Path | None:
@@ -358,17 +448,33 @@ def _counted(items: list, bar) -> Iterator:
 
 def fill_files(painter: Inpainter, inputs: Sequence[str | Path], output: str | Path, mask: str | Path | None = None,
                mask_kind: str | None = None, mask_params: dict | None = None, seed: int = 0,
-               mask_resize: bool = False, dilate: int = 0, progress: bool = True) -> list[FileJob]:
+               mask_resize: bool = False, dilate: int = 0, progress: bool = True,
+               samples: int | None = None) -> list[FileJob]:
     """Fill image files and folders; masks from `mask` (one for all), `<stem>_mask.png` pairs, or generated
-    at each image's own size by `mask_kind` (fixed per (seed, image index)). Writes are atomic."""
+    at each image's own size by `mask_kind` (fixed per (seed, image index)). Writes are atomic. `samples=K`
+    also writes, next to each output, `<stem>_samples.png`: the input (hole white), K different fills and
+    the heat map of their per-pixel spread (`PluralFill.panel`)."""
     from genfill.data.masks import check_params, fixed_masks
     from genfill.progress import Progress
 
     if mask and mask_kind:
         raise GenfillError("give either --mask FILE or --mask-kind KIND, not both")
+    if samples is not None:
+        from genfill.metrics.uncertainty import check_samples
+
+        if not painter.can_diversify:
+            raise GenfillError(painter.single)
+        check_samples(samples)
     if mask_kind:
         check_params(mask_kind, mask_params or {})  # an unknown kind or keyword fails before any work
     jobs = plan_files(inputs, output, mask, generated=bool(mask_kind))
+    if samples is not None:
+        outputs = {j.output for j in jobs}
+        for j in jobs:
+            j.samples = samples_path(j.output)
+            if j.samples in outputs:
+                raise GenfillError(f"{j.samples} would be both a fill and the samples picture of {j.output}: "
+                                   "rename the input")
     bar = Progress(len(jobs), "fill", "img", enabled=progress and len(jobs) > 1)
     for i, job in enumerate(_counted(jobs, bar)):
         im = _open(job.source)
@@ -381,6 +487,10 @@ def fill_files(painter: Inpainter, inputs: Sequence[str | Path], output: str | P
         except GenfillError as exc:
             raise GenfillError(f"{job.mask or job.source}: {exc}") from exc
         _save_pil(painter.fill(im, hole, seed=seed + i), job.output)
+        if samples is not None:
+            from genfill.io import save_image
+
+            save_image(painter.fill_samples(im, hole, samples, seed=seed + i).panel(), job.samples)
         job.hole_ratio = float(hole.mean())
     return jobs
 

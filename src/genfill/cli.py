@@ -78,12 +78,17 @@ def cmd_fill(args) -> None:
     if peer and args.checkpoint:
         raise GenfillError(f"--method {peer} is a classical peer: it takes no -c checkpoint")
     options = {"method": args.method} if args.method and not peer else {}
+    if args.samples is not None:
+        from genfill.metrics.uncertainty import check_samples
+
+        check_samples(args.samples)  # before a model is loaded
     painter = load(source, device=args.device, **options)
     jobs = fill_files(painter, args.images, args.output, mask=args.mask, mask_kind=args.mask_kind,
                       mask_params=_params(args.mask_param), seed=args.seed, mask_resize=args.mask_resize,
-                      dilate=args.dilate, progress=not args.quiet)
+                      dilate=args.dilate, progress=not args.quiet, samples=args.samples)
     for j in jobs:
-        print(f"{j.source} -> {j.output} (hole {100 * j.hole_ratio:.1f}%)")
+        extra = f"; {args.samples} fills + uncertainty -> {j.samples}" if j.samples else ""
+        print(f"{j.source} -> {j.output} (hole {100 * j.hole_ratio:.1f}%{extra})")
 
 
 def cmd_export(args) -> None:
@@ -145,18 +150,25 @@ def cmd_eval(args) -> None:
     import json
 
     from genfill.evaljob import evaluate_specs, load_eval
-    from genfill.report import md_table, tables
+    from genfill.report import md_table, plural_notes, plural_table, tables
 
     path = evaluate_specs(args.checkpoint, args.output, data=args.data, masks=args.masks, n=args.n, fid=args.fid,
-                          seed=args.seed, device=args.device, lpips=not args.no_lpips, verbose=not args.quiet)
+                          seed=args.seed, device=args.device, lpips=not args.no_lpips, verbose=not args.quiet,
+                          samples=args.samples)
     doc, _ = load_eval(path)
     title, head, rows, _ = tables(doc)[0]
     print(md_table(head, rows))
+    plural = plural_table(doc)
+    if plural is not None:
+        print(md_table(plural[1], plural[2]))
+    for note in plural_notes(doc):
+        print(note)
     for name, e in doc["methods"].items():
         if e.get("test_loss"):
             parts = {k: round(v, 4) for k, v in e["test_loss"].items() if k != "by_mask"}
             print(f"{name} test loss parts: {json.dumps(parts)}")
-    print(f"evaluation -> {path.parent / 'report.html'} (+ eval.json, records.csv, summary.csv)")
+    extra = ", plural.csv" if plural is not None else ""
+    print(f"evaluation -> {path.parent / 'report.html'} (+ eval.json, records.csv, summary.csv{extra})")
 
 
 def cmd_compare(args) -> None:
@@ -238,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "fill method (VAE: auto | encode | optimize; AVAE: auto | generator | decoder)")
     sp.add_argument("-o", "--output", required=True, help="output image (one input) or folder (mirrors the "
                     "input tree, PNG files)")
+    sp.add_argument("--samples", type=int, default=None, metavar="K",
+                    help="also draw K different fills of each hole (vae, beta_vae, avae, vqvae_prior) into "
+                         "<output>_samples.png with a heat map of their per-pixel spread (--seed seeds them)")
     sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
     sp.set_defaults(func=cmd_fill)
 
@@ -292,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"checkpoint, run directory, or peer ({', '.join(PEER_NAMES)}); repeatable")
     eval_args(sp)
     sp.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
+    sp.add_argument("--samples", type=int, default=None, metavar="K",
+                    help="also draw K fills per image from models that can: diversity, best-of-K and "
+                         "mean-over-K quality, calibration of their spread")
     sp.add_argument("-o", "--output", help="output folder (default: RUN/eval, or runs/eval-PEER)")
     sp.set_defaults(func=cmd_eval)
 

@@ -22,8 +22,10 @@ from genfill.device import pick_device
 from genfill.errors import GenfillError
 from genfill.evaluate import EvalResult, FillFn, evaluate_methods, sample_fid
 from genfill.io import atomic_write_json, atomic_write_text
+from genfill.metrics.uncertainty import check_samples
 from genfill.models import GenModel, load_model
-from genfill.report import Pictures, make_pictures, results_sections, slug, write_page
+from genfill.models.base import single_fill_message
+from genfill.report import Pictures, make_pictures, plural_picture, plural_table, results_sections, slug, write_page
 
 EVAL_FORMAT = 1
 DEFAULT_MASKS = ",".join(EVAL_MASKS)
@@ -138,15 +140,20 @@ def worst_images(res: EvalResult, k: int = 8) -> list[dict]:
 def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: str | dict | None = None,
                    masks: str | list[str] | dict = DEFAULT_MASKS, n: int = 500, fid: bool = False, seed: int = DEFAULT_SEED,
                    split: str = "test", device: str = "auto", lpips: bool = True, gallery: int = 8,
-                   verbose: bool = True, names: list[str | None] | None = None, report: bool = True) -> Path:
+                   verbose: bool = True, names: list[str | None] | None = None, report: bool = True,
+                   samples: int | None = None) -> Path:
     """The `genfill eval` job: evaluate peers and/or checkpoints under one protocol and write
     `eval.json`, `records.csv`, `summary.csv`, the pictures (`headline.png`, `side_<kind>.png`,
     `failures_<method>.png`) and `report.html` to out_dir. Returns eval.json.
 
     `data` may also be a data-config dict (what an eval.json stores), so a comparison can re-run a protocol.
-    `names` renames methods (one per spec, None keeps the default); `report=False` skips pictures and page."""
+    `names` renames methods (one per spec, None keeps the default); `report=False` skips pictures and page.
+    `samples` K also scores K fills per image of every model that draws several (diversity, best-of-K and
+    mean-over-K quality, calibration; `evaluate.plural_scores`); the others are noted as drawing one."""
     if not specs:
         raise GenfillError("nothing to evaluate: pass a checkpoint, run directory or peer name")
+    if samples is not None:
+        check_samples(samples)
     if not isinstance(n, int) or n < 1:
         raise GenfillError(f"-n must be at least 1 test image, got {n}")
     dev = pick_device(device)
@@ -178,7 +185,7 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
     out = Path(out_dir)
     t0 = time.time()
     results = evaluate_methods({m.name: m.model if m.model is not None else m.fill for m in methods}, cache, proto.masks, n_eff, seed, split,
-                               device=dev, lpips=lpips, fid=fid, verbose=verbose)
+                               device=dev, lpips=lpips, fid=fid, verbose=verbose, samples=samples or 1)
     doc = {"format": EVAL_FORMAT, "protocol": proto.as_dict(), "methods": {}}
     for meth in methods:
         res = results[meth.name]
@@ -189,6 +196,8 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
             entry["test_loss"] = res.extras.get("test_loss")
             if fid and meth.model.can_sample:
                 entry["sample_fid"] = sample_fid(meth.model, cache, n_eff, split, dev)
+        if samples and meth.model is None:
+            entry["plural"] = {"k": 1, "note": single_fill_message(f"the {meth.name} peer")}
         if gallery:
             entry["failures"] = worst_images(res, gallery)
             entry["gallery"] = None
@@ -200,6 +209,11 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
                              out)
         for name, rel in pics.failures.items():
             doc["methods"][name]["gallery"] = rel
+        for meth in methods:
+            if samples and meth.model is not None and meth.model.can_diversify:
+                rel = f"plural_{slug(meth.name)}.png"
+                plural_picture(cache, doc["protocol"], meth.model, samples, out / rel)
+                doc["methods"][meth.name]["plural"].update(picture=rel, shown=min(samples, 6))
     write_eval(out, doc, results)
     if pics is not None:
         write_report(out / "report.html", f"genfill eval: {', '.join(doc['methods'])}", _finite(doc), pics)
@@ -209,7 +223,7 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
 def write_report(path: Path, title: str, doc: dict, pics: Pictures, intro: list[str] | None = None,
                  details: list[str] | None = None) -> Path:
     """An evaluation's page (report.py's shared sections), raw files linked next to it."""
-    raw = [(f, f) for f in ("eval.json", "records.csv", "summary.csv") if (path.parent / f).is_file()]
+    raw = [(f, f) for f in ("eval.json", "records.csv", "summary.csv", "plural.csv") if (path.parent / f).is_file()]
     return write_page(path, title, results_sections(doc, pics, intro, details, raw))
 
 
@@ -238,6 +252,9 @@ def write_eval(out: Path, doc: dict, results: dict[str, EvalResult]) -> None:
             sum_rows.append([name, group, value, row["count"], *[row.get(k, "") for k in ["hole_ratio", *metrics]]])
     atomic_write_text(out / "summary.csv", _csv_text(["method", "group", "value", "count", "hole_ratio", *metrics],
                                                      sum_rows))
+    plural = plural_table(doc)
+    if plural is not None:
+        atomic_write_text(out / "plural.csv", _csv_text(plural[1], plural[2]))
     atomic_write_json(out / "eval.json", _finite(doc))
 
 

@@ -14,6 +14,16 @@ Beyond the per-image metrics: LPIPS (AlexNet) per image, FID/KID per method over
 fills against the originals, all mask kinds together and per kind), a model's test-set loss parts (from the same
 forward pass that gives its fills), and the FID of a generative model's prior samples. LPIPS and FID need weight packages; when one is missing, a one-line
 warning names the pip line and everything else still runs.
+
+With `samples=K` (`genfill eval --samples K`), a model that draws several fills (`can_diversify`) also
+draws K fills of every image (seeded by the eval seed), and each record gains their quality (best-of-K and
+mean-over-K whole-image PSNR and LPIPS: `psnr_best`, `psnr_meank`, `lpips_best`, `lpips_meank`), their
+diversity (mean pairwise LPIPS, `diversity`) and the calibration of their spread
+(`genfill.metrics.uncertainty`): `coverage90`, the share of true hole values inside the per-value
+empirical 5-95 % interval of the K fills, and `unc_corr`, Pearson's r over hole pixels between the spread
+and the absolute error of the model's ordinary fill. A model that learns a scale (`fill_scale`: the unet
+with `uncertainty: true`) gets the same two from its predicted interval, with or without --samples. The
+same two numbers pooled over every hole value of a mask kind go to `extras["plural"]["by_mask"]`.
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ from genfill.data.cache import ImageCache
 from genfill.data.masks import hole_ratio
 from genfill.errors import GenfillError
 from genfill.metrics.basic import edge_error, l1, mse, psnr, ssim
+from genfill.metrics.uncertainty import (LEVEL, CalibrationTally, Moments, coverage, diversity, nominal_coverage,
+                                         sample_interval, scale_interval, spread)
 from genfill.models import GenModel, ModelOutput
 from genfill.pixels import composite
 from genfill.progress import Progress, say
@@ -156,9 +168,55 @@ class LossTally:
         return {**pooled, "by_mask": by_mask}
 
 
+@torch.no_grad()
+def plural_scores(model: GenModel, x: torch.Tensor, m: torch.Tensor, filled: torch.Tensor, k: int,
+                  generator: torch.Generator | None, lp: Callable | None) -> tuple[dict, torch.Tensor, torch.Tensor, Moments] | None:
+    """Per-image scores of a model's K fills (k > 1 and the model can draw them) or of its predicted scale
+    (module docstring), with the coverage counts and moments to pool: (scores {name: (N,)}, covered (N,),
+    total (N,), moments). None when the model has neither."""
+    out: dict[str, torch.Tensor] = {}
+    if k > 1 and model.can_diversify:
+        s = model.fill_samples(x, m, k, generator).float()
+        xf = x.float()
+        p = torch.stack([psnr(s[i], xf) for i in range(k)])
+        out.update(psnr_best=p.max(0).values, psnr_meank=p.mean(0))
+        if lp is not None:
+            d = torch.stack([lp(s[i], xf) for i in range(k)])
+            out.update(lpips_best=d.min(0).values, lpips_meank=d.mean(0), diversity=diversity(s, lp))
+        lo, hi = sample_interval(s, LEVEL)
+        u = spread(s)
+    else:
+        scale = model.fill_scale(x, m)
+        if scale is None:
+            return None
+        lo, hi = scale_interval(filled, scale, model.scale_distribution, LEVEL)
+        u = scale.float().mean(1, keepdim=True)
+    err = (x.float() - filled.float()).abs().mean(1, keepdim=True)
+    covered, total = coverage(lo, hi, x, m)
+    moments = Moments.of(u, err, m)
+    out.update(coverage90=covered / total.clamp_min(1), unc_corr=moments.r())
+    return out, covered, total, moments
+
+
+def plural_summary(model: GenModel, k: int, tally: CalibrationTally) -> dict:
+    """What eval.json records about a model's several fills and calibration (`extras["plural"]`)."""
+    from genfill.models.base import single_fill_message
+
+    if k > 1 and model.can_diversify:
+        return {"k": k, "source": "samples", "interval": "empirical 5-95 % quantiles of the K fills per value",
+                "nominal_coverage": nominal_coverage(k, LEVEL), "by_mask": tally.by_mask()}
+    if tally.total:
+        dist = model.scale_distribution
+        half = "1.645 sigma" if dist == "gaussian" else "ln(10) b"
+        return {"k": 1, "source": "scale", "interval": f"fill +- {half} (a predicted {dist} scale)",
+                "nominal_coverage": LEVEL, "by_mask": tally.by_mask()}
+    return {"k": 1, "note": single_fill_message(f"a {model.kind} model")}
+
+
 def evaluate_methods(methods: dict[str, FillFn | GenModel], data: ImageCache, mask_kinds: dict[str, dict],
                      n: int = 500, seed: int = EVAL_SEED, split: str = "test", batch_size: int = 64, device="cpu",
-                     lpips: bool = False, fid: bool = False, verbose: bool = True) -> dict[str, EvalResult]:
+                     lpips: bool = False, fid: bool = False, verbose: bool = True,
+                     samples: int = 1) -> dict[str, EvalResult]:
     """Fill the first n images of `split` under each mask kind with every method; score each image.
 
     A method is a fill function or a GenModel. A model runs once per batch, in eval mode: its forward pass
@@ -167,11 +225,14 @@ def evaluate_methods(methods: dict[str, FillFn | GenModel], data: ImageCache, ma
     lpips adds a per-image "lpips" record (AlexNet); fid fills `extras` with FID/KID of each method's
     composited fills against the originals, all mask kinds pooled ("fid", "kid", "kid_std") and per kind
     ("by_mask"); the pooled fills are compared with the originals repeated once per kind. A missing weight
-    package turns the metric off with a warning. `verbose` shows a bar over images x mask kinds.
+    package turns the metric off with a warning. `verbose` shows a bar over images x mask kinds. `samples`
+    K > 1 adds the scores of K fills per image (module docstring) for models that draw several.
     """
     results = {name: EvalResult(name) for name in methods}
     models = {name: fn for name, fn in methods.items() if isinstance(fn, GenModel)}
     tallies = {name: LossTally() for name in models}
+    calibration = {name: CalibrationTally() for name in models}
+    sample_gen = {name: torch.Generator(device).manual_seed(seed) for name in models}
     was_training = {name: model.training for name, model in models.items()}
     for model in models.values():
         model.eval()
@@ -209,6 +270,11 @@ def evaluate_methods(methods: dict[str, FillFn | GenModel], data: ImageCache, ma
             if lp is not None:
                 with torch.no_grad():
                     scores["lpips"] = lp(filled, x).tolist()
+            if name in models:
+                plural = plural_scores(models[name], x, m, filled, samples, sample_gen[name], lp)
+                if plural is not None:
+                    calibration[name].add(kind, *plural[1:])
+                    scores.update({k: v.tolist() for k, v in plural[0].items()})
             if inception is not None:
                 fake_feats[name].setdefault(kind, []).append(inception(filled))
             for i, p in enumerate(pos.tolist()):
@@ -219,6 +285,8 @@ def evaluate_methods(methods: dict[str, FillFn | GenModel], data: ImageCache, ma
     for name, model in models.items():
         model.train(was_training[name])
         results[name].extras["test_loss"] = tallies[name].means()
+        if samples > 1 or calibration[name].total:
+            results[name].extras["plural"] = plural_summary(model, samples, calibration[name])
     if inception is not None and real_feats:
         real = torch.stack([real_feats[p] for p in sorted(real_feats)])
         for name, by_kind in fake_feats.items():

@@ -4,7 +4,11 @@
                             no discriminator); fp16 with --half (floating tensors only)
     DIR/config.json         kind, model keywords, image size, channels, dtype, where it came from
     DIR/model.onnx          with --onnx: image (N,C,S,S) in [-1, 1] and mask (N,1,S,S), 1 = hole, in;
-                            the composited fill out; dynamic batch
+                            the composited fill out (`filled`), and for a model with a learned scale (unet
+                            `uncertainty: true`) a second output `scale` (N,C,S,S), its Laplace b in
+                            [-1, 1] units; dynamic batch. Several fills (--samples) are not in the graph:
+                            they draw random numbers in loops (the PixelCNN's raster order); use the
+                            safetensors export through genfill.load for those.
 
 `load_export(DIR)` rebuilds the model from these two files (safetensors never unpickles anything, and no
 training code or optimiser state is read); `genfill.load(DIR)` and `genfill fill -c DIR` use it.
@@ -164,13 +168,19 @@ def _read_safetensors(out: Path) -> dict[str, torch.Tensor]:
 
 
 class FillGraph(nn.Module):
-    """(image, mask) -> the model's composited fill: what model.onnx computes."""
+    """(image, mask) -> the model's composited fill, and its learned scale when it has one: what model.onnx
+    computes."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        s, c = model.image_size, model.channels
+        with torch.no_grad():
+            self.with_scale = model.fill_scale(torch.zeros(1, c, s, s), torch.ones(1, 1, s, s)) is not None
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor):
+        if self.with_scale:
+            return self.model.fill(image, mask), self.model.fill_scale(image, mask)
         return self.model.fill(image, mask)
 
 
@@ -190,8 +200,10 @@ def export_onnx(model: nn.Module, path: str | Path) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(graph, (x, m), str(tmp), input_names=["image", "mask"], output_names=["filled"],
-                              dynamic_axes={"image": {0: "batch"}, "mask": {0: "batch"}, "filled": {0: "batch"}},
+            outputs = ["filled", "scale"] if graph.with_scale else ["filled"]
+            torch.onnx.export(graph, (x, m), str(tmp), input_names=["image", "mask"], output_names=outputs,
+                              dynamic_axes={"image": {0: "batch"}, "mask": {0: "batch"},
+                                            **{name: {0: "batch"} for name in outputs}},
                               opset_version=ONNX_OPSET, dynamo=False)
         atomic_write_bytes(path, tmp.read_bytes())
     finally:
@@ -217,6 +229,10 @@ def onnx_parity(model: nn.Module, path: str | Path, n: int = 3, seed: int = 0) -
     x = from_unit(torch.rand(n, c, s, s, generator=g))
     m = fixed_masks("mixed", n, s, s, seed=seed)
     with torch.no_grad():
-        ref = model.cpu().eval().fill(x, m).numpy()
-    got = onnx_session(path).run(None, {"image": x.numpy(), "mask": m.numpy()})[0]
-    return float(abs(got - ref).max())
+        model = model.cpu().eval()
+        scale = model.fill_scale(x, m)
+        refs = [model.fill(x, m).numpy(), *([] if scale is None else [scale.numpy()])]
+    got = onnx_session(path).run(None, {"image": x.numpy(), "mask": m.numpy()})
+    if len(got) != len(refs):
+        raise GenfillError(f"{path} has {len(got)} outputs, the model gives {len(refs)}")
+    return max(float(abs(g - r).max()) for g, r in zip(got, refs))

@@ -132,3 +132,10 @@ def perceptual_loss(pred: torch.Tensor, target: torch.Tensor, net: torch.nn.Modu
 
         net = get_lpips("alexnet", pred.device)
     return net(pred.float(), target.float()).mean()
+
+
+def laplace_nll(pred: torch.Tensor, log_b: torch.Tensor, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Mean Laplace negative log-likelihood of `x` under Laplace(pred, b = exp(log_b)) over hole values
+    (m (N,1,H,W), 1 = hole), dropping the constant log 2: mean_hole(|x - pred| / b + log b). Minimised
+    over b at b = |x - pred| (in expectation: the mean absolute error at that pixel)."""
+    return _masked_mean((x - pred).abs() * torch.exp(-log_b) + log_b, m)

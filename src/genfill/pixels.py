@@ -63,7 +63,41 @@ def make_grid(x: Tensor, nrow: int, pad: int = 2, value: float = 1.0) -> Tensor:
     return grid
 
 
-def fill_panel(x: Tensor, m: Tensor, *fills: Tensor, nrow: int | None = None) -> Tensor:
+# The heat map's fixed scale: a per-pixel spread of this much (in [0, 1] pixel units) is drawn white, so
+# maps of different images and models read the same (a std of 0.15 is already a hole that could hold anything
+# from dark to light; values in [0, 1] have at most 0.5).
+HEAT_MAX = 0.15
+
+
+def heat(u: Tensor, vmax: float = HEAT_MAX) -> Tensor:
+    """An uncertainty map (N,1,H,W), >= 0, in [0, 1] pixel units -> an RGB heat map (N,3,H,W) in [-1, 1]:
+    black (0) -> red -> yellow -> white (`vmax` or more), matplotlib's "hot"."""
+    t = (u.float() / vmax).clamp(0, 1)
+    rgb = torch.cat([(t * 3).clamp(0, 1), (t * 3 - 1).clamp(0, 1), (t * 3 - 2).clamp(0, 1)], 1)
+    return from_unit(rgb)
+
+
+def fill_panel(x: Tensor, m: Tensor, *fills: Tensor, nrow: int | None = None,
+               uncertainty: Tensor | None = None) -> Tensor:
     """The panel every fill picture uses: the originals, the masked images (hole white), then each of `fills`
-    (N,C,H,W), one row each (`nrow` images per row; default N). Returns a float32 (C,H',W') grid."""
-    return make_grid(torch.cat([x, show_masked(x, m), *fills]).float().cpu(), nrow=nrow or len(x))
+    (N,C,H,W), one row each (`nrow` images per row; default N), and with `uncertainty` (N,1,H,W, [0, 1]
+    pixel units) a last row of its heat maps. Returns a float32 (C,H',W') grid."""
+    rows = [x, show_masked(x, m), *fills]
+    if uncertainty is not None:
+        rows.append(_as_channels(heat(uncertainty), x.shape[1]))
+    return make_grid(torch.cat([r.float().cpu() for r in rows]), nrow=nrow or len(x))
+
+
+def plural_panel(x: Tensor, m: Tensor, samples: Tensor, uncertainty: Tensor) -> Tensor:
+    """One row per image: the input (hole white), its K fills, the heat map of `uncertainty` (N,1,H,W, [0, 1]
+    pixel units). `samples` (K,N,C,H,W). Returns a float32 RGB (3,H',W') grid (grey images drawn as grey RGB,
+    so the heat map keeps its colours)."""
+    k = samples.shape[0]
+    rgb = lambda t: t.float().cpu().expand(*t.shape[:-3], 3, *t.shape[-2:])  # noqa: E731
+    tiles = torch.stack([rgb(show_masked(x, m)), *rgb(samples), heat(uncertainty).cpu()], 1)
+    return make_grid(tiles.flatten(0, 1), nrow=k + 2)
+
+
+def _as_channels(rgb: Tensor, c: int) -> Tensor:
+    """An RGB picture for a panel of c-channel images (grey: its mean)."""
+    return rgb if c == 3 else rgb.mean(1, keepdim=True).expand(-1, c, -1, -1)

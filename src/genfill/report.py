@@ -333,11 +333,45 @@ def tables(doc: dict) -> list[tuple[str, list[str], list[list], dict[int, str]]]
         rows = [[name, *[num(t.get(p)) for p in parts]] for name, t in losses.items()]
         out.append(("Test-set loss parts (eval mode, evaluated holes)", ["model", *parts], rows,
                     {i + 1: "min" for i in range(len(parts))}))
+    plural = plural_table(doc)
+    if plural is not None:
+        out.append(plural)
     sfid = {name: e["sample_fid"] for name, e in methods.items() if e.get("sample_fid")}
     if sfid:
         rows = [[name, num(v.get("fid")), num(v.get("kid"))] for name, v in sfid.items()]
         out.append(("Prior samples vs test images", ["model", "FID", "KID"], rows, {1: "min", 2: "min"}))
     return out
+
+
+PLURAL_COLUMNS = [("diversity", "diversity (pairwise LPIPS)"), ("psnr_best", "PSNR best-of-K"),
+                  ("psnr_meank", "PSNR mean-over-K"), ("lpips_best", "LPIPS best-of-K"),
+                  ("lpips_meank", "LPIPS mean-over-K")]
+
+
+def plural_table(doc: dict) -> tuple[str, list[str], list[list], dict[int, str]] | None:
+    """Several fills and calibration, one row per (method, mask kind) for the methods that have them
+    (`entry["plural"]` with `by_mask`): diversity and best-of-K / mean-over-K quality (means over images),
+    coverage of the central 90 % interval against what a calibrated predictor scores there, and Pearson's r
+    between uncertainty and absolute error (pooled over hole pixels). None when no method has any."""
+    head = ["method", "mask", "K", *[t for _, t in PLURAL_COLUMNS], "coverage 90%", "calibrated coverage",
+            "r(uncertainty, abs error)", "interval"]
+    rows = []
+    for name, e in doc["methods"].items():
+        pl = e.get("plural") or {}
+        for kind, cal in (pl.get("by_mask") or {}).items():
+            s = e["summary"]["mask"].get(kind, {})
+            rows.append([name, kind, pl.get("k"), *[num(s.get(k)) for k, _ in PLURAL_COLUMNS],
+                         num(cal.get("coverage90")), num(pl.get("nominal_coverage")), num(cal.get("unc_corr")),
+                         pl.get("interval")])
+    if not rows:
+        return None
+    return ("Several fills and uncertainty by mask kind", head, rows, {})
+
+
+def plural_notes(doc: dict) -> list[str]:
+    """The one-line notes of methods asked for several fills that draw one."""
+    return [f"{name}: {e['plural']['note']}" for name, e in doc["methods"].items()
+            if (e.get("plural") or {}).get("note")]
 
 
 def md_table(headers: list[str], rows: list[list]) -> str:
@@ -508,6 +542,26 @@ def make_pictures(doc: dict, data, fillers: dict[str, FillFn | None], out_dir: P
     return pics
 
 
+def plural_picture(data, proto: dict, model, k: int, path: Path, shown: int = 6) -> None:
+    """Test image i under mask kind i (the headline's items), one row each: input (hole white), `shown` of
+    the model's fills (seeded by the protocol's seed), the heat map of their spread (`pixels.plural_panel`)."""
+    from genfill.data.masks import masks_at
+    from genfill.metrics.uncertainty import spread
+    from genfill.pixels import plural_panel
+
+    kinds = list(proto["masks"])
+    n = min(proto["n"], len(data.split(proto["split"])))
+    ids = data.split(proto["split"])
+    dev = next(model.parameters()).device
+    items = [(kind, j % n) for j, kind in enumerate(kinds)]
+    x = torch.cat([data.batch(ids[i].view(1), "cpu") for _, i in items]).to(dev)
+    m = torch.cat([masks_at(kd, [i], data.size, data.size, seed=proto["seed"], **proto["masks"][kd])
+                   for kd, i in items]).to(dev)
+    with torch.no_grad():
+        fills = model.fill_samples(x, m, min(k, shown), torch.Generator(dev).manual_seed(proto["seed"]))
+    save_image(plural_panel(x, m, fills, spread(fills) / 2 * m), path)
+
+
 def save_pil(im, path: Path) -> None:
     """A PIL image written atomically (through io.save_image's uint8 path)."""
     import numpy as np
@@ -554,6 +608,24 @@ def results_sections(doc: dict, pics: Pictures, intro: list[str] | None = None, 
                     "with every other method's fill of the same image and hole.</p>")
         for meth, src in pics.failures.items():
             body.append(figure(src, f"the worst of {meth} (highlighted column)"))
+    plural, notes = plural_table(doc), plural_notes(doc)
+    if plural is not None or notes:
+        body.append("<h2>Several fills and uncertainty</h2><p>Diversity is the mean LPIPS between every pair of "
+                    "a method's K fills of one hole; best-of-K and mean-over-K score those fills against the "
+                    "original. Coverage is the share of true hole values inside the predicted central 90 % "
+                    "interval (from K fills: their 5-95 % quantiles, which even a perfect sampler fills only to "
+                    "the calibrated coverage shown at that K); r is Pearson's correlation between the "
+                    "uncertainty map and the ordinary fill's absolute error over hole pixels.</p>")
+        for name, e in doc["methods"].items():
+            pic = (e.get("plural") or {}).get("picture")
+            if pic:
+                body.append(figure(pic, f"{name}: test image i under mask kind i (rows): input, "
+                                        f"{e['plural']['shown']} of its fills, the heat map of their spread "
+                                        "(black 0, white a std of 0.15 or more)"))
+        if plural is not None:
+            body.append(table(plural[1], plural[2], plural[3]))
+        if notes:
+            body.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
     body.append(f"<h2>Details</h2><p>{esc(protocol_text(doc))}</p>")
     body.append("<details><summary>All tables (overall, by mask kind, by hole ratio, loss parts)</summary>")
     for title, head, rows, best in tables(doc):

@@ -109,7 +109,8 @@ def validate(model: GenModel, data: ImageCache, cfg: RunConfig, device, split: s
 
 
 def save_samples(model: GenModel, data: ImageCache, cfg: RunConfig, device, path: Path, n: int = 8) -> None:
-    """A panel of validation fills (rows: original / masked / fill) plus prior samples when the model has them."""
+    """A panel of validation fills (rows: original / masked / fill) plus prior samples when the model has them
+    and the heat map of the fill's uncertainty when it has one (`GenModel.uncertainty_map`)."""
     model.eval()
     x, m = next(val_batches(data, cfg, n, n, device))
     with torch.no_grad():
@@ -117,7 +118,8 @@ def save_samples(model: GenModel, data: ImageCache, cfg: RunConfig, device, path
         rows = [filled]
         if model.can_sample:
             rows.append(model.sample(len(x), torch.Generator(device).manual_seed(0)))
-    save_image(fill_panel(x, m, *rows), path)
+        unc = model.uncertainty_map(x, m, generator=torch.Generator(device).manual_seed(0))
+    save_image(fill_panel(x, m, *rows, uncertainty=unc), path)
     model.train()
 
 

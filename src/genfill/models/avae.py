@@ -40,7 +40,9 @@ Where we chose (the paper does not cover inpainting, nor our loop):
   `latent_weight: 64` (default) reproduces their weighting at their batch size.
 - Eval mode (validation, fill, decode) uses the posterior mean and xi = 0, so scores are deterministic;
   `fill(..., diverse=True)` and `sample` draw xi; `fill(..., method="decoder")` fills from the
-  auxiliary decoder. The authors draw z and xi at test time too.
+  auxiliary decoder. The authors draw z and xi at test time too, and so does `fill_samples` (the
+  pluralistic fills, `--samples K`): z ~ q(z | masked x) and xi ~ N(0, I), because xi alone only varies
+  the details the code leaves out, while z varies what the hole holds.
 - D's step comes before G's in our loop (G then fools the just-updated D); the authors update all four
   networks from one forward pass. Their Adam uses betas (0.5, 0.999) and lr 2e-4: configs/avae-faces64.yaml.
 - During training `pred` is the auxiliary decoder's reconstruction (free, logged only); in eval mode it is
@@ -162,6 +164,10 @@ class AVAE(VAE):
         if method == "decoder":
             return composite(x, m, self.to_image(self.decode_logits(mu)))
         return composite(x, m, self.generate(mu, self._noise(len(x), mu, generator)))
+
+    def _sample_image(self, z: Tensor, generator: torch.Generator | None) -> Tensor:
+        """G(z, xi) with a fresh xi per draw (fill_samples: the posterior draw z and the generator's noise)."""
+        return self.generate(z, self._noise(len(z), z, generator))
 
     @torch.no_grad()
     def predict(self, x: Tensor, m: Tensor) -> Tensor:

@@ -7,6 +7,7 @@ discriminator also expose `discriminator`, `d_loss` and `g_adv_loss`, and the tr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -35,6 +36,7 @@ class GenModel(nn.Module):
     kind: ClassVar[str] = "base"
     can_sample: ClassVar[bool] = False  # sample(n) draws new images
     can_interpolate: ClassVar[bool] = False  # encode/decode to a latent that can be mixed
+    can_diversify: ClassVar[bool] = False  # fill_samples draws several different fills of one hole
     # Config keywords added after checkpoints of the kind existed, with the value those checkpoints were
     # trained with (a saved config without the key gets it back, so an old checkpoint fills as it did).
     legacy: ClassVar[dict[str, Any]] = {}
@@ -90,6 +92,36 @@ class GenModel(nn.Module):
             raise GenfillError(f"{self.kind} takes no fill options (got {', '.join(options)})")
         return composite(x, m, self.predict(x, m))
 
+    @torch.no_grad()
+    def fill_samples(self, x: Tensor, m: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+        """K different composited fills of each image: (K,N,C,H,W), every one keeping the known pixels of `x`
+        exactly. Families with `can_diversify` draw them from their own randomness (`generator` seeds it);
+        the others draw one fill only and say so."""
+        raise GenfillError(single_fill_message(f"a {self.kind} model"))
+
+    @torch.no_grad()
+    def fill_scale(self, x: Tensor, m: Tensor) -> Tensor | None:
+        """A learned per-pixel uncertainty of `predict`: the scale (N,C,H,W), in [-1, 1] pixel units, of the
+        distribution named by `scale_distribution` ("laplace" | "gaussian"); None where the family learns none."""
+        return None
+
+    scale_distribution: ClassVar[str] = "laplace"
+
+    @torch.no_grad()
+    def uncertainty_map(self, x: Tensor, m: Tensor, k: int = 8, generator: torch.Generator | None = None) -> Tensor | None:
+        """Per-pixel uncertainty of the fill, (N,1,H,W) in [0, 1] pixel units (a standard deviation), 0 outside
+        the hole: the learned scale's standard deviation when the family has one (Laplace b -> sqrt(2) b,
+        Gaussian sigma), else the spread of `k` fills when it draws several; None when it has neither."""
+        scale = self.fill_scale(x, m)
+        if scale is not None:
+            std = scale.float() * (math.sqrt(2.0) if self.scale_distribution == "laplace" else 1.0)
+            return (std / 2).mean(1, keepdim=True) * m
+        if self.can_diversify:
+            from genfill.metrics.uncertainty import spread
+
+            return spread(self.fill_samples(x, m, k, generator)) / 2 * m  # [-1, 1] -> [0, 1] units
+        return None
+
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         raise GenfillError(f"a {self.kind} model cannot sample new images")
 
@@ -133,3 +165,15 @@ class GenModel(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.generator_parameters())
+
+
+def single_fill_message(what: str) -> str:
+    """The one line a method that draws one fill ("a unet model", "the telea peer") answers a request for
+    several with."""
+    several, todo = set(), list(GenModel.__subclasses__())
+    while todo:  # every family subclasses GenModel (the registry imports this module, so walk the classes)
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.can_diversify:
+            several.add(cls.kind)
+    return f"{what} draws one fill per hole; several fills (--samples) come from: {', '.join(sorted(several))}"

@@ -105,6 +105,12 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
 
 
+def gaussian_draw(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """z ~ N(mu, exp(logvar)) from `generator` (inference: seeded draws, no training-time rank slicing)."""
+    noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + noise * (0.5 * logvar).exp()
+
+
 def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
     # distributed.randn_like: under torchrun, this rank's slice of the global batch's noise (exactness)
     return mu + randn_like(mu) * (0.5 * logvar).exp()

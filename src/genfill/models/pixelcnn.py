@@ -14,6 +14,14 @@ The prior's config names a finished VQ-VAE run (`vqvae:` run directory or checkp
 `vqvae_spec`, and its weights become the frozen submodule `vqvae`, whose state is saved with the prior's.
 So the prior's checkpoint is self-contained: `load_model(prior_ckpt)` finds `vqvae_spec` filled, rebuilds
 the VQ-VAE from it without opening any other file, and loads every weight from the one state dict.
+
+Pluralistic fills (`fill_samples`, `--samples K`): the masked image is encoded to codes as the VQ-VAE's own
+fill does; a code cell is *known* when none of the pixels of its cell (image_size / grid on a side) is hole.
+Known codes are kept; every other code is drawn from the PixelCNN in raster order given the codes before it
+(known ones and those already drawn), K times; each grid is decoded and composited. The PixelCNN is causal:
+a drawn code sees the known codes above and to the left, not those below or to the right of the hole (the
+composite keeps the known pixels there, and the decoder's overlap smooths the join, but nothing forces the
+drawn codes to agree with them: a known limit of raster-order priors for inpainting).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from torch import Tensor, nn
 from genfill.errors import GenfillError
 from genfill.models.base import GenModel, ModelOutput
 from genfill.models.vqvae import VQVAE, VQVAEConfig
+from genfill.pixels import composite
 from genfill.typed import from_dict
 
 
@@ -139,6 +148,7 @@ class VQVAEPrior(GenModel):
     kind = "vqvae_prior"
     can_sample = True
     can_interpolate = True  # in the VQ-VAE's pre-quantisation space
+    can_diversify = True  # the hole's codes drawn given the known ones
 
     @classmethod
     def build(cls, cfg: VQVAEPriorConfig, image_size: int, channels: int) -> VQVAEPrior:
@@ -189,22 +199,45 @@ class VQVAEPrior(GenModel):
     def sample_codes(self, n: int, generator: torch.Generator | None = None,
                      temperature: float | None = None) -> Tensor:
         """Draw (n,h,w) code grids position by position in raster order."""
-        t = self.cfg.temperature if temperature is None else temperature
-        if t <= 0:
-            raise GenfillError(f"temperature must be > 0, got {t}")
         gh, gw = self.vqvae.code_grid()
         dev = next(self.parameters()).device
         codes = torch.zeros(n, gh, gw, dtype=torch.long, device=dev)
-        for i in range(gh):
-            for j in range(gw):
-                # Rows below i cannot influence row i (causality), so the net only sees rows 0..i.
-                logits = self.pixelcnn(codes[:, : i + 1])[:, :, i, j].float() / t
-                codes[:, i, j] = torch.multinomial(logits.softmax(1), 1, generator=generator).squeeze(1)
-        return codes
+        return self.fill_codes(codes, torch.ones_like(codes, dtype=torch.bool), generator, temperature)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, temperature: float | None = None) -> Tensor:
         return self.vqvae.decode_codes(self.sample_codes(n, generator, temperature))
+
+    def hole_codes(self, m: Tensor) -> Tensor:
+        """(N,h,w) bool: the code cells with at least one hole pixel of `m` (N,1,H,W) in their cell."""
+        gh, gw = self.vqvae.code_grid()
+        return F.adaptive_max_pool2d(m.float(), (gh, gw))[:, 0] > 0
+
+    @torch.no_grad()
+    def fill_codes(self, codes: Tensor, redraw: Tensor, generator: torch.Generator | None = None,
+                   temperature: float | None = None) -> Tensor:
+        """Redraw the codes (N,h,w) where `redraw` (N,h,w bool) is set, position by position in raster
+        order from the PixelCNN given all codes before (kept and drawn); the others are kept. A new tensor."""
+        t = self.cfg.temperature if temperature is None else temperature
+        if t <= 0:
+            raise GenfillError(f"temperature must be > 0, got {t}")
+        codes = codes.clone()
+        rows = redraw.any(2).any(0).nonzero().flatten().tolist()
+        for i in rows:
+            for j in redraw[:, i].any(0).nonzero().flatten().tolist():
+                logits = self.pixelcnn(codes[:, : i + 1])[:, :, i, j].float() / t
+                drawn = torch.multinomial(logits.softmax(1), 1, generator=generator).squeeze(1)
+                codes[:, i, j] = torch.where(redraw[:, i, j], drawn, codes[:, i, j])
+        return codes
+
+    @torch.no_grad()
+    def fill_samples(self, x: Tensor, m: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+        """K fills (K,N,C,H,W): the hole's codes drawn from the PixelCNN given the known codes (module
+        docstring), decoded, composited."""
+        codes = self.vqvae.encode_codes(x, m).repeat(k, 1, 1)
+        codes = self.fill_codes(codes, self.hole_codes(m).repeat(k, 1, 1), generator)
+        pred = self.vqvae.decode_codes(codes).view(k, *x.shape)
+        return composite(x.expand(k, *x.shape), m.expand(k, *m.shape), pred)
 
     @torch.no_grad()
     def predict(self, x: Tensor, m: Tensor) -> Tensor:

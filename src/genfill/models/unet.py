@@ -42,6 +42,15 @@ perceptual and adversarial terms are multiplied by 0 until `warmup_steps` traini
 step counter buffer in the model, saved in checkpoints, read as a tensor so no host sync happens). With
 `w_adv > 0` the model carries a PatchGAN discriminator (`blocks.PatchDiscriminator`) and the shared loop
 runs its discriminator step (see `train.train_step`).
+
+Uncertainty (`uncertainty: true`, default off so existing checkpoints and presets are unchanged): the last
+conv gets C more channels, a per-pixel log-scale s of a Laplace distribution around the prediction,
+b = exp(s - 3) (so an untrained net starts near b = 0.05). It is trained by the Laplace negative
+log-likelihood on hole pixels, ``w_nll * mean_hole(|x - pred| / b + log b)``, with `pred` detached there:
+the fill is trained by the same losses as without it, and b learns the expected absolute error (the Laplace
+maximum-likelihood scale) of that fill at each pixel. `fill_scale` returns b; its central 90 % interval is
+pred +- ln(10) b. The unet still draws one fill: a pixel-wise Laplace draw would be noise, not another
+plausible fill, so `fill_samples` refuses.
 """
 
 from __future__ import annotations
@@ -53,8 +62,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genfill.errors import GenfillError
-from genfill.losses import (ADVERSARIAL_KINDS, adversarial_d_loss, adversarial_g_loss, hole_weighted_l1, perceptual_loss,
-                            psnr_loss)
+from genfill.losses import (ADVERSARIAL_KINDS, adversarial_d_loss, adversarial_g_loss, hole_weighted_l1, laplace_nll,
+                            perceptual_loss, psnr_loss)
 from genfill.models.base import GenModel, ModelOutput
 from genfill.pixels import composite
 from genfill.models.blocks import PatchDiscriminator, SelfAttention, activation, norm
@@ -89,6 +98,8 @@ class UNetConfig:
     d_base: int = 32
     d_layers: int = 3
     d_norm: str = "none"
+    uncertainty: bool = False  # also learn a per-pixel Laplace scale of the fill (module docstring)
+    w_nll: float = 1.0  # weight of its negative log-likelihood on hole pixels
 
     def __post_init__(self) -> None:
         if not self.widths or min(self.widths) < 1:
@@ -105,7 +116,7 @@ class UNetConfig:
             raise GenfillError(f"model.context: {self.context!r} is not one of {', '.join(CONTEXTS)}")
         if self.adversarial not in ADVERSARIAL_KINDS:
             raise GenfillError(f"model.adversarial: {self.adversarial!r} is not one of {', '.join(ADVERSARIAL_KINDS)}")
-        if min(self.hole_weight, self.w_l1, self.w_perceptual, self.w_adv) < 0:
+        if min(self.hole_weight, self.w_l1, self.w_perceptual, self.w_adv, self.w_nll) < 0:
             raise GenfillError("model: loss weights and hole_weight must be >= 0")
         norm(self.norm, 8)  # fail now on an unknown norm or activation, not at build time
         activation(self.activation)
@@ -335,7 +346,7 @@ class UNet(GenModel):
 
     def __init__(self, cfg: UNetConfig, image_size: int, channels: int) -> None:
         super().__init__(cfg, image_size, channels)
-        self.net = ResUNet(2 * channels + 1, channels, cfg)
+        self.net = ResUNet(2 * channels + 1, channels * (2 if cfg.uncertainty else 1), cfg)
         if cfg.w_adv > 0:
             self.discriminator = PatchDiscriminator(channels, cfg.d_base, cfg.d_layers, cfg.d_norm)
         # The frozen LPIPS net of the perceptual term: held outside the module tree (not in state_dict,
@@ -366,11 +377,27 @@ class UNet(GenModel):
     def predict(self, x: Tensor, m: Tensor) -> Tensor:
         """Whole-image prediction (N,C,H,W) in [-1, 1] for images `x` in [-1, 1] and masks `m` (N,1,H,W,
         1 = hole); only its hole pixels matter (fills composite it)."""
+        return self.predict_with_scale(x, m)[0]
+
+    def predict_with_scale(self, x: Tensor, m: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(prediction, log of the Laplace scale b (N,C,H,W) or None without `uncertainty`)."""
         base = self.base_fill(x, m)
         out = self.net(torch.cat([x * (1 - m), m.to(x.dtype), base], 1))
+        log_b = None
+        if self.cfg.uncertainty:
+            out, raw = out.chunk(2, dim=1)
+            log_b = raw.float().clamp(-20.0, 20.0) - 3.0
         if self.cfg.prior == "none":
-            return torch.tanh(out)
-        return (base + m.to(out.dtype) * out).clamp(-1, 1)
+            return torch.tanh(out), log_b
+        return (base + m.to(out.dtype) * out).clamp(-1, 1), log_b
+
+    scale_distribution = "laplace"
+
+    @torch.no_grad()
+    def fill_scale(self, x: Tensor, m: Tensor) -> Tensor | None:
+        """The learned Laplace scale b (N,C,H,W) of the fill, [-1, 1] units; None without `uncertainty`."""
+        log_b = self.predict_with_scale(x, m)[1]
+        return None if log_b is None else log_b.exp()
 
     @property
     def feature_dim(self) -> int:
@@ -393,7 +420,7 @@ class UNet(GenModel):
 
     def forward(self, x: Tensor, m: Tensor, kl_scale: float = 1.0) -> ModelOutput:
         c = self.cfg
-        pred = self.predict(x, m)
+        pred, log_b = self.predict_with_scale(x, m)
         p32, x32, m32 = pred.float(), x.float(), m.float()
         l1 = hole_weighted_l1(p32, x32, m32, c.hole_weight)
         parts = {"l1": l1}
@@ -402,6 +429,10 @@ class UNet(GenModel):
             loss = c.w_l1 * parts["psnr_loss"]
         else:
             loss = c.w_l1 * l1
+        if log_b is not None:
+            nll = laplace_nll(p32.detach(), log_b, x32, m32)
+            loss = loss + c.w_nll * nll
+            parts["nll"] = nll
         if c.w_perceptual > 0:
             perc = perceptual_loss(composite(x32, m32, p32), x32, self._lpips[0])
             loss = loss + self.adv_gate() * c.w_perceptual * perc

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from genfill.errors import GenfillError
 from genfill.models.base import GenModel, ModelOutput
-from genfill.models.blocks import ConvDecoder, ConvEncoder, gaussian_kl, masked_input, reparameterize
+from genfill.models.blocks import ConvDecoder, ConvEncoder, gaussian_draw, gaussian_kl, masked_input, reparameterize
 from genfill.models.treevi import TREES, TreePosterior
 from genfill.pixels import composite, from_unit, to_unit
 
@@ -71,6 +71,7 @@ class VAE(GenModel):
     kind = "vae"
     can_sample = True
     can_interpolate = True
+    can_diversify = True
     # The encoder (SSL pretraining, train.init_encoder_from): the conv stack; the posterior head (to_stats) and
     # the decoder start fresh.
     encoder_prefixes = ("encoder.",)
@@ -172,6 +173,22 @@ class VAE(GenModel):
             return composite(x, m, self.predict(x, m))
         mu = self._optimize_latent(self.stats(x, m)[0], x, m, steps, lr)
         return composite(x, m, self.to_image(self.decode_logits(mu)))
+
+    @torch.no_grad()
+    def fill_samples(self, x: Tensor, m: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+        """K fills (K,N,C,H,W) from the posterior of the masked image: z ~ q(z | masked x) = N(mu, sigma^2)
+        (with `posterior: treevi` its per-image marginal, so images do not depend on their batch), decoded
+        and composited. The posterior, not the prior: q is what the encoder believes given the known pixels,
+        wide where the hole leaves the image open, so its draws differ in the hole and still agree with its
+        border; a prior draw is some other face, whose hole pixels do not meet the known ones."""
+        mu, logvar = self.stats(x, m)
+        z = gaussian_draw(mu.repeat(k, 1), logvar.repeat(k, 1), generator)
+        pred = self._sample_image(z, generator).view(k, *x.shape)
+        return composite(x.expand(k, *x.shape), m.expand(k, *m.shape), pred)
+
+    def _sample_image(self, z: Tensor, generator: torch.Generator | None) -> Tensor:
+        """The image of latent draws z (what fill_samples decodes)."""
+        return self.to_image(self.decode_logits(z))
 
     @torch.no_grad()
     def predict(self, x: Tensor, m: Tensor) -> Tensor:
