@@ -51,6 +51,21 @@ def cmd_train(args) -> None:
     print(f"trained {res.step} steps in {res.seconds:.0f}s -> {res.run_dir} ({val})")
 
 
+def cmd_pretrain(args) -> None:
+    from genfill.config import load_pretrain_config, resolve_config
+    from genfill.pretrain import pretrain
+
+    cfg = load_pretrain_config(resolve_config(args.config), args.set)
+    res = pretrain(cfg, resume=args.resume, device=args.device, verbose=not args.quiet)
+    if not res.last:
+        print(f"nothing to do: {res.run_dir} is finished at step {res.step}; raise train.epochs or "
+              "train.max_steps to continue")
+        return
+    vals = " ".join(f"{k} {v:.4g}" for k, v in res.last.items())
+    print(f"pretrained {res.step} steps in {res.seconds:.0f}s -> {res.run_dir} ({vals}); fine-tune with "
+          f"--set train.init_encoder_from={res.run_dir}")
+
+
 def cmd_fill(args) -> None:
     from genfill.api import fill_files, load
     from genfill.peers import PEERS
@@ -208,6 +223,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dry-run", action="store_true",
                     help="print the resolved plan (devices, world size, batches, steps, cache) and exit")
     sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser("pretrain", help="self-supervised pretraining of an inpainter's encoder (SimCLR, BYOL, "
+                        "Barlow Twins) for train.init_encoder_from")
+    sp.add_argument("--config", "-c", required=True, help="YAML file or preset name (ssl-simclr-faces64, "
+                    "ssl-byol-faces64, ssl-barlow-faces64)")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. ssl.temperature=0.2")
+    sp.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    sp.add_argument("--device", default=None, help="force auto | cpu | cuda | mps (default: train.device)")
+    sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
+    sp.set_defaults(func=cmd_pretrain)
 
     sp = sub.add_parser("fill", help="fill holes in image files or folders, each at its own size")
     sp.add_argument("images", nargs="+", help="image files and/or folders (searched recursively; "

@@ -14,10 +14,12 @@ from typing import Any
 
 import yaml
 
+from genfill.augment import AugmentConfig
 from genfill.errors import GenfillError
 from genfill.typed import from_dict, read_yaml, to_dict
 
-__all__ = ["DataConfig", "MaskConfig", "TrainConfig", "RunConfig", "from_dict", "to_dict", "read_yaml",
+__all__ = ["DataConfig", "MaskConfig", "TrainConfig", "RunConfig", "SSLConfig", "PretrainConfig",
+           "load_pretrain_config", "build_pretrain_config", "from_dict", "to_dict", "read_yaml",
            "apply_overrides", "resolve_config", "load_config", "build_config", "save_config"]
 
 
@@ -123,6 +125,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     seed: int = 0
     init_from: str | None = None  # fine-tune: start from this checkpoint, run directory or export (same model config)
+    # Fine-tune from a self-supervised encoder: the encoder weights (model.encoder_prefixes) of this `genfill
+    # pretrain` run or checkpoint (or any run of the same kind and widths), nothing else; not re-read on --resume.
+    init_encoder_from: str | None = None
+    freeze_encoder_steps: int = 0  # the loaded encoder stays frozen (no gradient, not stepped) for this many steps
     log_every: int = 20
     val_images: int = 512  # validation images scored at the end of each epoch (fixed masks)
     sample_every_epoch: bool = True
@@ -143,6 +149,13 @@ class TrainConfig:
         _int_at_least("train.seed", self.seed, 0, SEED_MAX - 1)  # seed + 1 seeds the mask generator
         _int_at_least("train.log_every", self.log_every, 1)
         _int_at_least("train.val_images", self.val_images, 1)
+        _int_at_least("train.freeze_encoder_steps", self.freeze_encoder_steps, 0)
+        if self.freeze_encoder_steps and not self.init_encoder_from:
+            raise GenfillError("train.freeze_encoder_steps: needs train.init_encoder_from (a pretrained encoder to "
+                               "keep frozen)")
+        if self.init_from and self.init_encoder_from:
+            raise GenfillError("train.init_from and train.init_encoder_from: set one (the whole model, or only "
+                               "its encoder)")
         _require(isinstance(self.device, str) and self.device != "", "train.device",
                  "auto, cpu, cuda, cuda:N or mps", self.device)
 
@@ -157,12 +170,74 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        # The run folder is out_dir/name: a name must be one plain folder name, not a path.
-        ok = isinstance(self.name, str) and self.name not in ("", ".", "..") and "/" not in self.name \
-            and "\\" not in self.name and "\0" not in self.name
-        _require(ok, "name", "a plain folder name (no '/')", self.name)
-        _require(isinstance(self.out_dir, str) and self.out_dir != "" and "\0" not in self.out_dir, "out_dir",
-                 "a folder path", self.out_dir)
+        _check_run_name(self.name, self.out_dir)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+def _check_run_name(name: Any, out_dir: Any) -> None:
+    # The run folder is out_dir/name: a name must be one plain folder name, not a path.
+    ok = isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name \
+        and "\0" not in name
+    _require(ok, "name", "a plain folder name (no '/')", name)
+    _require(isinstance(out_dir, str) and out_dir != "" and "\0" not in out_dir, "out_dir", "a folder path", out_dir)
+
+
+SSL_METHODS = ("simclr", "byol", "barlow")
+
+
+@dataclass
+class SSLConfig:
+    """`genfill pretrain`'s method (its paper's loss; heads scaled down for 64x64 and a small encoder)."""
+
+    method: str = "simclr"  # simclr (Chen et al. 2020) | byol (Grill et al. 2020) | barlow (Zbontar et al. 2021)
+    temperature: float = 0.5  # simclr: NT-Xent temperature (the paper's CIFAR-10 value; 0.1 at batch 4096)
+    tau: float = 0.99  # byol: base EMA decay of the target, raised to 1 by a cosine over training (paper 0.996
+    # over 1000 epochs; fewer steps want a faster target)
+    lambd: float = 0.0051  # barlow: weight of the off-diagonal (redundancy) term
+    # Projection head: hidden widths then the output width, Linear-BatchNorm-ReLU between (SimCLR 2048-128,
+    # BYOL 4096-256, Barlow 8192-8192-8192 in the papers)
+    projector: list[int] = field(default_factory=lambda: [512, 128])
+    predictor: list[int] = field(default_factory=lambda: [512, 128])  # byol: the online predictor, same form
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.method not in SSL_METHODS:
+            raise GenfillError(f"ssl.method: {self.method!r} is not one of {', '.join(SSL_METHODS)}")
+        _positive("ssl.temperature", self.temperature)
+        _require(_finite(self.tau) and 0 <= self.tau < 1, "ssl.tau", "in [0, 1)", self.tau)
+        _positive("ssl.lambd", self.lambd, allow_zero=True)
+        for key in ("projector", "predictor"):
+            widths = getattr(self, key)
+            _require(len(widths) >= 1 and all(w >= 1 for w in widths), f"ssl.{key}", "a list of widths >= 1",
+                     widths)
+        if self.method == "byol" and self.predictor[-1] != self.projector[-1]:
+            raise GenfillError(f"ssl.predictor: byol's predictor must end at the projector's width "
+                               f"{self.projector[-1]}, got {self.predictor[-1]}")
+
+
+# train keys `genfill pretrain` does not read: set to anything but their default, they are an error
+PRETRAIN_UNUSED = ("lr_d", "kl_warmup_steps", "ema", "sync_bn", "accumulate", "compile", "init_from",
+                   "init_encoder_from", "freeze_encoder_steps", "val_images", "sample_every_epoch")
+
+
+@dataclass
+class PretrainConfig:
+    """A `genfill pretrain` config: the inpainter whose encoder is pretrained (`model`, the same section a
+    `genfill train` config has, so the encoder fits the model that is fine-tuned), the SSL method, the
+    loop's settings (the `train` keys; masks are not used)."""
+
+    name: str = "ssl"
+    out_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: dict[str, Any] = field(default_factory=lambda: {"kind": "unet"})
+    ssl: SSLConfig = field(default_factory=SSLConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        _check_run_name(self.name, self.out_dir)
 
     @property
     def run_dir(self) -> Path:
@@ -213,7 +288,36 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return build_config(raw)
 
 
+def load_pretrain_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PretrainConfig:
+    """A `genfill pretrain` config (YAML + overrides), validated: the model kind must have an encoder, the train
+    keys the loop does not read must be left alone."""
+    raw = read_yaml(path) if path else {}
+    apply_overrides(raw, overrides or [])
+    return build_pretrain_config(raw)
+
+
+def build_pretrain_config(raw: dict) -> PretrainConfig:
+    if "masks" in raw:
+        raise GenfillError("this is a `genfill train` config (it has a masks: section); genfill pretrain takes a "
+                           "config with an ssl: section (e.g. ssl-simclr-faces64)")
+    cfg = from_dict(PretrainConfig, raw)
+    from genfill.models import model_class, model_config
+
+    cfg.model = {"kind": cfg.model.get("kind"), **to_dict(model_config(cfg.model))}
+    if not model_class(cfg.model["kind"]).encoder_prefixes:
+        raise GenfillError(f"model.kind: a {cfg.model['kind']} model has no encoder to pretrain (kinds with one: "
+                           f"unet, vae, beta_vae)")
+    default = TrainConfig()
+    for key in PRETRAIN_UNUSED:
+        if getattr(cfg.train, key) != getattr(default, key):
+            raise GenfillError(f"train.{key}: genfill pretrain does not use it (leave it out)")
+    check_schedule(cfg.train)
+    return cfg
+
+
 def build_config(raw: dict) -> RunConfig:
+    if "ssl" in raw:
+        raise GenfillError("this is a `genfill pretrain` config (it has an ssl: section), not a training config")
     cfg = from_dict(RunConfig, raw)
     # Validate the model section against the chosen kind's own config dataclass now, not at step 0.
     from genfill.models import model_config
@@ -234,15 +338,26 @@ def check_training(cfg: RunConfig) -> None:
     tc = cfg.train
     if cfg.masks.bank_size < 0:
         raise GenfillError(f"masks.bank_size: must be >= 0 (0 = draw masks every step), got {cfg.masks.bank_size}")
-    if tc.schedule not in SCHEDULES:
-        raise GenfillError(f"train.schedule: {tc.schedule!r} is not one of {', '.join(SCHEDULES)}")
-    if tc.warmup_steps < 0:
-        raise GenfillError(f"train.warmup_steps: must be >= 0, got {tc.warmup_steps}")
+    if tc.init_encoder_from:
+        from genfill.models import model_class
+
+        if not model_class(cfg.model["kind"]).encoder_prefixes:
+            raise GenfillError(f"train.init_encoder_from: a {cfg.model['kind']} model has no encoder to load "
+                               "(kinds with one: unet, vae, beta_vae)")
+    check_schedule(tc)
     if not 0.0 <= tc.ema < 1.0:
         raise GenfillError(f"train.ema: must be in [0, 1) (0 = off; e.g. 0.999), got {tc.ema}")
     if tc.accumulate < 1 or tc.batch_size % tc.accumulate:
         raise GenfillError(f"train.accumulate: must be >= 1 and divide train.batch_size ({tc.batch_size}), "
                            f"got {tc.accumulate}")
+
+
+def check_schedule(tc: TrainConfig) -> None:
+    """The learning-rate schedule's keys (shared by train and pretrain configs)."""
+    if tc.schedule not in SCHEDULES:
+        raise GenfillError(f"train.schedule: {tc.schedule!r} is not one of {', '.join(SCHEDULES)}")
+    if tc.warmup_steps < 0:
+        raise GenfillError(f"train.warmup_steps: must be >= 0, got {tc.warmup_steps}")
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

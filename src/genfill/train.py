@@ -176,7 +176,8 @@ def check_finite(loss: torch.Tensor, step: int, kept: Path | None = None) -> Non
                            f"({where})")
 
 
-def _write_log(log, row: dict) -> None:
+def write_log(log, row: dict) -> None:
+    """One metrics.jsonl row, flushed (a fault test can kill between the halves of a line)."""
     line = json.dumps(row) + "\n"
     if os.environ.get("GENFILL_TEST_PAUSE", "").startswith("metrics"):
         log.write(line[: len(line) // 2])  # the fault test kills here, between the halves of a line
@@ -187,10 +188,13 @@ def _write_log(log, row: dict) -> None:
     log.flush()
 
 
-def _check_resumable(ckpt: dict, cfg: RunConfig, model: GenModel, size: int, channels: int) -> None:
-    """The checkpoint must hold what resume restores, for this model and data shape."""
+RESUME_KEYS = ("optim", "step", "epoch", "best_val", "rng", "torch_rng")
+
+
+def check_resumable(ckpt: dict, cfg, model: GenModel, size: int, channels: int, keys=RESUME_KEYS) -> None:
+    """The checkpoint must hold what resume restores (`keys`), for this model (cfg.model) and data shape."""
     path = ckpt["path"]
-    for key in ("optim", "step", "epoch", "best_val", "rng", "torch_rng"):
+    for key in keys:
         if key not in ckpt:
             raise GenfillError(f"cannot resume from {path}: it lacks {key!r} (not a training checkpoint)")
     if ckpt["kind"] != cfg.model["kind"]:
@@ -317,20 +321,95 @@ def prepare(model: GenModel, tc: TrainConfig, dev: torch.device, fast: bool):
     """`model` on `dev` with its optimisers: (model, forward, opt, opt_d). The fast path keeps activations
     channels_last, steps Adam fused and (on CUDA) lets cuDNN autotune and use TF32; `forward` is the model
     or, with train.compile, its torch.compile'd wrapper. Shared by train() and benchmarks/throughput.py."""
-    model = model.to(dev)
+    model = to_device(model, dev, fast)
+    opt = adam(model.generator_parameters(), tc.lr, tc, dev, fast)
+    opt_d = None
+    if model.discriminator is not None:
+        opt_d = adam(model.discriminator.parameters(), tc.lr_d or tc.lr, tc, dev, fast)
+    forward = torch.compile(model) if tc.compile else model
+    return model, forward, opt, opt_d
+
+
+def to_device(module: torch.nn.Module, dev: torch.device, fast: bool) -> torch.nn.Module:
+    """`module` on `dev`; on the fast path channels_last, and on CUDA cuDNN autotuning and TF32."""
+    module = module.to(dev)
     if fast:
-        model = model.to(memory_format=torch.channels_last)
+        module = module.to(memory_format=torch.channels_last)
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    adam = {"fused": True} if fast and dev.type == "cuda" else {}
-    opt = torch.optim.Adam(model.generator_parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
-                           **adam)
-    opt_d = None
-    if model.discriminator is not None:
-        opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=tc.lr_d or tc.lr, betas=tc.betas, **adam)
-    forward = torch.compile(model) if tc.compile else model
-    return model, forward, opt, opt_d
+    return module
+
+
+def adam(params, lr: float, tc: TrainConfig, dev: torch.device, fast: bool) -> torch.optim.Adam:
+    """Adam with train.betas and train.weight_decay (fused on the CUDA fast path)."""
+    fused = {"fused": True} if fast and dev.type == "cuda" else {}
+    return torch.optim.Adam(params, lr=lr, betas=tc.betas, weight_decay=tc.weight_decay, **fused)
+
+
+def set_lr(opt: torch.optim.Optimizer | None, lr: float) -> None:
+    for group in (opt.param_groups if opt is not None else ()):
+        group["lr"] = lr
+
+
+def freeze_encoder(model: GenModel, frozen: bool) -> None:
+    """train.freeze_encoder_steps: the encoder's parameters get no gradient (backward stops at them), so Adam,
+    which skips parameters without one, leaves them (and their moments) alone."""
+    for p in model.encoder_parameters():
+        p.requires_grad_(not frozen)
+
+
+def out_of_budget(tc: TrainConfig, step: int, elapsed: float) -> bool:
+    """train.max_steps reached or train.time_budget_s spent: stop inside the epoch."""
+    return (tc.max_steps is not None and step >= tc.max_steps) or (
+        tc.time_budget_s is not None and elapsed >= tc.time_budget_s)
+
+
+def check_new_run(run_dir: Path, resume: bool) -> Path:
+    """A new run must not overwrite one, a resumed run must exist. Returns its checkpoints folder."""
+    ckpt_dir = run_dir / "checkpoints"
+    if not resume and (ckpt_dir / "last.pt").exists():
+        raise GenfillError(f"{run_dir} already holds a run: pass --resume, or pick another name (--set name=...)")
+    if resume and not (ckpt_dir / "last.pt").exists():
+        raise GenfillError(f"nothing to resume: {ckpt_dir / 'last.pt'} does not exist")
+    return ckpt_dir
+
+
+def open_run(cfg, folders: list[Path], step: int, resume: bool, main: bool = True):
+    """Make the run's folders (first removing temp files a killed write left), write config.yaml, and open
+    metrics.jsonl for appending. The log holds exactly the steps the checkpoint holds: rows written after it
+    (a kill between the log and the checkpoint) would be written again on resume, and a torn last line is
+    dropped. Only rank 0 (`main`) writes; the others get a log into /dev/null."""
+    run_dir = cfg.run_dir
+    log_path = run_dir / "metrics.jsonl"
+    if main:
+        for folder in (run_dir, *folders):
+            remove_stale_temps(folder)
+        for folder in folders:
+            make_dir(folder)
+        save_config(cfg, run_dir / "config.yaml")
+        rows = [r for r in read_metrics(log_path) if r["step"] <= step] if resume else []
+        atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in rows))
+    try:
+        return open(log_path, "a") if main else open(os.devnull, "w")
+    except OSError as exc:
+        raise GenfillError(f"cannot write {log_path}: {exc.strerror}") from None
+
+
+def rng_state(dev: torch.device, **generators: torch.Generator) -> dict:
+    """The random state a resumed run continues from: each named generator's, torch's, the GPU's."""
+    return {**{k: g.get_state() for k, g in generators.items()}, "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None}
+
+
+def restore_rng(ckpt: dict, dev: torch.device, **generators: torch.Generator) -> None:
+    """Undo `rng_state` (a generator missing from an older checkpoint keeps its seed)."""
+    for key, g in generators.items():
+        if ckpt.get(key) is not None:
+            g.set_state(ckpt[key].cpu())
+    torch.set_rng_state(ckpt["torch_rng"].cpu())  # the models' own noise (reparameterisation, ...)
+    if dev.type == "cuda" and ckpt.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), dev)
 
 
 def finished(tc: TrainConfig, step: int, epoch: int) -> bool:
@@ -396,12 +475,11 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
     distributed.per_rank_batch(tc.batch_size, world, tc.accumulate)
     if tc.sync_bn and world > 1 and dev.type != "cuda":
         raise GenfillError("train.sync_bn needs GPUs (SyncBatchNorm runs on CUDA only)")
+    if tc.freeze_encoder_steps and world > 1:
+        raise GenfillError("train.freeze_encoder_steps: not supported under torchrun (DDP fixes the trained "
+                           "parameters when it wraps the model)")
     run_dir = cfg.run_dir
-    ckpt_dir = run_dir / "checkpoints"
-    if not resume and (ckpt_dir / "last.pt").exists():
-        raise GenfillError(f"{run_dir} already holds a run: pass --resume, or pick another name (--set name=...)")
-    if resume and not (ckpt_dir / "last.pt").exists():
-        raise GenfillError(f"nothing to resume: {ckpt_dir / 'last.pt'} does not exist")
+    ckpt_dir = check_new_run(run_dir, resume)
 
     # ---- data, resident on the device when it fits; training masks from the bank, on the device
     with distributed.main_first():  # rank 0 builds the data cache and the mask bank on disk, the rest read them
@@ -426,6 +504,12 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
         loaded = init_from(model, tc.init_from)
         if verbose:
             say(f"genfill: starting from {loaded}")
+    if tc.init_encoder_from and not resume:  # likewise: never over the trained encoder
+        from genfill.models import load_encoder
+
+        loaded = load_encoder(model, tc.init_encoder_from)
+        if verbose:
+            say(f"genfill: starting from {loaded}")
     model, forward = wrap_ddp(model, forward, dev)  # after init_from: rank 0's weights everywhere
     ema = EMA(model, tc.ema) if tc.ema > 0 else None  # after init_from: the average starts from those weights
     step, epoch, best_val = 0, 0, math.inf
@@ -434,7 +518,7 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
     g_mask = torch.Generator(mask_device).manual_seed(tc.seed + 1)  # which bank masks, and their transforms
     if resume:
         ckpt = load_checkpoint(ckpt_dir / "last.pt", dev)
-        _check_resumable(ckpt, cfg, model, size, channels)
+        check_resumable(ckpt, cfg, model, size, channels)
         # "model" holds the weights load_model gives (the average when train.ema is on), "model_live" the
         # optimiser's own weights when they differ.
         live = ckpt.get("model_live") or ckpt["model"]
@@ -451,28 +535,13 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
         step, epoch, best_val = ckpt["step"], ckpt["epoch"], ckpt["best_val"]
         if ckpt.get("epoch_order") is not None:
             order, seen = ckpt["epoch_order"].cpu(), int(ckpt["epoch_seen"])
-        g.set_state(ckpt["rng"])
-        if ckpt.get("rng_masks") is not None:
-            g_mask.set_state(ckpt["rng_masks"].cpu())
-        torch.set_rng_state(ckpt["torch_rng"].cpu())  # the models' own noise (reparameterisation, ...)
-        if dev.type == "cuda" and ckpt.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), dev)
+        restore_rng(ckpt, dev, rng=g, rng_masks=g_mask)
         if finished(tc, step, epoch):
             # A finished run: train nothing more (not even one step), write nothing.
             return TrainResult(run_dir, step, epoch, best_val, {}, 0.0)
-    if main:  # only rank 0 writes; every rank holds the same state (genfill.distributed)
-        for folder in (run_dir, ckpt_dir, run_dir / "samples"):
-            remove_stale_temps(folder)  # left by a write that a kill interrupted
-        make_dir(run_dir / "samples")
-        make_dir(ckpt_dir)
-        save_config(cfg, run_dir / "config.yaml")
+    # only rank 0 writes; every rank holds the same state (genfill.distributed)
+    log = open_run(cfg, [ckpt_dir, run_dir / "samples"], step, resume, main)
     shown = ema.model if ema is not None else model  # the weights validated, filled with and saved
-    # The log holds exactly the steps the checkpoint holds: rows written after it (a kill between the log
-    # and the checkpoint) would be written again on resume, and a torn last line is dropped.
-    log_path = run_dir / "metrics.jsonl"
-    if main:
-        rows = [r for r in read_metrics(log_path) if r["step"] <= step] if resume else []
-        atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in rows))
 
     def checkpoint(name: str) -> None:
         # save_model writes what rebuilds the model (the average when train.ema is on: what load_model
@@ -484,14 +553,9 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
         save_model(ckpt_dir / name, shown, run_config=to_dict(cfg),
                    model_live=model.state_dict() if ema is not None else None,
                    optim=opt.state_dict(), optim_d=opt_d.state_dict() if opt_d is not None else None,
-                   step=step, epoch=epoch, best_val=best_val, rng=g.get_state(), torch_rng=torch.get_rng_state(),
-                   epoch_order=order, epoch_seen=seen, rng_masks=g_mask.get_state(),
-                   cuda_rng=torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None)
+                   step=step, epoch=epoch, best_val=best_val, epoch_order=order, epoch_seen=seen,
+                   **rng_state(dev, rng=g, rng_masks=g_mask))
 
-    try:
-        log = open(log_path, "a") if main else open(os.devnull, "w")
-    except OSError as exc:
-        raise GenfillError(f"cannot write {log_path}: {exc.strerror}") from None
     n_train = len(data.split("train"))
     steps_per_epoch = max(1, n_train // tc.batch_size)
     horizon = total_steps(tc, steps_per_epoch)
@@ -522,9 +586,10 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
                 # under torchrun with a time budget, rank 0's clock (one tiny broadcast per step)
                 elapsed = distributed.broadcast_float(time.time() - t0) if tc.time_budget_s else time.time() - t0
                 lr = lr_factor(tc, step, horizon, elapsed / tc.time_budget_s if tc.time_budget_s else 0.0)
-                for o, base in ((opt, tc.lr), (opt_d, tc.lr_d or tc.lr)):
-                    for group in (o.param_groups if o is not None else ()):
-                        group["lr"] = base * lr
+                set_lr(opt, tc.lr * lr)
+                set_lr(opt_d, (tc.lr_d or tc.lr) * lr)
+                if tc.freeze_encoder_steps:  # frozen for steps 0 .. N-1 (a resumed run too); cheap: a flag per tensor
+                    freeze_encoder(model, step < tc.freeze_encoder_steps)
 
                 _pause_for_tests("step", str(step + 1))
                 with distributed.batch_part(part):
@@ -547,11 +612,9 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
                     check_finite(loss, step, ckpt_dir / "last.pt")
                     vals = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": tc.lr * lr}
                     bar.set_stats(loss=vals["loss"])
-                    _write_log(log, {"step": step, "epoch": epoch, "split": "train",
+                    write_log(log, {"step": step, "epoch": epoch, "split": "train",
                                      "time": round(time.time() - t0, 2), **vals})
-                if (tc.max_steps is not None and step >= tc.max_steps) or (
-                    tc.time_budget_s is not None and elapsed >= tc.time_budget_s
-                ):
+                if out_of_budget(tc, step, elapsed):
                     stop = True
                     ended = seen >= n_train - n_train % tc.batch_size if n_train >= tc.batch_size else True
                     break
@@ -572,7 +635,7 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
                 if tc.sample_every_epoch and main:
                     save_samples(shown, data, cfg, dev, run_dir / "samples" / f"epoch{max(epoch, 1):03d}.png")
             last_val.update(model.epoch_stats())
-            _write_log(log, {"step": step, "epoch": epoch, "split": "val", "time": round(time.time() - t0, 2),
+            write_log(log, {"step": step, "epoch": epoch, "split": "val", "time": round(time.time() - t0, 2),
                              **last_val})
             bar.set_stats(epoch=epoch, **{f"val {k}": v for k, v in last_val.items() if k in ("loss", "psnr")})
             if last_val["loss"] < best_val:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from genfill.errors import GenfillError
 from genfill.io import load_checkpoint, save_checkpoint
 from genfill.models.avae import AVAE
@@ -27,7 +29,7 @@ REGISTRY: dict[str, type[GenModel]] = {
 }
 
 __all__ = ["REGISTRY", "GenModel", "ModelOutput", "composite", "build_model", "model_config", "save_model",
-           "load_model", "saved_config"]
+           "load_model", "saved_config", "load_encoder"]
 
 
 def model_class(kind: Any) -> type[GenModel]:
@@ -77,3 +79,33 @@ def load_model(path, device="cpu", expect_kind: str | None = None) -> tuple[GenM
     except RuntimeError as exc:
         raise GenfillError(f"{ckpt['path']}: weights do not match its config ({str(exc).splitlines()[0]})") from exc
     return model.to(device).eval(), ckpt
+
+
+def load_encoder(model: GenModel, path) -> str:
+    """Copy the encoder weights (`model.encoder_prefixes`) of a checkpoint or run directory (a `genfill pretrain`
+    run, or any run of the same kind) into `model`, and nothing else (train.init_encoder_from). Strict: the
+    kind must match and every encoder tensor must be there with the same shape, else a GenfillError names
+    the first that differs. Returns what was loaded, for the log."""
+    ckpt = load_checkpoint(path)
+    where = ckpt["path"]
+    if ckpt["kind"] != model.kind:
+        raise GenfillError(f"train.init_encoder_from: {where} holds a {ckpt['kind']} encoder, this model is a "
+                           f"{model.kind}")
+    own = model.encoder_state()
+    theirs = {k: v for k, v in ckpt["model"].items() if model.is_encoder_key(k)}
+    for k in own:
+        if k not in theirs:
+            raise GenfillError(f"train.init_encoder_from: {where} lacks the encoder tensor {k} (model configs differ)")
+        if theirs[k].shape != own[k].shape:
+            raise GenfillError(f"train.init_encoder_from: encoder tensor {k} is {tuple(theirs[k].shape)} in {where} "
+                               f"but {tuple(own[k].shape)} here (model.widths/channels must match)")
+    extra = sorted(set(theirs) - set(own))
+    if extra:
+        raise GenfillError(f"train.init_encoder_from: {where} has the encoder tensor {extra[0]}, which this model "
+                           "lacks (model configs differ)")
+    with torch.no_grad():
+        for k, v in own.items():
+            v.copy_(theirs[k])
+    method = ckpt.get("pretrain", {}).get("method") if isinstance(ckpt.get("pretrain"), dict) else None
+    return (f"the {model.kind} encoder ({len(own)} tensors, {sum(v.numel() for v in own.values()):,} values"
+            f"{', ' + method if method else ''}) from {where}")

@@ -40,6 +40,9 @@ class GenModel(nn.Module):
     # Config keywords added after checkpoints of the kind existed, with the value those checkpoints were
     # trained with (a saved config without the key gets it back, so an old checkpoint fills as it did).
     legacy: ClassVar[dict[str, Any]] = {}
+    # State-dict key prefixes of the model's encoder: what SSL pretraining (`genfill pretrain`) trains and
+    # train.init_encoder_from moves into a new model. Empty: the family has no encoder to pretrain.
+    encoder_prefixes: ClassVar[tuple[str, ...]] = ()
     # `discriminator` (nn.Module | None) is set in __init__, not as a class attribute: a class-level None
     # would shadow the submodule an adversarial model assigns (nn.Module keeps it in _modules).
 
@@ -130,6 +133,35 @@ class GenModel(nn.Module):
 
     def latent_shape(self) -> tuple[int, ...]:
         raise GenfillError(f"a {self.kind} model has no latent space to interpolate in")
+
+    # ---- the encoder (self-supervised pretraining)
+    def _need_encoder(self) -> None:
+        if not self.encoder_prefixes:
+            raise GenfillError(f"a {self.kind} model has no encoder to pretrain (kinds with one: unet, vae, beta_vae)")
+
+    def is_encoder_key(self, key: str) -> bool:
+        return key.startswith(self.encoder_prefixes) if self.encoder_prefixes else False
+
+    def encoder_state(self) -> dict[str, Tensor]:
+        """The encoder's entries of `state_dict()` (weights and buffers, e.g. BatchNorm statistics)."""
+        self._need_encoder()
+        return {k: v for k, v in self.state_dict().items() if self.is_encoder_key(k)}
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        self._need_encoder()
+        return [p for k, p in self.named_parameters() if self.is_encoder_key(k)]
+
+    @property
+    def feature_dim(self) -> int:
+        """The width of `encoder_features`."""
+        self._need_encoder()
+        raise NotImplementedError  # pragma: no cover - a family with an encoder defines it
+
+    def encoder_features(self, x: Tensor) -> Tensor:
+        """(N, feature_dim) pooled encoder features of whole images `x` (N,C,H,W) in [-1, 1], no hole: the
+        representation SSL pretraining learns."""
+        self._need_encoder()
+        raise NotImplementedError  # pragma: no cover
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.generator_parameters())

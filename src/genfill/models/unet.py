@@ -313,18 +313,23 @@ class ResUNet(nn.Module):
         nn.init.zeros_(self.out[-1].bias)
         self.multiple = 2 ** (len(w) - 1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        h, w = x.shape[-2:]
-        ph, pw = -h % self.multiple, -w % self.multiple
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    def encode(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The encoder half (stem, down path, bottleneck): the bottleneck features (N, widths[-1], H/2^L, W/2^L)
+        and the skips the decoder concatenates. H and W must be multiples of `multiple`."""
         z = self.stem(x)
         skips = []
         for enc, down in zip(self.enc, self.down):
             z = enc(z)
             skips.append(z)
             z = down(z)
-        z = self.mid(z)
+        return self.mid(z), skips
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = -h % self.multiple, -w % self.multiple
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        z, skips = self.encode(x)
         for i in reversed(range(len(self.up))):
             z = self.up[i](F.interpolate(z, scale_factor=2.0, mode="nearest"))
             z = self.dec[i](torch.cat([z, skips[i]], 1))
@@ -335,6 +340,9 @@ class UNet(GenModel):
     Config = UNetConfig
     kind = "unet"
     legacy = {"solver": "descent"}  # checkpoints before the CG solver corrected the gradient-step fill
+    # The encoder (SSL pretraining, train.init_encoder_from): stem, the down path and the bottleneck (with its
+    # attention and context blocks); the up path, the decoder blocks and the output head are the decoder.
+    encoder_prefixes = ("net.stem.", "net.enc.", "net.down.", "net.mid.")
 
     def __init__(self, cfg: UNetConfig, image_size: int, channels: int) -> None:
         super().__init__(cfg, image_size, channels)
@@ -390,6 +398,21 @@ class UNet(GenModel):
         """The learned Laplace scale b (N,C,H,W) of the fill, [-1, 1] units; None without `uncertainty`."""
         log_b = self.predict_with_scale(x, m)[1]
         return None if log_b is None else log_b.exp()
+
+    @property
+    def feature_dim(self) -> int:
+        return self.cfg.widths[-1]
+
+    def encoder_features(self, x: Tensor) -> Tensor:
+        """(N, widths[-1]) bottleneck features, averaged over space, of whole images `x` (N,C,H,W) in [-1, 1]: the
+        encoder's input with no hole, [x, mask 0, base = x] (the classical fill of an empty hole is x itself,
+        so it is not computed)."""
+        h, w = x.shape[-2:]
+        ph, pw = -h % self.net.multiple, -w % self.net.multiple
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        z, _ = self.net.encode(torch.cat([x, torch.zeros_like(x[:, :1]), x], 1))
+        return z.mean((2, 3))
 
     def adv_gate(self) -> Tensor:
         """1.0 once `warmup_steps` training forwards have run, else 0.0 (a device tensor)."""

@@ -72,6 +72,9 @@ class VAE(GenModel):
     can_sample = True
     can_interpolate = True
     can_diversify = True
+    # The encoder (SSL pretraining, train.init_encoder_from): the conv stack; the posterior head (to_stats) and
+    # the decoder start fresh.
+    encoder_prefixes = ("encoder.",)
 
     def __init__(self, cfg: VAEConfig, image_size: int, channels: int) -> None:
         super().__init__(cfg, image_size, channels)
@@ -97,6 +100,15 @@ class VAE(GenModel):
         h = self.encoder(self._encoder_input(x, m)).flatten(1)
         mu, logvar = self.to_stats(h).chunk(2, dim=1)
         return mu, logvar.clamp(-30.0, 20.0)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.encoder.out_channels
+
+    def encoder_features(self, x: Tensor) -> Tensor:
+        """(N, channels[-1]) conv features, averaged over space, of whole images (mask 0 in masked mode)."""
+        m = torch.zeros_like(x[:, :1])
+        return self.encoder(self._encoder_input(x, m)).mean((2, 3))
 
     def posterior_sample(self, mu: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor]:
         """Draw z ~ q(z|x) and return it with the per-image KL to the prior, (N,). With `posterior: treevi`
