@@ -127,3 +127,9 @@ def test_keys_that_are_not_names_are_refused(tmp_path, text):
     path.write_text(text)
     with pytest.raises(GenfillError, match="keys must be names"):
         load_config(path)
+
+
+@pytest.mark.parametrize("item", ["=", "=3", "train.=3", ".lr=3", "train..lr=3"])
+def test_set_needs_a_dotted_key(item):
+    with pytest.raises(GenfillError, match="--set expects a dotted key"):
+        apply_overrides({}, [item])

@@ -251,6 +251,8 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             raise GenfillError(f"--set expects key=value, got {item!r}")
         dotted, text = item.split("=", 1)
         keys = dotted.strip().split(".")
+        if not all(k.strip() for k in keys):
+            raise GenfillError(f"--set expects a dotted key before '=' (e.g. train.lr=1e-3), got {item!r}")
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError:
