@@ -110,7 +110,8 @@ def load_export(out_dir: str | Path, device: str | torch.device = "cpu"):
 
     out = Path(out_dir)
     config = read_export_config(out)
-    model = build_model({"kind": config["kind"], **saved_config(config["kind"], config["model_config"])}, config["image_size"], config["channels"])
+    spec = {"kind": config["kind"], **saved_config(config["kind"], config["model_config"])}
+    model = build_model(spec, config["image_size"], config["channels"])
     state = _read_safetensors(out)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("discriminator.")]

@@ -243,7 +243,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, device: str | None = Non
                     last = _numbers(loss, parts, lr)
                     bar.set_stats(loss=last["loss"])
                     write_log(log, {"step": step, "epoch": epoch, "split": "train",
-                                     "time": round(time.time() - t0, 2), **last})
+                                    "time": round(time.time() - t0, 2), **last})
                 if out_of_budget(tc, step, time.time() - t0):
                     stop = True
                     ended = seen >= n_train - n_train % tc.batch_size

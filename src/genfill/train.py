@@ -30,7 +30,7 @@ from genfill.io import (_pause_for_tests, atomic_write_text, load_checkpoint, ma
                         save_figure, save_image)
 from genfill.pixels import composite, fill_panel
 from genfill.progress import Progress, say
-from genfill.models import GenModel, build_model, save_model, saved_config
+from genfill.models import GenModel, build_model, load_encoder, save_model, saved_config
 
 
 @dataclass
@@ -505,8 +505,6 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
         if verbose:
             say(f"genfill: starting from {loaded}")
     if tc.init_encoder_from and not resume:  # likewise: never over the trained encoder
-        from genfill.models import load_encoder
-
         loaded = load_encoder(model, tc.init_encoder_from)
         if verbose:
             say(f"genfill: starting from {loaded}")
@@ -613,7 +611,7 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
                     vals = {"loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": tc.lr * lr}
                     bar.set_stats(loss=vals["loss"])
                     write_log(log, {"step": step, "epoch": epoch, "split": "train",
-                                     "time": round(time.time() - t0, 2), **vals})
+                                    "time": round(time.time() - t0, 2), **vals})
                 if out_of_budget(tc, step, elapsed):
                     stop = True
                     ended = seen >= n_train - n_train % tc.batch_size if n_train >= tc.batch_size else True
@@ -636,7 +634,7 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
                     save_samples(shown, data, cfg, dev, run_dir / "samples" / f"epoch{max(epoch, 1):03d}.png")
             last_val.update(model.epoch_stats())
             write_log(log, {"step": step, "epoch": epoch, "split": "val", "time": round(time.time() - t0, 2),
-                             **last_val})
+                            **last_val})
             bar.set_stats(epoch=epoch, **{f"val {k}": v for k, v in last_val.items() if k in ("loss", "psnr")})
             if last_val["loss"] < best_val:
                 best_val = last_val["loss"]

@@ -324,12 +324,14 @@ class ResUNet(nn.Module):
             z = down(z)
         return self.mid(z), skips
 
+    def pad(self, x: Tensor) -> Tensor:
+        """`x` padded (replicate, bottom and right) to H and W that are multiples of `multiple`."""
+        ph, pw = -x.shape[-2] % self.multiple, -x.shape[-1] % self.multiple
+        return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
-        ph, pw = -h % self.multiple, -w % self.multiple
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        z, skips = self.encode(x)
+        z, skips = self.encode(self.pad(x))
         for i in reversed(range(len(self.up))):
             z = self.up[i](F.interpolate(z, scale_factor=2.0, mode="nearest"))
             z = self.dec[i](torch.cat([z, skips[i]], 1))
@@ -395,9 +397,11 @@ class UNet(GenModel):
 
     @torch.no_grad()
     def fill_scale(self, x: Tensor, m: Tensor) -> Tensor | None:
-        """The learned Laplace scale b (N,C,H,W) of the fill, [-1, 1] units; None without `uncertainty`."""
-        log_b = self.predict_with_scale(x, m)[1]
-        return None if log_b is None else log_b.exp()
+        """The learned Laplace scale b (N,C,H,W) of the fill, [-1, 1] units; None without `uncertainty` (and
+        then no forward pass is run: eval, sample panels and the ONNX export ask every model)."""
+        if not self.cfg.uncertainty:
+            return None
+        return self.predict_with_scale(x, m)[1].exp()
 
     @property
     def feature_dim(self) -> int:
@@ -407,10 +411,7 @@ class UNet(GenModel):
         """(N, widths[-1]) bottleneck features, averaged over space, of whole images `x` (N,C,H,W) in [-1, 1]: the
         encoder's input with no hole, [x, mask 0, base = x] (the classical fill of an empty hole is x itself,
         so it is not computed)."""
-        h, w = x.shape[-2:]
-        ph, pw = -h % self.net.multiple, -w % self.net.multiple
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        x = self.net.pad(x)
         z, _ = self.net.encode(torch.cat([x, torch.zeros_like(x[:, :1]), x], 1))
         return z.mean((2, 3))
 
