@@ -15,7 +15,7 @@ Input (N, 2C+1, H, W) = [x * (1 - m), m, base] where `base` is the classical fil
   correction towards zero: at 150 steps of 32 on faces64 the square hole gained +0.3 dB over the base
   with the mask, nothing without it.)
 - ``prior: biharmonic``: that harmonic fill refined towards the thin-plate (biharmonic) fill by
-  `smooth_iters` conjugate-gradient iterations on the device (`solver: cg`; see `biharmonic_fill`), which
+  `smooth_iters` conjugate-gradient iterations on the device (`solver: cg`; see `genfill.models.thinplate`), which
   continues gradients across thin strokes where the harmonic fill flattens them.
 - ``prior: none``: base is the masked image itself (zeros in the hole) and ``pred = tanh(out)``.
 
@@ -67,9 +67,10 @@ from genfill.losses import (ADVERSARIAL_KINDS, adversarial_d_loss, adversarial_g
 from genfill.models.base import GenModel, ModelOutput
 from genfill.pixels import composite
 from genfill.models.blocks import PatchDiscriminator, SelfAttention, activation, norm
+# The prior lives in its own module; its names stay importable from here (the sampler family and older code).
+from genfill.models.thinplate import SOLVERS, _laplace, biharmonic_fill, harmonic_fill, levels_for  # noqa: F401
 
 PRIORS = ("harmonic", "biharmonic", "none")
-SOLVERS = ("cg", "descent")
 RECONS = ("l1", "psnr")
 CONTEXTS = ("none", "dilated", "ffc")
 
@@ -122,95 +123,7 @@ class UNetConfig:
         activation(self.activation)
 
 
-# ---- the classical fill on the device
-
-
-def _avg4(u: Tensor) -> Tensor:
-    p = F.pad(u, (1, 1, 1, 1), mode="replicate")
-    return 0.25 * (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:])
-
-
-def harmonic_fill(x: Tensor, m: Tensor, iters: int = 24, coarsest: int = 8) -> Tensor:
-    """Harmonic (Laplace) fill of the hole, (N,C,H,W), known pixels exactly `x`: a coarse-to-fine cascade of
-    Jacobi sweeps (see the module docstring). `m` (N,1,H,W), 1 = hole. Batched, no host sync."""
-    x, m = x.float(), m.float()
-    known = 1 - m
-    levels = [(x * known, known)]
-    while min(levels[-1][0].shape[-2:]) > coarsest and all(s % 2 == 0 for s in levels[-1][0].shape[-2:]):
-        xs, ks = levels[-1]
-        kp = F.avg_pool2d(ks, 2)
-        levels.append((F.avg_pool2d(xs, 2), kp))  # xs stays "known colour * known fraction"
-    u = None
-    for xs, ks in reversed(levels):
-        colour = xs / ks.clamp_min(1e-6)  # mean colour of the known pixels under each coarse pixel
-        hole = (ks <= 0).to(xs.dtype)  # a coarse pixel is free only when none of its pixels is known
-        if u is None:  # coarsest: start from each image's mean known colour
-            mean = xs.sum((2, 3), keepdim=True) / ks.sum((2, 3), keepdim=True).clamp_min(1e-6)
-            u = hole * mean + (1 - hole) * colour
-            sweeps = iters * 2
-        else:
-            u = F.interpolate(u, size=xs.shape[-2:], mode="bilinear", align_corners=False)
-            u = hole * u + (1 - hole) * colour
-            sweeps = iters
-        for _ in range(sweeps):
-            u = hole * _avg4(u) + (1 - hole) * colour
-    return composite(x, m, u)
-
-
-def _laplace(u: Tensor) -> Tensor:
-    """5-point Laplacian with replicate borders (Neumann), equal to ``4 * (avg4(u) - u)``, built in one
-    buffer (30 % faster on CPU than padding and slicing; a symmetric operator, which conjugate gradients
-    need)."""
-    out = u * -4
-    out[..., 1:, :] += u[..., :-1, :]
-    out[..., :1, :] += u[..., :1, :]
-    out[..., :-1, :] += u[..., 1:, :]
-    out[..., -1:, :] += u[..., -1:, :]
-    out[..., :, 1:] += u[..., :, :-1]
-    out[..., :, :1] += u[..., :, :1]
-    out[..., :, :-1] += u[..., :, 1:]
-    out[..., :, -1:] += u[..., :, -1:]
-    return out
-
-
-def biharmonic_fill(x: Tensor, m: Tensor, iters: int = 24, smooth_iters: int = 40, step: float = 0.025,
-                    solver: str = "cg") -> Tensor:
-    """Biharmonic (thin-plate) fill: the harmonic fill above, then `smooth_iters` iterations towards the
-    minimum of the thin-plate energy sum |laplace u|^2 with the known pixels fixed, i.e. the solution of
-    ``m * laplace(laplace(u)) = 0`` in the hole (what scikit-image's `inpaint_biharmonic` solves per region
-    with a sparse direct solver).
-
-    solver ``cg``: conjugate gradients on that symmetric positive definite system, batched (each image its
-    own step sizes, kept as (N,1,1,1) tensors, so no host sync). Started from the harmonic fill, ~25
-    iterations match scikit-image on thin strokes; stopping at ~40-50 is deliberate, because the fully
-    converged thin-plate fill overshoots inside large holes (measured on faces64, 200 test faces, PSNR dB
-    thin/medium/thick/square: 50 iterations 35.77/31.80/27.89/25.71, 200 iterations 35.77/31.69/27.56/25.23,
-    scikit-image 35.79/31.79/27.49/24.91).
-    solver ``descent``: plain gradient steps ``u <- u - step * m * laplace(laplace(u))`` (the squared 5-point
-    Laplacian has eigenvalues up to 64, so any step < 2/64 is stable); converges several times slower, kept
-    because unet checkpoints trained before the CG solver corrected that fill."""
-    u = harmonic_fill(x, m, iters)
-    hole = m.float()
-    if solver == "descent":
-        for _ in range(smooth_iters):
-            u = u - step * hole * _laplace(_laplace(u))
-        return composite(x.float(), hole, u)
-    if solver != "cg":
-        raise GenfillError(f"biharmonic_fill: solver {solver!r} is not one of {', '.join(SOLVERS)}")
-    r = -hole * _laplace(_laplace(u))  # residual of A u = 0 on the hole, A = m L L m
-    p = r
-    rr = (r * r).sum((1, 2, 3), keepdim=True)
-    zero = torch.zeros_like(rr)
-    for _ in range(smooth_iters):
-        ap = hole * _laplace(_laplace(p))
-        pap = (p * ap).sum((1, 2, 3), keepdim=True)
-        alpha = torch.where(pap > 0, rr / pap.clamp_min(1e-30), zero)  # converged images stop moving
-        u = u + alpha * p
-        r = r - alpha * ap
-        rr_next = (r * r).sum((1, 2, 3), keepdim=True)
-        p = r + torch.where(rr > 0, rr_next / rr.clamp_min(1e-30), zero) * p
-        rr = rr_next
-    return composite(x.float(), hole, u)
+# ---- the classical fill on the device: genfill.models.thinplate (imported above)
 
 
 # ---- blocks
@@ -367,14 +280,22 @@ class UNet(GenModel):
             net._apply(fn, *args, **kwargs)
         return self
 
-    @torch.compiler.disable  # a few hundred unrolled sweeps compile slowly and gain little: run them eagerly
+    @torch.compiler.disable  # TorchScript loops (genfill.models.thinplate): dynamo need not trace them
     def base_fill(self, x: Tensor, m: Tensor) -> Tensor:
-        """The classical fill the network corrects (known pixels exact)."""
+        """The classical fill (N,C,H,W) the network corrects, known pixels exact, for `x` in [-1, 1] and `m`
+        (N,1,H,W), 1 = hole, of any size: the cascade's depth is the model's (`levels_for(image_size)`), so a
+        window, a whole photo and an ONNX graph of any size compute the same operator."""
         if self.cfg.prior == "harmonic":
-            return harmonic_fill(x, m, self.cfg.prior_iters).to(x.dtype)
+            return harmonic_fill(x, m, self.cfg.prior_iters, levels=self.prior_levels).to(x.dtype)
         if self.cfg.prior == "biharmonic":
-            return biharmonic_fill(x, m, self.cfg.prior_iters, self.cfg.smooth_iters, solver=self.cfg.solver).to(x.dtype)
+            return biharmonic_fill(x, m, self.cfg.prior_iters, self.cfg.smooth_iters, solver=self.cfg.solver,
+                                   levels=self.prior_levels).to(x.dtype)
         return x * (1 - m)
+
+    @property
+    def prior_levels(self) -> int:
+        """2x poolings of the prior's multigrid cascade: those of an image_size square (64 -> 3)."""
+        return levels_for(self.image_size)
 
     def predict(self, x: Tensor, m: Tensor) -> Tensor:
         """Whole-image prediction (N,C,H,W) in [-1, 1] for images `x` in [-1, 1] and masks `m` (N,1,H,W,
