@@ -28,7 +28,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from genfill.errors import GenfillError
-from genfill.inpaint import FillFn, fill_native
+from genfill.inpaint import FillFn, fill_native, fill_native_many
 from genfill.pixels import from_unit, to_unit
 
 ImageLike = Any  # str | Path | PIL.Image.Image | np.ndarray | torch.Tensor
@@ -141,9 +141,15 @@ def _encode(d: _Decoded, filled: np.ndarray, hole: np.ndarray) -> ImageLike:
     return im
 
 
+def _values(a: np.ndarray) -> str:
+    """A short description of an array's values for an error message."""
+    return f"values from {a.min():g} to {a.max():g}"
+
+
 def decode_mask(mask: ImageLike, size: tuple[int, int], resize: bool = False, dilate: int = 0) -> np.ndarray:
-    """Any mask form -> (H,W) bool, True = hole, for an image of `size` (H, W). White / True / > 0.5 is a
-    hole. `resize` scales a mask of another size (nearest); `dilate` grows the hole by that many pixels."""
+    """Any mask form -> (H,W) bool, True = hole, for an image of `size` (H, W). A picture (path, PIL): white
+    (> 127) is a hole. An array or tensor: bool, or exactly 0/1 (1 = hole; uint8 may also be 0/255); any
+    other value is refused (a soft or 0/255 float mask would otherwise mark holes silently wrong). `resize` scales a mask of another size (nearest); `dilate` grows the hole by that many pixels."""
     if isinstance(mask, (str, Path)):
         mask = _open(mask)
     if isinstance(mask, Image.Image):
@@ -158,10 +164,17 @@ def decode_mask(mask: ImageLike, size: tuple[int, int], resize: bool = False, di
             raise GenfillError(f"mask: expected (H,W) or (H,W,C), got shape {mask.shape}")
         if a.dtype == bool:
             m = a
-        elif a.dtype == np.uint8:
-            m = a > 127
-        elif a.dtype.kind == "f":
-            m = a > 0.5
+        elif a.dtype == np.uint8:  # 0/1, or 0/255 as a mask picture stores it
+            top = 1 if ((a == 0) | (a == 1)).all() else 255
+            if top == 255 and not ((a == 0) | (a == 255)).all():
+                raise GenfillError(f"mask: uint8 values must be 0 and 1 or 0 and 255 (hole), got {_values(a)}: "
+                                   "threshold it first (mask > 127)")
+            m = a == top
+        elif a.dtype.kind == "f":  # exactly 0/1: a soft or 0/255 float mask is a mistake, not a hole
+            if not ((a == 0) | (a == 1)).all():
+                raise GenfillError(f"mask: float values must be exactly 0 (known) or 1 (hole), got {_values(a)}: "
+                                   "threshold it first (mask > 0.5)")
+            m = a == 1
         else:
             raise GenfillError(f"mask: dtype {a.dtype} is not supported (bool, uint8 or float in [0, 1])")
     if m.shape != tuple(size):
@@ -249,15 +262,26 @@ class Inpainter:
 
     def fill_many(self, images: Sequence[ImageLike], masks: ImageLike | Sequence[ImageLike],
                   seed: int | None = None, **options: Any) -> list[ImageLike]:
-        """Fill each image under its mask (a list as long as `images`) or under one shared mask."""
+        """Fill each image under its mask (a list as long as `images`) or under one shared mask. Without a
+        seed, the windows of all images go through the model together, in batches (`inpaint.fill_native_many`;
+        the same fills as one `fill` per image); with one, image i is filled alone with seed + i."""
         images = list(images)
         if isinstance(masks, (list, tuple)):
             if len(masks) != len(images):
                 raise GenfillError(f"fill_many: {len(images)} images but {len(masks)} masks")
         else:
             masks = [masks] * len(images)
-        return [self.fill(im, m, seed=None if seed is None else seed + i, **options)
-                for i, (im, m) in enumerate(zip(images, masks))]
+        unknown = set(options) - {"mask_resize", "dilate", "samples"}
+        if unknown:
+            raise TypeError(f"fill_many() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+        if seed is not None or options.get("samples") is not None:
+            return [self.fill(im, m, seed=None if seed is None else seed + i, **options)
+                    for i, (im, m) in enumerate(zip(images, masks))]
+        decoded = [_decode(im) for im in images]
+        holes = [decode_mask(m, d.pixels.shape[:2], options.get("mask_resize", False), options.get("dilate", 0))
+                 for d, m in zip(decoded, masks)]
+        filled = self.fill_arrays([d.pixels for d in decoded], holes)
+        return [_encode(d, f, h) for d, f, h in zip(decoded, filled, holes)]
 
     def fill_samples(self, image: ImageLike, mask: ImageLike, k: int, seed: int | None = None,
                      mask_resize: bool = False, dilate: int = 0) -> PluralFill:
@@ -285,18 +309,37 @@ class Inpainter:
     def fill_array(self, pixels: np.ndarray, hole: np.ndarray, fill_fn: FillFn | None = None) -> np.ndarray:
         """(H,W,C) float in [0, 1] with C in 1..4 (2 and 4 carry alpha last) -> filled, same shape (by
         `fill_fn`, default the inpainter's own)."""
-        c = pixels.shape[2]
-        colour = 1 if c in (1, 2) else 3
-        x = from_unit(torch.from_numpy(np.ascontiguousarray(pixels[:, :, :colour])).permute(2, 0, 1).float())
-        out = to_unit(self._fill_colour(x.to(self.device), hole, fill_fn or self.fill_fn)).cpu().permute(1, 2, 0).numpy()
-        if c > colour:  # alpha: filled inside the hole by Telea, kept outside
-            from genfill.peers import telea
+        return self.fill_arrays([pixels], [hole], fill_fn)[0]
 
-            a = from_unit(torch.from_numpy(np.ascontiguousarray(pixels[:, :, colour:])).permute(2, 0, 1)[None])
-            m = torch.from_numpy(hole)[None, None].float()
-            alpha = to_unit(telea(a, m)[0]).permute(1, 2, 0).numpy()
-            out = np.concatenate([out, alpha], axis=2)
-        return np.clip(out, 0, 1)
+    def fill_arrays(self, pixels: Sequence[np.ndarray], holes: Sequence[np.ndarray],
+                    fill_fn: FillFn | None = None) -> list[np.ndarray]:
+        """`fill_array` of several images; the windows of those whose colour channels are the model's go
+        through it together (`inpaint.fill_native_many`)."""
+        fill_fn = fill_fn or self.fill_fn
+        colours = [1 if p.shape[2] in (1, 2) else 3 for p in pixels]
+        xs = [from_unit(torch.from_numpy(np.ascontiguousarray(p[:, :, :c])).permute(2, 0, 1).float()).to(self.device)
+              for p, c in zip(pixels, colours)]
+        out: list[torch.Tensor | None] = [None] * len(xs)
+        together = [i for i, x in enumerate(xs) if self.size is not None and x.shape[0] == self.channels]
+        if together:
+            with torch.no_grad():
+                done = fill_native_many([xs[i] for i in together], [holes[i] for i in together], fill_fn,
+                                        self.size, self.feather)
+            for i, x in zip(together, done):
+                out[i] = x
+        results = []
+        for i, (p, hole, c) in enumerate(zip(pixels, holes, colours)):
+            x = out[i] if out[i] is not None else self._fill_colour(xs[i], hole, fill_fn)
+            filled = to_unit(x).cpu().permute(1, 2, 0).numpy()
+            if p.shape[2] > c:  # alpha: filled inside the hole by Telea, kept outside
+                from genfill.peers import telea
+
+                a = from_unit(torch.from_numpy(np.ascontiguousarray(p[:, :, c:])).permute(2, 0, 1)[None])
+                m = torch.from_numpy(hole)[None, None].float()
+                alpha = to_unit(telea(a, m)[0]).permute(1, 2, 0).numpy()
+                filled = np.concatenate([filled, alpha], axis=2)
+            results.append(np.clip(filled, 0, 1))
+        return results
 
     @torch.no_grad()
     def _fill_colour(self, x: torch.Tensor, hole: np.ndarray, fill_fn: FillFn) -> torch.Tensor:
@@ -309,8 +352,9 @@ class Inpainter:
             return fill_native(x, hole, fill_fn, self.size, self.feather)
         if self.channels == 3:  # grey image, RGB model: fill as grey RGB, back to grey
             return fill_native(x.expand(3, -1, -1), hole, fill_fn, self.size, self.feather).mean(0, keepdim=True)
-        # RGB image, grey model: channel by channel
-        return torch.cat([fill_native(x[i : i + 1], hole, fill_fn, self.size, self.feather) for i in range(c)])
+        # RGB image, grey model: the channels as three grey images, their windows batched together
+        return torch.cat(fill_native_many([x[i : i + 1] for i in range(c)], [hole] * c, fill_fn, self.size,
+                                          self.feather))
 
 
 def _model_fill_fn(model: torch.nn.Module, options: dict) -> FillFn:

@@ -3,10 +3,13 @@
     DIR/model.safetensors   weights only (the EMA weights when the checkpoint has them; no optimiser state,
                             no discriminator); fp16 with --half (floating tensors only)
     DIR/config.json         kind, model keywords, image size, channels, dtype, where it came from
-    DIR/model.onnx          with --onnx: image (N,C,S,S) in [-1, 1] and mask (N,1,S,S), 1 = hole, in;
-                            the composited fill out (`filled`), and for a model with a learned scale (unet
-                            `uncertainty: true`) a second output `scale` (N,C,S,S), its Laplace b in
-                            [-1, 1] units; dynamic batch. Several fills (--samples) are not in the graph:
+    DIR/model.onnx          with --onnx: image (N,C,H,W) in [-1, 1] and mask (N,1,H,W) of exactly 0 and 1,
+                            1 = hole, in; the composited fill out (`filled`), and for a model with a learned
+                            scale (unet `uncertainty: true`) a second output `scale` (N,C,H,W), its Laplace
+                            b in [-1, 1] units. Dynamic batch; dynamic H and W (multiples of the model's
+                            `size_multiple`) for a fully convolutional family (unet), else H = W = S, the
+                            training size. The model's doc_string and metadata_props say all this (see
+                            `onnx_metadata`; docs/onnx.md). Several fills (--samples) are not in the graph:
                             they draw random numbers in loops (the PixelCNN's raster order); use the
                             safetensors export through genfill.load for those.
 
@@ -25,6 +28,7 @@ from torch import nn
 
 from genfill.errors import GenfillError
 from genfill.pixels import from_unit
+from genfill.progress import say
 
 EXPORT_FORMAT = "genfill-export/1"
 ONNX_OPSET = 20  # AffineGrid (the GAN context variant crops its hole box in the graph)
@@ -83,10 +87,13 @@ def export_model(src: str | Path, out_dir: str | Path, half: bool = False, onnx:
               "step": ckpt.get("step"), "num_parameters": model.num_parameters()}
     atomic_write_json(out / "config.json", config)
     result = ExportResult(out, {})
+    say(f"{out / 'model.safetensors'}: {model.num_parameters():,} parameters ({which} weights)")
     if onnx:
         if half:  # parity and portability: the graph is exported from the fp16-rounded weights, in fp32
             model, _ = load_export(out, "cpu")
-        export_onnx(model, out / "model.onnx")
+        say(f"{out / 'model.onnx'}: tracing the {ckpt['kind']} fill ...")
+        export_onnx(model, out / "model.onnx", onnx_metadata(model, config))
+        say(f"{out / 'model.onnx'}: checking it against torch with onnxruntime ...")
         result.onnx_max_abs = onnx_parity(model, out / "model.onnx")
     result.sizes = {p.name: p.stat().st_size for p in sorted(out.iterdir()) if not p.name.startswith(".")}
     result.sizes["source .pt"] = Path(ckpt["path"]).stat().st_size
@@ -185,8 +192,42 @@ class FillGraph(nn.Module):
         return self.model.fill(image, mask)
 
 
-def export_onnx(model: nn.Module, path: str | Path) -> None:
-    """Trace the model's fill into `path` (dynamic batch) with the TorchScript exporter (no onnxscript)."""
+def size_multiple(model: nn.Module) -> int | None:
+    """The multiple H and W of the model's input must be for it to fill at any size (a fully convolutional
+    family says so with a `size_multiple` attribute), or None: it fills its training size S x S only."""
+    return getattr(model, "size_multiple", None)
+
+
+def onnx_metadata(model: nn.Module, config: dict) -> dict[str, str]:
+    """What model.onnx carries besides its graph (metadata_props; doc_string is `onnx_doc`): the contract an
+    integrator needs without reading genfill's code."""
+    multiple = size_multiple(model)
+    s = model.image_size
+    return {
+        "genfill.format": EXPORT_FORMAT, "genfill.kind": config["kind"],
+        "genfill.model_config": json.dumps(config["model_config"], sort_keys=True),
+        "genfill.weights": str(config.get("weights")), "genfill.step": str(config.get("step")),
+        "image": f"float32 (N,{model.channels},H,W), RGB (or grey for 1 channel) in [-1, 1]: 2 * pixel / 255 - 1",
+        "mask": "float32 (N,1,H,W), exactly 0 (known pixel) or 1 (hole); nothing else (0/255 is not a mask)",
+        "filled": "float32 (N,C,H,W) in [-1, 1]: the prediction inside the hole, the image's own pixels outside",
+        "size": (f"H and W any multiples of {multiple}; trained at {s}x{s}, where it fills best: fill bigger "
+                 "photos in windows shrunk to that size (examples/onnx_fill.py)" if multiple else
+                 f"H = W = {s} only; fill bigger photos in windows shrunk to that size (examples/onnx_fill.py)"),
+        "training_size": str(s), "size_multiple": str(multiple or s),
+        "channels": str(model.channels),
+    }
+
+
+def onnx_doc(meta: dict[str, str]) -> str:
+    return (f"genfill {meta['genfill.kind']} inpainter. Inputs: image {meta['image']}; mask {meta['mask']}. "
+            f"Output: filled {meta['filled']}. Size: {meta['size']}.")
+
+
+def export_onnx(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Trace the model's fill into `path` with the TorchScript exporter (no onnxscript): dynamic batch, and
+    dynamic H and W when the family fills any size (`size_multiple`). The prior's loops are TorchScript, so
+    they stay ONNX `Loop`s. `metadata` (str -> str) goes into metadata_props, `onnx_doc` of it into the
+    doc_string, and each input and output gets its own doc_string."""
     import warnings
 
     from genfill.io import atomic_write_bytes
@@ -198,18 +239,36 @@ def export_onnx(model: nn.Module, path: str | Path) -> None:
     m[:, :, s // 4 : s // 2, s // 4 : s // 2] = 1
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
+    outputs = ["filled", "scale"] if graph.with_scale else ["filled"]
+    axes = {0: "batch", 2: "height", 3: "width"} if size_multiple(model) else {0: "batch"}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            outputs = ["filled", "scale"] if graph.with_scale else ["filled"]
             torch.onnx.export(graph, (x, m), str(tmp), input_names=["image", "mask"], output_names=outputs,
-                              dynamic_axes={"image": {0: "batch"}, "mask": {0: "batch"},
-                                            **{name: {0: "batch"} for name in outputs}},
+                              dynamic_axes={name: axes for name in ["image", "mask", *outputs]},
                               opset_version=ONNX_OPSET, dynamo=False)
+        if metadata:
+            _annotate(tmp, metadata)
         atomic_write_bytes(path, tmp.read_bytes())
     finally:
         tmp.unlink(missing_ok=True)
         model.eval()  # the exporter restores the wrapper's (training) mode onto the model
+
+
+def _annotate(path: Path, metadata: dict[str, str]) -> None:
+    """Write `metadata` and the doc strings into the ONNX file at `path`."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    proto.doc_string = onnx_doc(metadata)
+    proto.producer_name = "genfill"
+    del proto.metadata_props[:]
+    for k, v in metadata.items():
+        proto.metadata_props.add(key=k, value=v)
+    docs = {**metadata, "scale": "float32 (N,C,H,W): the learned Laplace scale b of the fill, [-1, 1] units"}
+    for value in [*proto.graph.input, *proto.graph.output]:
+        value.doc_string = docs.get(value.name, "")
+    onnx.save(proto, str(path))
 
 
 def onnx_session(path: str | Path):
@@ -220,20 +279,34 @@ def onnx_session(path: str | Path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+def onnx_sizes(model: nn.Module) -> list[tuple[int, int]]:
+    """(H, W) sizes the parity check runs at: S x S, and for a model that fills any size also a non-square
+    one, 1.5 S x 2 S rounded to the model's multiple (96x128 for S = 64)."""
+    s, multiple = model.image_size, size_multiple(model)
+    if not multiple:
+        return [(s, s)]
+    up = lambda v: -(-v // multiple) * multiple  # noqa: E731
+    return [(s, s), (up(3 * s // 2), up(2 * s))]
+
+
 def onnx_parity(model: nn.Module, path: str | Path, n: int = 3, seed: int = 0) -> float:
-    """Max abs difference between onnxruntime and torch fills of `n` random images under fixed holes (a
-    batch size other than the one traced, so the dynamic batch is checked too)."""
+    """Max abs difference between onnxruntime and torch fills of `n` random images under fixed holes at every
+    size of `onnx_sizes` (a batch size other than the one traced, so the dynamic axes are checked too)."""
     from genfill.data.masks import fixed_masks
 
-    s, c = model.image_size, model.channels
-    g = torch.Generator().manual_seed(seed)
-    x = from_unit(torch.rand(n, c, s, s, generator=g))
-    m = fixed_masks("mixed", n, s, s, seed=seed)
-    with torch.no_grad():
-        model = model.cpu().eval()
-        scale = model.fill_scale(x, m)
-        refs = [model.fill(x, m).numpy(), *([] if scale is None else [scale.numpy()])]
-    got = onnx_session(path).run(None, {"image": x.numpy(), "mask": m.numpy()})
-    if len(got) != len(refs):
-        raise GenfillError(f"{path} has {len(got)} outputs, the model gives {len(refs)}")
-    return max(float(abs(g - r).max()) for g, r in zip(got, refs))
+    c = model.channels
+    session = onnx_session(path)
+    worst = 0.0
+    for h, w in onnx_sizes(model):
+        g = torch.Generator().manual_seed(seed)
+        x = from_unit(torch.rand(n, c, h, w, generator=g))
+        m = fixed_masks("mixed", n, h, w, seed=seed)
+        with torch.no_grad():
+            model = model.cpu().eval()
+            scale = model.fill_scale(x, m)
+            refs = [model.fill(x, m).numpy(), *([] if scale is None else [scale.numpy()])]
+        got = session.run(None, {"image": x.numpy(), "mask": m.numpy()})
+        if len(got) != len(refs):
+            raise GenfillError(f"{path} has {len(got)} outputs, the model gives {len(refs)}")
+        worst = max(worst, *(float(abs(g - r).max()) for g, r in zip(got, refs)))
+    return worst

@@ -13,8 +13,11 @@ What happens at which size (the README repeats this):
   region in cells of S x S native pixels, each filled inside its own 3S x 3S window (shrunk exactly 3x)
   where the coarse fill of the rest of the hole counts as context.
 
-Hole regions are the 8-connected components of the mask, merged while their margins overlap, filled one
-after another (an earlier region's fill is context for the next). Only hole pixels are pasted, with a narrow
+Hole regions are the 8-connected components of the mask, merged while their margins overlap. Every region's
+window is filled from the input alone (all hole pixels are hole in every window, so no region's fill depends
+on another's), then the refine cells of every big region from that coarse fill; each stage's windows go
+through the model in batches (`batch`, across images too: `fill_native_many`), and the result does not
+depend on the batch size. Only hole pixels are pasted, with a narrow
 feathered edge *inside* the hole: within `feather` px of the hole's edge the upsampled prediction is blended
 towards the nearest known pixel, which hides the seam resampling leaves. Every pixel outside the hole is the
 input's own, bit for bit (the caller composites in the input's dtype; see api.py).
@@ -116,16 +119,32 @@ def _nearest_known(img: torch.Tensor, hole: np.ndarray) -> tuple[torch.Tensor, n
     return img[:, iy, ix], dist
 
 
-def fill_window(img: torch.Tensor, win: tuple[int, int, int, int], hole: np.ndarray, paste: np.ndarray,
-                fill_fn: FillFn, size: int, feather: int | None = None) -> None:
-    """Fill `img` (C,H,W, [-1, 1]) in place inside the window `win` = (top, left, bottom, right): the model
-    sees the window shrunk to fit size x size with `hole` (the window's (h,w) bool: every pixel not to be
-    trusted) as its hole; the pixels `paste` ((h,w) bool, within `hole`) take the upsampled prediction."""
+@dataclass
+class Window:
+    """One window of one image, ready for the model: `xs` (1,C,S,S) and `ms` (1,1,S,S) are what the model
+    sees; the rest is what pasting its fill back needs (see `prepare_window`)."""
+
+    image: int  # index of the image it belongs to
+    box: tuple[int, int, int, int]  # (top, left, bottom, right) in the image
+    xs: torch.Tensor
+    ms: torch.Tensor
+    shrunk: tuple[int, int]  # (sh, sw): the window's size in model pixels, before padding
+    scale: float  # model pixels per native pixel (<= 1)
+    x0: torch.Tensor  # (C,h,w) the window, hole pixels holding their nearest known value
+    dist: np.ndarray  # (h,w) distance of each pixel to the nearest known one
+    paste: np.ndarray  # (h,w) bool: the pixels that take the prediction
+
+
+def prepare_window(img: torch.Tensor, win: tuple[int, int, int, int], hole: np.ndarray, paste: np.ndarray,
+                   size: int, image: int = 0) -> Window | None:
+    """The model's input for the window `win` = (top, left, bottom, right) of `img` (C,H,W, [-1, 1]): the
+    window shrunk to fit size x size with `hole` (the window's (h,w) bool: every pixel not to be trusted) as
+    its hole; `paste` ((h,w) bool, within `hole`) are the pixels its fill replaces. None: nothing to paste."""
     t, l, b, r = win
     x = img[:, t:b, l:r]
     h, w = x.shape[-2:]
     if not paste.any():
-        return
+        return None
     # Hole pixels get their nearest known value first, so what lies under the hole never leaks into the
     # known pixels around it when the window is shrunk.
     x0, dist = _nearest_known(x, hole)
@@ -137,43 +156,92 @@ def fill_window(img: torch.Tensor, win: tuple[int, int, int, int], hole: np.ndar
         ms = (F.interpolate(m, size=(sh, sw), mode="area") > 0).to(x)  # any hole pixel under it: hole
     else:
         sh, sw, xs, ms = h, w, x0[None], m
-    out = fill_fn(pad_to(xs, size), pad_to(ms, size))[..., :sh, :sw].to(x)
-    if scale < 1:
+    return Window(image, win, pad_to(xs, size), pad_to(ms, size), (sh, sw), scale, x0, dist, paste)
+
+
+def paste_window(img: torch.Tensor, win: Window, filled: torch.Tensor, feather: int | None = None) -> None:
+    """Paste the model's fill `filled` (1,C,S,S) of `win` into `img` (C,H,W) in place: upsampled to the
+    window's resolution, feathered towards the nearest known pixel, only at `win.paste`."""
+    t, l, b, r = win.box
+    x = img[:, t:b, l:r]
+    h, w = x.shape[-2:]
+    sh, sw = win.shrunk
+    out = filled[..., :sh, :sw].to(x)
+    if win.scale < 1:
         out = F.interpolate(out, size=(h, w), mode="bicubic", align_corners=False).clamp(-1, 1)
     pred = out[0]
-    feather = (math.ceil(1 / scale) + 1 if scale < 1 else 0) if feather is None else feather
+    feather = (math.ceil(1 / win.scale) + 1 if win.scale < 1 else 0) if feather is None else feather
     if feather > 0:
-        wgt = torch.from_numpy(np.clip(dist / feather, 0, 1)).to(x)
-        pred = wgt * pred + (1 - wgt) * x0
-    sel = torch.from_numpy(paste).to(x.device)
+        wgt = torch.from_numpy(np.clip(win.dist / feather, 0, 1)).to(x)
+        pred = wgt * pred + (1 - wgt) * win.x0
+    sel = torch.from_numpy(win.paste).to(x.device)
     img[:, t:b, l:r] = torch.where(sel, pred, x)
 
 
-def fill_native(x: torch.Tensor, hole: np.ndarray, fill_fn: FillFn, size: int, feather: int | None = None) -> torch.Tensor:
+def fill_window(img: torch.Tensor, win: tuple[int, int, int, int], hole: np.ndarray, paste: np.ndarray,
+                fill_fn: FillFn, size: int, feather: int | None = None) -> None:
+    """Fill `img` (C,H,W, [-1, 1]) in place inside the window `win` = (top, left, bottom, right): the model
+    sees the window shrunk to fit size x size with `hole` (the window's (h,w) bool: every pixel not to be
+    trusted) as its hole; the pixels `paste` ((h,w) bool, within `hole`) take the upsampled prediction."""
+    job = prepare_window(img, win, hole, paste, size)
+    if job is not None:
+        paste_window(img, job, fill_fn(job.xs, job.ms), feather)
+
+
+def run_windows(imgs: list[torch.Tensor], jobs: list[Window | None], fill_fn: FillFn, batch: int,
+                feather: int | None) -> None:
+    """Fill every window of `jobs` (prepared from `imgs` before any of them is pasted, so the result does not
+    depend on the order or the batch) `batch` at a time through `fill_fn`, and paste them."""
+    jobs = [j for j in jobs if j is not None]
+    for i in range(0, len(jobs), max(1, batch)):
+        part = jobs[i : i + max(1, batch)]
+        out = fill_fn(torch.cat([j.xs for j in part]), torch.cat([j.ms for j in part]))
+        for k, j in enumerate(part):
+            paste_window(imgs[j.image], j, out[k : k + 1], feather)
+
+
+BATCH = 32  # windows per model call: what a CPU core's cache and a GPU's memory both hold at S = 64
+
+
+def fill_native(x: torch.Tensor, hole: np.ndarray, fill_fn: FillFn, size: int, feather: int | None = None,
+                batch: int = BATCH) -> torch.Tensor:
     """Fill image `x` (C,H,W) in [-1, 1] of any size under `hole` (H,W bool, True = hole) with a model that
-    works at size x size (module docstring). Returns a new (C,H,W) tensor; pixels outside the hole are x's."""
-    img = x.clone()
-    height, width = hole.shape
-    if height <= size and width <= size:
-        fill_window(img, (0, 0, height, width), hole, hole, fill_fn, size, feather)
-        return img
-    todo = hole.copy()  # hole pixels not filled yet: part of the model's hole in every window
-    for region in hole_regions(hole):
-        side = region.side
-        t, l, b, r = win = square_window(region.box, max(size, 3 * side), height, width)
-        fill_window(img, win, todo[t:b, l:r], region.pixels[t:b, l:r], fill_fn, size, feather)
-        todo &= ~region.pixels
-        if side > size:
-            _refine(img, region, todo, fill_fn, size, feather)
-    return img
+    works at size x size (module docstring). Returns a new (C,H,W) tensor; pixels outside the hole are x's.
+    `batch` windows go through the model at once; the result does not depend on it."""
+    return fill_native_many([x], [hole], fill_fn, size, feather, batch)[0]
 
 
-def _refine(img: torch.Tensor, region: Region, todo: np.ndarray, fill_fn: FillFn, size: int,
-            feather: int | None) -> None:
-    """Refine a coarse fill cell by cell: each S x S cell of the region is the hole of a 3S x 3S window
-    (where other regions' unfilled pixels stay hole too)."""
+def fill_native_many(xs: list[torch.Tensor], holes: list[np.ndarray], fill_fn: FillFn, size: int,
+                     feather: int | None = None, batch: int = BATCH) -> list[torch.Tensor]:
+    """`fill_native` of several images (each (C,H,W) under its (H,W) hole; one C for all), their windows
+    batched together: first every region's window (the whole image when it fits), then the refine cells of
+    the regions too big for one window, each stage prepared from the image as the previous stage left it."""
+    imgs = [x.clone() for x in xs]
+    coarse: list[Window | None] = []
+    cells: list[tuple[int, Region]] = []
+    for i, (img, hole) in enumerate(zip(imgs, holes)):
+        height, width = hole.shape
+        if height <= size and width <= size:
+            coarse.append(prepare_window(img, (0, 0, height, width), hole, hole, size, i))
+            continue
+        for region in hole_regions(hole):
+            t, l, b, r = win = square_window(region.box, max(size, 3 * region.side), height, width)
+            # every hole pixel is hole in every window: no region's fill depends on another's
+            coarse.append(prepare_window(img, win, hole[t:b, l:r], region.pixels[t:b, l:r], size, i))
+            if region.side > size:
+                cells.append((i, region))
+    run_windows(imgs, coarse, fill_fn, batch, feather)
+    refine = [job for i, region in cells for job in _refine_jobs(imgs[i], region, size, i)]
+    run_windows(imgs, refine, fill_fn, batch, feather)
+    return imgs
+
+
+def _refine_jobs(img: torch.Tensor, region: Region, size: int, image: int) -> list[Window | None]:
+    """The refine windows of a coarse-filled region: each S x S cell of the region is the hole of a 3S x 3S
+    window (shrunk exactly 3x) where the coarse fill around it is context."""
     height, width = region.pixels.shape
     t0, l0, b0, r0 = region.box
+    jobs = []
     for ct in range(t0, b0, size):
         for cl in range(l0, r0, size):
             cb, cr = min(ct + size, b0), min(cl + size, r0)
@@ -182,4 +250,5 @@ def _refine(img: torch.Tensor, region: Region, todo: np.ndarray, fill_fn: FillFn
             t, l, b, r = win = square_window((ct, cl, cb, cr), REFINE_SCALE * size, height, width)
             cell = np.zeros((b - t, r - l), bool)
             cell[ct - t : cb - t, cl - l : cr - l] = region.pixels[ct:cb, cl:cr]
-            fill_window(img, win, cell | todo[t:b, l:r], cell, fill_fn, size, feather)
+            jobs.append(prepare_window(img, win, cell, cell, size, image))
+    return jobs

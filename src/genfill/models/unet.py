@@ -293,6 +293,12 @@ class UNet(GenModel):
         return x * (1 - m)
 
     @property
+    def size_multiple(self) -> int:
+        """Fully convolutional: any H and W that are multiples of this fill directly (the ONNX export's
+        dynamic height and width; other sizes are padded by the network in torch)."""
+        return self.net.multiple
+
+    @property
     def prior_levels(self) -> int:
         """2x poolings of the prior's multigrid cascade: those of an image_size square (64 -> 3)."""
         return levels_for(self.image_size)
