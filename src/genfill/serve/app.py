@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from genfill.api import Inpainter, decode_mask, load
-from genfill.errors import GenfillError
+from genfill.errors import GenfillError, did_you_mean
 
 try:  # the `serve` extra; FastAPI resolves the route signatures' annotations, so these live at module level
     import python_multipart  # noqa: F401  (FastAPI's form parser)
@@ -93,8 +93,8 @@ def load_methods(specs: Sequence[str], peers: bool = False, device: str = "auto"
     out: dict[str, Inpainter] = {}
     for spec in wanted:
         if spec not in PEERS and not Path(spec).exists():
-            raise GenfillError(f"run not found: {spec} (a run directory, a checkpoint, an export, or a peer: "
-                               f"{', '.join(PEERS)})")
+            raise GenfillError(f"run not found: {spec}{did_you_mean(spec, PEERS)} (a run directory, a checkpoint, "
+                               f"an export, or a peer: {', '.join(PEERS)})")
         name, n = method_name(spec), 2
         while name in out:
             name, n = f"{method_name(spec)}-{n}", n + 1
