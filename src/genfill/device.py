@@ -60,10 +60,18 @@ def usable_cores() -> int:
 
 def default_threads() -> int:
     """genfill's CPU thread count when neither --threads nor GENFILL_THREADS nor OMP_NUM_THREADS says: the
-    usable cores, at most MAX_DEFAULT_THREADS. Small models (64 px windows, batch 32) stop gaining beyond a few
-    threads, and on a machine where other processes are busy, torch's default (every core) turns a fill of
-    under a second into many seconds as its threads wait on each other; benchmarks/results/threads.md."""
-    return min(usable_cores(), MAX_DEFAULT_THREADS)
+    cores left idle (usable cores minus the 1-minute load average, at least 1), at most MAX_DEFAULT_THREADS.
+    torch's own default takes every core, and when other processes keep them busy its threads wait on each
+    other: on a 2-core machine under load average ~10, one 512x512 fill took 1.4 s with 1 thread and 17 s
+    with 2, a unet-faces64 training step 5.3 s against 28 s (benchmarks/results/threads.md). Small models
+    (64 px windows, batch 32) gain little beyond a few threads even on an idle machine, hence the cap."""
+    import os
+
+    try:
+        busy = round(os.getloadavg()[0])
+    except (AttributeError, OSError):  # no load average (Windows): assume the cores are free
+        busy = 0
+    return max(1, min(usable_cores() - busy, MAX_DEFAULT_THREADS))
 
 
 def thread_count(arg: int | None) -> int | None:
