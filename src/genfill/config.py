@@ -300,22 +300,22 @@ def config_dirs() -> list[Path]:
     return dirs
 
 
-def resolve_config(name: str | Path, subfolder: str = "", kind: str = "config") -> Path:
+def resolve_config(name: str | Path, subfolder: str = "", kind: str = "config file") -> Path:
     """A config path, or the name of a config in ./configs/ or shipped with genfill (``unet-faces64`` or
     ``unet-faces64.yaml``); `subfolder` looks in that folder of each (``reproduce`` for presets)."""
     p = Path(name)
     if p.is_file():
         return p
     if p.suffix in (".yaml", ".yml") and len(p.parts) > 1:
-        raise GenfillError(f"{kind} file not found: {name}")
+        raise GenfillError(f"{kind} not found: {name}")
     stem = p.name if p.suffix else f"{p.name}.yaml"
     for folder in config_dirs():
         if (folder / subfolder / stem).is_file():
             return folder / subfolder / stem
     known = sorted({q.stem for d in config_dirs() for q in (d / subfolder).glob("*.yaml")})
     hint = did_you_mean(Path(stem).stem, known)
-    raise GenfillError(f"{kind} not found: {name}{hint} (known: {', '.join(known) or 'none'}; `genfill configs` "
-                       "lists them)")
+    raise GenfillError(f"{kind} not found: {name}{hint} (presets: {', '.join(known) or 'none'}; `genfill configs` "
+                       "describes them)")
 
 
 @dataclass

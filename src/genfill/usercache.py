@@ -46,12 +46,12 @@ def cache_root() -> Path:
 def mark(root: Path) -> None:
     """Create `root` and tag it as a genfill cache when genfill makes it (absent or empty): a folder that
     already holds other things is never tagged, so `clear` will not empty it."""
+    from genfill.io import atomic_write_text, make_dir
+
     fresh = not root.exists() or (root.is_dir() and not any(root.iterdir()))
-    root.mkdir(parents=True, exist_ok=True)
+    make_dir(root)  # a file in the way or a read-only parent: one clear line
     tag = root / TAG
     if fresh and not tag.exists():
-        from genfill.io import atomic_write_text
-
         atomic_write_text(tag, TAG_TEXT)
 
 
