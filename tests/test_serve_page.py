@@ -310,6 +310,8 @@ def test_zoom_pan_brush_in_image_pixels_compare_and_kept_attempts(server, browse
     assert min(widths) >= 400, widths  # a useful size on a 1280 px screen
     first, second = page.locator(".result").nth(0).bounding_box(), page.locator(".result").nth(1).bounding_box()
     assert second["x"] > first["x"] + first["width"] - 1 and abs(second["y"] - first["y"]) < 1  # side by side
+    # the picture shows one before/after divider: telea's latest fill left of it, the original right of it
+    page.locator(".result .ba").nth(1).evaluate("(el) => { el.value = 55; el.dispatchEvent(new Event('input')); }")
     _shot(page, "serve_page.png")
 
     # the before/after slider: fill left of the divider, original right of it
