@@ -149,7 +149,8 @@ def _values(a: np.ndarray) -> str:
 def decode_mask(mask: ImageLike, size: tuple[int, int], resize: bool = False, dilate: int = 0) -> np.ndarray:
     """Any mask form -> (H,W) bool, True = hole, for an image of `size` (H, W). A picture (path, PIL): white
     (> 127) is a hole. An array or tensor: bool, or exactly 0/1 (1 = hole; uint8 may also be 0/255); any
-    other value is refused (a soft or 0/255 float mask would otherwise mark holes silently wrong). `resize` scales a mask of another size (nearest); `dilate` grows the hole by that many pixels."""
+    other value is refused (a soft or 0/255 float mask would otherwise mark holes silently wrong). `resize`
+    scales a mask of another size (nearest); `dilate` grows the hole by that many pixels."""
     if isinstance(mask, (str, Path)):
         mask = _open(mask)
     if isinstance(mask, Image.Image):
