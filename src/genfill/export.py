@@ -247,16 +247,14 @@ def export_onnx(model: nn.Module, path: str | Path, metadata: dict[str, str] | N
             torch.onnx.export(graph, (x, m), str(tmp), input_names=["image", "mask"], output_names=outputs,
                               dynamic_axes={name: axes for name in ["image", "mask", *outputs]},
                               opset_version=ONNX_OPSET, dynamo=False)
-        if metadata:
-            _annotate(tmp, metadata)
-        atomic_write_bytes(path, tmp.read_bytes())
+        atomic_write_bytes(path, _annotate(tmp, metadata) if metadata else tmp.read_bytes())
     finally:
         tmp.unlink(missing_ok=True)
         model.eval()  # the exporter restores the wrapper's (training) mode onto the model
 
 
-def _annotate(path: Path, metadata: dict[str, str]) -> None:
-    """Write `metadata` and the doc strings into the ONNX file at `path`."""
+def _annotate(path: Path, metadata: dict[str, str]) -> bytes:
+    """The ONNX file at `path` with `metadata` and the doc strings in it (bytes: genfill.io writes them)."""
     import onnx
 
     proto = onnx.load(str(path))
@@ -268,7 +266,7 @@ def _annotate(path: Path, metadata: dict[str, str]) -> None:
     docs = {**metadata, "scale": "float32 (N,C,H,W): the learned Laplace scale b of the fill, [-1, 1] units"}
     for value in [*proto.graph.input, *proto.graph.output]:
         value.doc_string = docs.get(value.name, "")
-    onnx.save(proto, str(path))
+    return proto.SerializeToString()
 
 
 def onnx_session(path: str | Path):
