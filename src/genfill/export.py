@@ -6,7 +6,10 @@
     DIR/model.onnx          with --onnx: image (N,C,S,S) in [-1, 1] and mask (N,1,S,S), 1 = hole, in;
                             the composited fill out (`filled`), and for a model with a learned scale (unet
                             `uncertainty: true`) a second output `scale` (N,C,S,S), its Laplace b in
-                            [-1, 1] units; dynamic batch. Several fills (--samples) are not in the graph:
+                            [-1, 1] units; dynamic batch. A `sampler` takes a third input `noise`
+                            (N, noise_channels, S, S), standard Gaussian: the graph is one sampling pass
+                            (draw the noise outside, one draw per fill; all zeros gives the mean fill).
+                            Otherwise several fills (--samples) are not in the graph:
                             they draw random numbers in loops (the PixelCNN's raster order); use the
                             safetensors export through genfill.load for those.
 
@@ -24,7 +27,7 @@ import torch
 from torch import nn
 
 from genfill.errors import GenfillError
-from genfill.pixels import from_unit
+from genfill.pixels import composite, from_unit
 
 EXPORT_FORMAT = "genfill-export/1"
 ONNX_OPSET = 20  # AffineGrid (the GAN context variant crops its hole box in the graph)
@@ -134,6 +137,9 @@ def init_from(model: nn.Module, path: str | Path) -> str:
         ckpt = load_checkpoint(path)
         state, _ = _weights(model, ckpt, ckpt["model"])
         kind = ckpt["kind"]
+    adapt = getattr(model, "adapt_state", None)  # a family that starts from another's weights (sampler <- unet)
+    if adapt is not None:
+        state = adapt(state, kind)
     own = model.state_dict()
     for k, v in state.items():
         if k not in own:
@@ -178,11 +184,19 @@ class FillGraph(nn.Module):
         s, c = model.image_size, model.channels
         with torch.no_grad():
             self.with_scale = model.fill_scale(torch.zeros(1, c, s, s), torch.ones(1, 1, s, s)) is not None
+        self.noise_channels = noise_channels(model)
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor):
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, noise: torch.Tensor | None = None):
+        if noise is not None:  # a sampler: one sampling pass with the caller's noise
+            return composite(image, mask, self.model.run(image, mask, noise))
         if self.with_scale:
             return self.model.fill(image, mask), self.model.fill_scale(image, mask)
         return self.model.fill(image, mask)
+
+
+def noise_channels(model: nn.Module) -> int:
+    """The noise input's channels of a model whose ONNX graph takes one (a sampler), else 0."""
+    return int(getattr(model.cfg, "noise_channels", 0)) if getattr(model, "kind", "") == "sampler" else 0
 
 
 def export_onnx(model: nn.Module, path: str | Path) -> None:
@@ -202,8 +216,10 @@ def export_onnx(model: nn.Module, path: str | Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             outputs = ["filled", "scale"] if graph.with_scale else ["filled"]
-            torch.onnx.export(graph, (x, m), str(tmp), input_names=["image", "mask"], output_names=outputs,
-                              dynamic_axes={"image": {0: "batch"}, "mask": {0: "batch"},
+            inputs = ["image", "mask"] + (["noise"] if graph.noise_channels else [])
+            args = (x, m) + ((torch.randn(2, graph.noise_channels, s, s),) if graph.noise_channels else ())
+            torch.onnx.export(graph, args, str(tmp), input_names=inputs, output_names=outputs,
+                              dynamic_axes={**{name: {0: "batch"} for name in inputs},
                                             **{name: {0: "batch"} for name in outputs}},
                               opset_version=ONNX_OPSET, dynamo=False)
         atomic_write_bytes(path, tmp.read_bytes())
@@ -229,11 +245,17 @@ def onnx_parity(model: nn.Module, path: str | Path, n: int = 3, seed: int = 0) -
     g = torch.Generator().manual_seed(seed)
     x = from_unit(torch.rand(n, c, s, s, generator=g))
     m = fixed_masks("mixed", n, s, s, seed=seed)
+    feed = {"image": x.numpy(), "mask": m.numpy()}
     with torch.no_grad():
         model = model.cpu().eval()
-        scale = model.fill_scale(x, m)
-        refs = [model.fill(x, m).numpy(), *([] if scale is None else [scale.numpy()])]
-    got = onnx_session(path).run(None, {"image": x.numpy(), "mask": m.numpy()})
+        if noise_channels(model):  # a sampler's pass with this noise
+            z = torch.randn(n, noise_channels(model), s, s, generator=g)
+            feed["noise"] = z.numpy()
+            refs = [composite(x, m, model.run(x, m, z)).numpy()]
+        else:
+            scale = model.fill_scale(x, m)
+            refs = [model.fill(x, m).numpy(), *([] if scale is None else [scale.numpy()])]
+    got = onnx_session(path).run(None, feed)
     if len(got) != len(refs):
         raise GenfillError(f"{path} has {len(got)} outputs, the model gives {len(refs)}")
     return max(float(abs(g - r).max()) for g, r in zip(got, refs))
