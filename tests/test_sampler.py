@@ -3,6 +3,8 @@ samples, K different fills that keep known pixels, the mean flag, export round t
 
 from __future__ import annotations
 
+import json
+
 
 import pytest
 import torch
@@ -79,7 +81,6 @@ def test_training_step_runs_every_loss_and_the_discriminator(batch):
 
 
 def test_perceptual_term_is_logged_when_on(batch):
-    pytest.importorskip("flax", reason="LPIPS weights loader")  # LPIPS.from_pretrained reads packaged weights
     x, m = batch
     try:
         model = tiny(w_perceptual=1.0)
@@ -205,3 +206,19 @@ def test_cli_fill_samples_and_mean(tmp_path, capsys):
                  "-o", str(tmp_path / "u.png"), "--mean", "-q"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "mean" in err and "\n" not in err
+
+
+def test_demo_with_the_sampler_shows_mean_and_samples_and_both_winners(tmp_path, monkeypatch):
+    from genfill.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    small = ["--set", "masks.bank_size=256", "--set", "model.widths=[8,16]", "--set", "model.w_perceptual=0",
+             "--set", "model.d_base=8", "--set", "model.d_layers=2"]
+    assert main(["demo", "--config", "sampler-faces64", "--minutes", "0.03", "--count", "60", "--quiet", *small]) == 0
+    run = tmp_path / "runs" / "demo"
+    summary = json.loads((run / "demo.json").read_text())
+    assert summary["kind"] == "sampler"
+    assert set(summary["winner_lpips"]) == set(summary["winner"])  # a winner per kind on both axes
+    text = (run / "index.html").read_text()
+    for name in ("genfill sampler mean", "genfill sampler sample 1", "genfill sampler sample 2", "OpenCV Telea"):
+        assert name in text, name
