@@ -146,6 +146,8 @@ def main(argv=None) -> None:
     ap.add_argument("--boot", type=int, default=50, help="bootstrap draws for the FID/KID spread")
     ap.add_argument("--k", type=int, default=8, help="fills per image for diversity and calibration")
     ap.add_argument("--count", type=int, default=20000, help="faces64 data.count the runs were trained with")
+    ap.add_argument("--include", action="append", default=[], metavar="JSON",
+                    help="rows of an earlier run of this script under the same protocol (e.g. the peers, run once)")
     ap.add_argument("--note", default="")
     ap.add_argument("--out", default="benchmarks/results/perception_ab")
     a = ap.parse_args(argv)
@@ -168,6 +170,15 @@ def main(argv=None) -> None:
                         "square": SQUARE, "k": a.k, "fid_n": a.fid_n or a.n, "fid_kinds": fid_kinds, "boot": a.boot},
            "methods": about, "metric_seconds": round(metric_seconds, 1), "fid_seconds": round(fid_seconds, 1),
            "rows": summarise(res, fid, kinds)}
+    for path in a.include:
+        other = json.loads(Path(path).read_text())
+        if other["protocol"] != doc["protocol"]:
+            raise SystemExit(f"{path}: another protocol ({other['protocol']}), not merged")
+        doc["rows"].update(other["rows"])
+        doc["methods"].update(other["methods"])
+        doc["fid_seconds"] += other["fid_seconds"]
+        doc["metric_seconds"] += other["metric_seconds"]
+        doc["command"] += f"  (+ rows of {path}: {other['command']})"
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
