@@ -21,6 +21,8 @@ TINY = {
     "vqvae_prior": {"dim": 8, "layers": 2, "kernel": 3, "head": 16},
     "gan": {"base": 8, "d_base": 8, "crop_size": 16},
     "unet": {"widths": [8, 16], "prior": "biharmonic", "smooth_iters": 5},
+    "sampler": {"widths": [8, 16], "smooth_iters": 5, "noise_channels": 2, "w_perceptual": 0.0, "d_base": 8,
+                "d_layers": 2},
 }
 # Variants whose prediction takes another path: the whole-image VAE and the tree posterior.
 EXTRA = {"vae-whole": ("vae", {"channels": [8, 16], "latent_dim": 8, "inpaint": "whole"}),

@@ -207,7 +207,7 @@ def test_eval_samples_reports_diversity_quality_and_calibration(runs, tmp_path, 
     assert set(unet["plural"]["by_mask"]) == {"square", "thick"}
     assert "diversity" not in unet["summary"]["all"]
     assert telea["plural"] == {"k": 1, "note": "the telea peer draws one fill per hole; several fills (--samples) "
-                               "come from: avae, beta_vae, vae, vqvae_prior"}
+                               "come from: avae, beta_vae, sampler, vae, vqvae_prior"}
     rows = (out / "plural.csv").read_text().splitlines()
     assert rows[0].startswith("method,mask,K,diversity") and len(rows) == 1 + 2 + 2
     page = (out / "report.html").read_text()

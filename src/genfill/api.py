@@ -15,6 +15,9 @@ Several fills of one hole (families that can draw them: `painter.can_diversify`)
 
     fills = painter.fill(photo, mask, samples=6, seed=0)       # a list of 6 different fills
     res = painter.fill_samples(photo, mask, 6, seed=0)          # .fills, .uncertainty (H,W), .panel()
+
+A `sampler` run fills with one sample (sharp; `seed` picks it); its mean fill (best PSNR, blurry) is one flag
+away: `genfill.load("runs/sampler-faces64", mean=True)` (CLI: `genfill fill --mean`).
 """
 
 from __future__ import annotations
@@ -391,7 +394,7 @@ def load(path_or_name: str | Path, device: str | torch.device = "auto", feather:
          **options: Any) -> Inpainter:
     """An Inpainter from a run directory, a checkpoint (.pt), an exported folder (model.safetensors +
     config.json), or a classical peer by name (telea, ns, biharmonic, mean). `options` go to the model's
-    fill (e.g. method="optimize" for a VAE)."""
+    fill (e.g. method="optimize" for a VAE, mean=True for a sampler's mean fill)."""
     from genfill.peers import PEERS
     from genfill.device import pick_device
 

@@ -78,6 +78,10 @@ def cmd_fill(args) -> None:
     if peer and args.checkpoint:
         raise GenfillError(f"--method {peer} is a classical peer: it takes no -c checkpoint")
     options = {"method": args.method} if args.method and not peer else {}
+    if args.mean:
+        if peer:
+            raise GenfillError(f"--mean is a sampler's option; the {peer} peer draws one fill already")
+        options["mean"] = True
     if args.samples is not None:
         from genfill.metrics.uncertainty import check_samples
 
@@ -291,8 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "fill method (VAE: auto | encode | optimize; AVAE: auto | generator | decoder)")
     sp.add_argument("-o", "--output", required=True, help="output image (one input) or folder (mirrors the "
                     "input tree, PNG files)")
+    sp.add_argument("--mean", action="store_true", help="a sampler's mean fill (best PSNR, blurry) instead of "
+                    "one sample (sharp; --seed picks it)")
     sp.add_argument("--samples", type=int, default=None, metavar="K",
-                    help="also draw K different fills of each hole (vae, beta_vae, avae, vqvae_prior) into "
+                    help="also draw K different fills of each hole (sampler, vae, beta_vae, avae, vqvae_prior) into "
                          "<output>_samples.png with a heat map of their per-pixel spread (--seed seeds them)")
     sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
     sp.set_defaults(func=cmd_fill)

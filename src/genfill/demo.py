@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
+
 from genfill.config import load_config, resolve_config, to_dict
 from genfill.data.cache import load_cache
 from genfill.device import pick_device
@@ -27,6 +29,10 @@ DEMO_MASKS = {"square": {"size": 32, "margin": 16}, "thin": {}, "medium": {}, "t
 EVAL_IMAGES = 500
 # The family that fills best in the demo's budget: in `genfill reproduce --preset quick` (90 s of 2 CPU cores
 # per model) unet-faces64 has the best mean PSNR and LPIPS of every learned family (see its config's notes).
+# The sampler (sampler-faces64: sharp samples, mean fill one flag away) costs ~3.3x the unet's step (one
+# batch of a mean copy and two sample copies; benchmarks/results/perception_ab.md), so in the demo's 4
+# minutes its mean fill would get about 100 steps where the unet gets 331 (unet_curve: 100 steps trail 331
+# by ~0.6 dB on squares): `genfill demo --config sampler-faces64` shows its samples, the default stays the unet.
 DEMO_CONFIG = "unet-faces64"
 OURS = "genfill"
 
@@ -58,15 +64,25 @@ def run_demo(out_dir: str = "runs", minutes: float = 4.0, count: int = 20000, de
     doc, _ = load_eval(path)
     kinds = list(DEMO_MASKS)
     psnr = {k: {name: e["summary"]["mask"][k]["psnr"] for name, e in doc["methods"].items()} for k in kinds}
+    lpips = {k: {name: e["summary"]["mask"][k].get("lpips") for name, e in doc["methods"].items()} for k in kinds}
     summary = {
         "train_seconds": round(res.seconds, 1), "steps": res.step, "epochs": res.epoch,
         "parameters": model.num_parameters(), "eval_images": doc["protocol"]["n"], "eval_seed": cfg.masks.eval_seed,
         "kind": ckpt["kind"], "psnr": psnr,
         "winner": {k: max(v, key=lambda name: v[name] if v[name] is not None else -1e9) for k, v in psnr.items()},
+        # the perception axis: the lowest LPIPS per kind (None where LPIPS weights are missing)
+        "lpips": lpips,
+        "winner_lpips": {k: min(v, key=lambda name: v[name]) if all(x is not None for x in v.values()) else None
+                         for k, v in lpips.items()},
     }
 
     # ---- pictures: the report's shared ones (same images for every method), then what only a demo shows
-    pics = make_pictures(doc, data, {ours: model.fill, "OpenCV Telea": telea, "biharmonic": biharmonic}, run_dir)
+    fills = {ours: model.fill}
+    if model.kind == "sampler":  # its mean fill and two more seeded samples next to the default sample
+        fills[f"{ours} mean"] = lambda x, m: model.fill(x, m, mean=True)
+        for i in (1, 2):
+            fills[f"{ours} sample {i}"] = lambda x, m, i=i: model.fill_samples(x, m, 1, torch.Generator(x.device).manual_seed(i))[0]
+    pics = make_pictures(doc, data, {**fills, "OpenCV Telea": telea, "biharmonic": biharmonic}, run_dir)
     # New faces and morphs only from a family that has a prior / latent space (the VAE family does).
     gen_figs = []
     if model.can_sample:
@@ -90,6 +106,11 @@ def run_demo(out_dir: str = "runs", minutes: float = 4.0, count: int = 20000, de
         f"fill; every method sees the same holes (fixed per image, seed {cfg.masks.eval_seed}). Total wall time "
         f"{summary['wall_seconds'] / 60:.1f} min; reproduce with <code>make demo</code>.</p>",
     ]
+    axes = "; ".join(f"{esc(k)}: {esc(summary['winner'][k])} / {esc(summary['winner_lpips'][k] or '-')}" for k in kinds)
+    intro.append(f"<p>Winner per mask kind on each axis, distortion (PSNR) / perception (LPIPS): {axes}.</p>")
+    if len(fills) > 1:
+        intro.append(f"<p>The pictures show {esc(', '.join(fills))}: the first is the default fill (one seeded sample, "
+                     "what the numbers score), the mean fill is <code>genfill fill --mean</code>.</p>")
     details = [*gen_figs, "<h2>Training</h2>", figure("curves.png", "training curves (train and validation)"),
                f"<p>Run directory: <code>{esc(run_dir)}</code>.</p>"]
     raw = [("demo.json", "demo.json"), ("eval/eval.json", "eval.json"), ("eval/records.csv", "records.csv"),

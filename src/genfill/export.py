@@ -9,7 +9,10 @@
                             b in [-1, 1] units. Dynamic batch; dynamic H and W (multiples of the model's
                             `size_multiple`) for a fully convolutional family (unet), else H = W = S, the
                             training size. The model's doc_string and metadata_props say all this (see
-                            `onnx_metadata`; docs/onnx.md). Several fills (--samples) are not in the graph:
+                            `onnx_metadata`; docs/onnx.md). A `sampler` takes a third input
+                            `noise` (N, noise_channels, H, W), standard Gaussian: the graph is one sampling pass (draw
+                            the noise outside, one draw per fill; all zeros gives the mean fill). Otherwise several
+                            fills (--samples) are not in the graph:
                             they draw random numbers in loops (the PixelCNN's raster order); use the
                             safetensors export through genfill.load for those.
 
@@ -27,7 +30,7 @@ import torch
 from torch import nn
 
 from genfill.errors import GenfillError
-from genfill.pixels import from_unit
+from genfill.pixels import composite, from_unit
 from genfill.progress import say
 
 EXPORT_FORMAT = "genfill-export/1"
@@ -141,6 +144,9 @@ def init_from(model: nn.Module, path: str | Path) -> str:
         ckpt = load_checkpoint(path)
         state, _ = _weights(model, ckpt, ckpt["model"])
         kind = ckpt["kind"]
+    adapt = getattr(model, "adapt_state", None)  # a family that starts from another's weights (sampler <- unet)
+    if adapt is not None:
+        state = adapt(state, kind)
     own = model.state_dict()
     for k, v in state.items():
         if k not in own:
@@ -185,11 +191,20 @@ class FillGraph(nn.Module):
         s, c = model.image_size, model.channels
         with torch.no_grad():
             self.with_scale = model.fill_scale(torch.zeros(1, c, s, s), torch.ones(1, 1, s, s)) is not None
+        self.noise_channels = noise_channels(model)
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor):
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, noise: torch.Tensor | None = None):
+        if noise is not None:  # a sampler: one sampling pass with the caller's noise
+            return composite(image, mask, self.model.run(image, mask, noise))
         if self.with_scale:
             return self.model.fill(image, mask), self.model.fill_scale(image, mask)
         return self.model.fill(image, mask)
+
+
+def noise_channels(model: nn.Module) -> int:
+    """The noise input's channels of a model whose ONNX graph takes one (a sampler), else 0."""
+    return int(getattr(model.cfg, "noise_channels", 0)) if getattr(model, "kind", "") == "sampler" else 0
+
 
 
 def size_multiple(model: nn.Module) -> int | None:
@@ -203,7 +218,10 @@ def onnx_metadata(model: nn.Module, config: dict) -> dict[str, str]:
     integrator needs without reading genfill's code."""
     multiple = size_multiple(model)
     s = model.image_size
+    noise = {"noise": f"float32 (N,{noise_channels(model)},H,W), standard Gaussian, one draw per fill (all zeros: "
+                      "the mean fill)"} if noise_channels(model) else {}
     return {
+        **noise,
         "genfill.format": EXPORT_FORMAT, "genfill.kind": config["kind"],
         "genfill.model_config": json.dumps(config["model_config"], sort_keys=True),
         "genfill.weights": str(config.get("weights")), "genfill.step": str(config.get("step")),
@@ -219,7 +237,8 @@ def onnx_metadata(model: nn.Module, config: dict) -> dict[str, str]:
 
 
 def onnx_doc(meta: dict[str, str]) -> str:
-    return (f"genfill {meta['genfill.kind']} inpainter. Inputs: image {meta['image']}; mask {meta['mask']}. "
+    noise = f"; noise {meta['noise']}" if "noise" in meta else ""
+    return (f"genfill {meta['genfill.kind']} inpainter. Inputs: image {meta['image']}; mask {meta['mask']}{noise}. "
             f"Output: filled {meta['filled']}. Size: {meta['size']}.")
 
 
@@ -244,8 +263,10 @@ def export_onnx(model: nn.Module, path: str | Path, metadata: dict[str, str] | N
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(graph, (x, m), str(tmp), input_names=["image", "mask"], output_names=outputs,
-                              dynamic_axes={name: axes for name in ["image", "mask", *outputs]},
+            inputs = ["image", "mask"] + (["noise"] if graph.noise_channels else [])
+            args = (x, m) + ((torch.randn(2, graph.noise_channels, s, s),) if graph.noise_channels else ())
+            torch.onnx.export(graph, args, str(tmp), input_names=inputs, output_names=outputs,
+                              dynamic_axes={name: axes for name in [*inputs, *outputs]},
                               opset_version=ONNX_OPSET, dynamo=False)
         atomic_write_bytes(path, _annotate(tmp, metadata) if metadata else tmp.read_bytes())
     finally:
@@ -299,11 +320,17 @@ def onnx_parity(model: nn.Module, path: str | Path, n: int = 3, seed: int = 0) -
         g = torch.Generator().manual_seed(seed)
         x = from_unit(torch.rand(n, c, h, w, generator=g))
         m = fixed_masks("mixed", n, h, w, seed=seed)
+        feed = {"image": x.numpy(), "mask": m.numpy()}
         with torch.no_grad():
             model = model.cpu().eval()
-            scale = model.fill_scale(x, m)
-            refs = [model.fill(x, m).numpy(), *([] if scale is None else [scale.numpy()])]
-        got = session.run(None, {"image": x.numpy(), "mask": m.numpy()})
+            if noise_channels(model):  # a sampler's pass with this noise
+                z = torch.randn(n, noise_channels(model), h, w, generator=g)
+                feed["noise"] = z.numpy()
+                refs = [composite(x, m, model.run(x, m, z)).numpy()]
+            else:
+                scale = model.fill_scale(x, m)
+                refs = [model.fill(x, m).numpy(), *([] if scale is None else [scale.numpy()])]
+        got = session.run(None, feed)
         if len(got) != len(refs):
             raise GenfillError(f"{path} has {len(got)} outputs, the model gives {len(refs)}")
         worst = max(worst, *(float(abs(g - r).max()) for g, r in zip(got, refs)))

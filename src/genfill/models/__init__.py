@@ -12,6 +12,7 @@ from genfill.models.avae import AVAE
 from genfill.models.base import GenModel, ModelOutput
 from genfill.models.gan import GAN
 from genfill.models.pixelcnn import VQVAEPrior
+from genfill.models.sampler import Sampler
 from genfill.models.unet import UNet
 from genfill.models.vae import VAE, BetaVAE
 from genfill.models.vqvae import VQVAE
@@ -26,6 +27,7 @@ REGISTRY: dict[str, type[GenModel]] = {
     "vqvae_prior": VQVAEPrior,
     "gan": GAN,
     "unet": UNet,
+    "sampler": Sampler,
 }
 
 __all__ = ["REGISTRY", "GenModel", "ModelOutput", "composite", "build_model", "model_config", "save_model",

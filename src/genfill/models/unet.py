@@ -200,6 +200,16 @@ class FFCBlock(nn.Module):
         return x + self.mix(torch.cat([self.local(h), self.spectral(self.to_global(h))], 1))
 
 
+def prior_fill(cfg: UNetConfig, x: Tensor, m: Tensor, levels: int) -> Tensor:
+    """The classical fill named by `cfg.prior` (and its `prior_iters`, `smooth_iters`, `solver`) of `x` under
+    holes `m` with a cascade `levels` deep: what `UNet.base_fill` computes, for every family that corrects it."""
+    if cfg.prior == "harmonic":
+        return harmonic_fill(x, m, cfg.prior_iters, levels=levels).to(x.dtype)
+    if cfg.prior == "biharmonic":
+        return biharmonic_fill(x, m, cfg.prior_iters, cfg.smooth_iters, solver=cfg.solver, levels=levels).to(x.dtype)
+    return x * (1 - m)
+
+
 class ResUNet(nn.Module):
     """(N, in_ch, H, W) -> (N, out_ch, H, W), unbounded; H and W are padded to a multiple of 2^(levels-1)."""
 
@@ -285,12 +295,7 @@ class UNet(GenModel):
         """The classical fill (N,C,H,W) the network corrects, known pixels exact, for `x` in [-1, 1] and `m`
         (N,1,H,W), 1 = hole, of any size: the cascade's depth is the model's (`levels_for(image_size)`), so a
         window, a whole photo and an ONNX graph of any size compute the same operator."""
-        if self.cfg.prior == "harmonic":
-            return harmonic_fill(x, m, self.cfg.prior_iters, levels=self.prior_levels).to(x.dtype)
-        if self.cfg.prior == "biharmonic":
-            return biharmonic_fill(x, m, self.cfg.prior_iters, self.cfg.smooth_iters, solver=self.cfg.solver,
-                                   levels=self.prior_levels).to(x.dtype)
-        return x * (1 - m)
+        return prior_fill(self.cfg, x, m, self.prior_levels)
 
     @property
     def size_multiple(self) -> int:

@@ -14,6 +14,9 @@ guard), 415 for a file that is not an image, 422 for a mask of another size (unl
 no hole and other bad inputs, 400 for an unknown method, 503 when a device's queue is full, 504 when a fill
 does not finish within the timeout (queue wait included).
 
+A `sampler` run is listed twice: `NAME` fills with one sample (the request's seed picks it) and `NAME mean`
+with its mean fill (the best PSNR, blurry).
+
 Fills that need a device run one at a time per device (one worker thread each, so a GPU is never shared by
 two fills and the CPU is not oversubscribed); classical peers run on the CPU's queue.
 """
@@ -99,6 +102,11 @@ def load_methods(specs: Sequence[str], peers: bool = False, device: str = "auto"
         while name in out:
             name, n = f"{method_name(spec)}-{n}", n + 1
         out[name] = load(spec, device=device)
+        model = out[name].model
+        if model is not None and model.kind == "sampler":  # its mean fill too, as a method of its own
+            from genfill.api import from_model
+
+            out[f"{name} mean"] = from_model(model, f"{name} mean", mean=True)
     return out
 
 

@@ -1,0 +1,291 @@
+"""`sampler`: an inpainter that draws plausible, sharp fills (a sample per call, K different ones on request)
+and keeps the blurry-but-best-PSNR mean fill one flag away.
+
+Why: the `unet` trained on minus-PSNR predicts the conditional mean, and the mean of many plausible faces is
+a smooth smear (no eyes or mouth in a big hole; the perception-distortion trade-off, Blau & Michaeli 2018).
+A sample from the conditional distribution can draw an eye where the mean cannot.
+
+Network: the unet's residual U-Net (`unet.ResUNet`) correcting the unet's on-device thin-plate fill
+(`unet.prior_fill`, what `unet.UNet.base_fill` computes, same `prior*` keywords), with extra input
+channels: `noise_channels` of per-pixel standard Gaussian noise z (inside the hole only) and one switch channel. Input
+(N, 2C + 1 + noise_channels + 1, H, W) = [x * (1 - m), m, base, z * m, switch]; output
+``pred = clamp(base + m * net(...), -1, 1)``.
+
+- **mean pass**: z = 0 and switch 0: the deterministic mean fill, trained by minus the per-image PSNR of the
+  hole (`losses.psnr_loss`, the unet's `recon: psnr`). `fill(x, m, mean=True)`.
+- **sample pass**: z ~ N(0, 1) and switch 1: one draw from the conditional distribution. Noise that is all
+  zeros selects the mean pass (the switch is 1 exactly when any noise value is non-zero), so one graph (the
+  ONNX export, `noise` an input) gives both.
+
+One network, one forward per training batch over 1 + `train_samples` (K) copies of it: the mean copy and K
+sample copies. Losses (`w_*` weights):
+
+    w_mean * psnr_loss(mean)                                   the mean fill (what PSNR scores)
+  + w_energy * CRPS over hole values, fair estimator:         a strictly proper scoring rule: minimised only
+        mean_k |X_k - y| - 1/(2K(K-1)) sum_{i!=j} |X_i - X_j|  when the samples' marginal at each pixel is the
+                                                                truth's conditional distribution, so it trains
+                                                                the spread to be calibrated and keeps the
+                                                                noise from being ignored (the -|X_i - X_j|
+                                                                term pays for diversity)
+  + w_perceptual * LPIPS(composite(X_k), x)                   sharpness (genfill's frozen AlexNet LPIPS)
+  + w_adv * non-saturating PatchGAN loss on composite(X_k)     realism: the discriminator (`PatchDiscriminator`
+                                                                on [image, mask], so it knows where the hole is;
+                                                                real images get the same masks) is trained by
+                                                                the shared loop (`train.train_step`) with
+                                                                BCE and an R1 gradient penalty on real images,
+                                                                gamma `r1`, applied every `r1_every` steps and
+                                                                scaled by it (lazy R1, StyleGAN2)
+
+The perceptual and adversarial terms start after `warmup_steps` training forwards (a buffer, no host sync).
+
+Inference: `fill(x, m)` is one sample; its noise comes from a generator seeded by `torch.initial_seed()`, so
+`torch.manual_seed(s)` (what `genfill.load(...).fill(..., seed=s)` and `genfill fill --seed s` do) picks the
+sample and the same seed gives the same fill, call after call (eval's forward pass, `predict` and `fill`
+agree). `fill_samples(x, m, K, generator)` draws K different ones from `generator`. Known pixels are always
+exact (every fill is composited).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from genfill.errors import GenfillError
+from genfill.losses import adversarial_d_loss, adversarial_g_loss, hole_weighted_l1, perceptual_loss, psnr_loss
+from genfill.models.base import GenModel, ModelOutput
+from genfill.models.blocks import PatchDiscriminator
+from genfill.models.thinplate import levels_for
+from genfill.models.unet import ResUNet, UNetConfig, prior_fill
+from genfill.pixels import composite
+
+
+@dataclass
+class SamplerConfig:
+    # the network and the classical fill it corrects: the unet's keywords of the same names
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    blocks: int = 1
+    norm: str = "group"
+    activation: str = "silu"
+    attention: bool = False
+    gated: bool = False
+    context: str = "none"
+    context_blocks: int = 2
+    prior: str = "biharmonic"
+    prior_iters: int = 24
+    smooth_iters: int = 40
+    solver: str = "cg"
+    # sampling
+    noise_channels: int = 4  # per-pixel Gaussian noise channels in the hole
+    train_samples: int = 2  # K sample passes per training batch (the CRPS needs >= 2)
+    # losses (module docstring)
+    w_mean: float = 1.0  # minus PSNR of the mean pass
+    w_energy: float = 100.0  # CRPS of the samples over hole values ([-1, 1] units; ~psnr_loss's gradient scale)
+    w_perceptual: float = 4.0  # LPIPS of the composited samples
+    w_adv: float = 1.0  # non-saturating PatchGAN term on the composited samples (0 = no discriminator)
+    r1: float = 1.0  # R1 penalty gamma on real images (discriminator step)
+    r1_every: int = 4  # lazy R1: every this many discriminator steps, scaled by it
+    warmup_steps: int = 0  # perceptual and adversarial terms start after this many training forwards
+    d_base: int = 32
+    d_layers: int = 3
+    d_norm: str = "none"
+
+    def __post_init__(self) -> None:
+        self.unet_config()  # the network and prior keywords validate as the unet's do
+        if self.noise_channels < 1:
+            raise GenfillError("model.noise_channels: need at least 1 (the sampler's randomness)")
+        if self.train_samples < 2:
+            raise GenfillError("model.train_samples: need at least 2 (the CRPS compares samples with each other)")
+        if self.r1_every < 1 or self.warmup_steps < 0:
+            raise GenfillError("model.r1_every must be >= 1 and model.warmup_steps >= 0")
+        if min(self.w_mean, self.w_energy, self.w_perceptual, self.w_adv, self.r1) < 0:
+            raise GenfillError("model: loss weights and r1 must be >= 0")
+
+    def unet_config(self) -> UNetConfig:
+        """The unet config of the same network and prior (what ResUNet and the unet's base fill read)."""
+        return UNetConfig(widths=list(self.widths), blocks=self.blocks, norm=self.norm, activation=self.activation,
+                          attention=self.attention, gated=self.gated, context=self.context,
+                          context_blocks=self.context_blocks, prior=self.prior, prior_iters=self.prior_iters,
+                          smooth_iters=self.smooth_iters, solver=self.solver)
+
+
+def crps(samples: Tensor, y: Tensor, m: Tensor) -> Tensor:
+    """Fair CRPS estimator of K samples (K,N,C,H,W) against the truth y (N,C,H,W), averaged over hole values
+    (m (N,1,H,W), 1 = hole): mean_k |X_k - y| - sum_{i != j} |X_i - X_j| / (2 K (K - 1)). Unbiased for the
+    CRPS of the sampler's per-pixel distribution, whose expectation is minimised only by the true one."""
+    k = samples.shape[0]
+    err = (samples - y).abs().mean(0)
+    pair = sum((samples[i] - samples[j]).abs() for i in range(k) for j in range(i + 1, k)) / (k * (k - 1))
+    hole = m.expand_as(y)
+    return ((err - pair) * hole).sum() / hole.sum().clamp_min(1)
+
+
+class Sampler(GenModel):
+    Config = SamplerConfig
+    kind = "sampler"
+    can_diversify = True
+    encoder_prefixes = ("net.stem.", "net.enc.", "net.down.", "net.mid.")
+
+    def __init__(self, cfg: SamplerConfig, image_size: int, channels: int) -> None:
+        super().__init__(cfg, image_size, channels)
+        self._prior_cfg, self._prior_levels = cfg.unet_config(), levels_for(image_size)  # the unet's prior
+        self.net = ResUNet(2 * channels + 1 + cfg.noise_channels + 1, channels, cfg.unet_config())
+        # The unet zero-initialises its output conv (start as the classical fill); a small random one here
+        # instead, so that even an untrained sampler's noise reaches its fills (K draws differ from step 0).
+        head = self.net.out[-1]
+        nn.init.normal_(head.weight, std=1e-3)
+        if cfg.w_adv > 0:
+            self.discriminator = PatchDiscriminator(channels + 1, cfg.d_base, cfg.d_layers, cfg.d_norm)
+        self._lpips: list[nn.Module] = []  # frozen, outside the module tree (as the unet holds it)
+        if cfg.w_perceptual > 0:
+            from genfill.metrics.lpips import LPIPS
+
+            self._lpips.append(LPIPS.from_pretrained("alexnet"))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self._d_steps = 0  # discriminator steps in this process (lazy R1; not saved)
+        self._r1 = torch.zeros(())  # the last R1 penalty, logged on the steps in between
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        for net in self._lpips:
+            net._apply(fn, *args, **kwargs)
+        return self
+
+    @torch.compiler.disable  # TorchScript loops (genfill.models.thinplate): dynamo need not trace them
+    def base_fill(self, x: Tensor, m: Tensor) -> Tensor:
+        """The unet's classical fill (known pixels exact) that the network corrects."""
+        return prior_fill(self._prior_cfg, x, m, self._prior_levels)
+
+    def adapt_state(self, state: dict[str, Tensor], kind: str) -> dict[str, Tensor]:
+        """train.init_from a unet run of the same widths: its weights, with the stem's extra input channels
+        (noise, switch) a tenth of their fresh init, so the sampler starts near that unet's fill in both passes; the unet's step
+        counter is dropped (the warm-up counts this run's steps). A sampler's own weights pass unchanged."""
+        if kind != "unet":
+            return state
+        state = {k: v for k, v in state.items() if k.startswith("net.")}
+        stem = state.get("net.stem.weight")
+        own = self.net.stem.weight
+        if stem is not None and stem.shape[1] < own.shape[1] and stem.shape[0] == own.shape[0]:
+            # a tenth of the fresh init, not zeros: an exact tie between samples has a zero CRPS gradient
+            pad = 0.1 * own.detach()[:, stem.shape[1]:].to(stem.dtype).cpu()
+            state["net.stem.weight"] = torch.cat([stem, pad], 1)
+        return {**state, "steps": torch.zeros((), dtype=torch.long)}
+
+    # ---- the network
+    def run(self, x: Tensor, m: Tensor, noise: Tensor, base: Tensor | None = None) -> Tensor:
+        """Whole-image predictions (N,C,H,W) in [-1, 1] for noise (N, noise_channels, H, W): a sample pass where
+        an image's noise has any non-zero value, the mean pass where it is all zeros. `x`, `m`, `base` may be
+        the N images once while `noise` holds R*N rows (R passes of each image, one batch)."""
+        if base is None:
+            base = self.base_fill(x, m)
+        reps = noise.shape[0] // x.shape[0]
+        if reps * x.shape[0] != noise.shape[0] or noise.shape[1] != self.cfg.noise_channels:
+            raise GenfillError(f"sampler: noise {tuple(noise.shape)} does not fit {x.shape[0]} images with "
+                               f"{self.cfg.noise_channels} noise channels")
+        md = m.to(x.dtype)
+        cond = torch.cat([x * (1 - md), md, base], 1).repeat(reps, 1, 1, 1)
+        mr = md.repeat(reps, 1, 1, 1)
+        noise = noise.to(x.dtype)
+        switch = (noise.flatten(1).abs().amax(1) > 0).to(x.dtype)[:, None, None, None].expand_as(mr)
+        out = self.net(torch.cat([cond, noise * mr, switch], 1))
+        return (base.repeat(reps, 1, 1, 1) + mr.to(out.dtype) * out).clamp(-1, 1)
+
+    def noise(self, n: int, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """(n, noise_channels, H, W) standard Gaussian noise on `like`'s device; from `generator`, or (None) from
+        a generator seeded by torch.initial_seed() (the module docstring: the seeded default fill)."""
+        if generator is None:
+            generator = torch.Generator(like.device).manual_seed(torch.initial_seed())
+        return torch.randn(n, self.cfg.noise_channels, *like.shape[-2:], generator=generator, device=like.device)
+
+    # ---- inference
+    @torch.no_grad()
+    def predict(self, x: Tensor, m: Tensor, mean: bool = False) -> Tensor:
+        """One seeded sample (N,C,H,W) in [-1, 1] (module docstring), or the mean fill with `mean`."""
+        z = self.noise(len(x), x)
+        return self.run(x, m, torch.zeros_like(z) if mean else z)
+
+    @torch.no_grad()
+    def fill(self, x: Tensor, m: Tensor, mean: bool = False, **options) -> Tensor:
+        """A composited sample; `mean=True` gives the deterministic mean fill (the best PSNR, blurry)."""
+        if options:
+            raise GenfillError(f"sampler takes one fill option, mean (got {', '.join(options)})")
+        return composite(x, m, self.predict(x, m, mean=bool(mean)).to(x.dtype))
+
+    @torch.no_grad()
+    def fill_samples(self, x: Tensor, m: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+        """K composited samples (K,N,C,H,W) from `generator`, one pass per sample (memory of one batch)."""
+        base = self.base_fill(x, m)
+        out = [composite(x, m, self.run(x, m, self.noise(len(x), x, generator), base).to(x.dtype)) for _ in range(k)]
+        return torch.stack(out)
+
+    # ---- the encoder (SSL pretraining): a whole image, no hole, no noise, mean pass
+    @property
+    def feature_dim(self) -> int:
+        return self.cfg.widths[-1]
+
+    def encoder_features(self, x: Tensor) -> Tensor:
+        x = self.net.pad(x)
+        zeros = torch.zeros_like(x[:, :1])
+        extra = zeros.expand(-1, self.cfg.noise_channels + 1, -1, -1)
+        z, _ = self.net.encode(torch.cat([x, zeros, x, extra], 1))
+        return z.mean((2, 3))
+
+    # ---- training
+    def gate(self) -> Tensor:
+        """1.0 once `warmup_steps` training forwards have run, else 0.0 (a device tensor)."""
+        return (self.steps >= self.cfg.warmup_steps).float()
+
+    def forward(self, x: Tensor, m: Tensor, kl_scale: float = 1.0) -> ModelOutput:
+        c = self.cfg
+        x32, m32 = x.float(), m.float()
+        if not self.training:  # eval: the default fill (a seeded sample) and its PSNR, one pass
+            pred = self.predict(x, m)
+            p32 = pred.float()
+            recon = psnr_loss(p32, x32, m32)
+            return ModelOutput(loss=recon, pred=pred,
+                               parts={"psnr_loss": recon, "l1": hole_weighted_l1(p32, x32, m32, 6.0)})
+        n, k = len(x), c.train_samples
+        z = torch.randn(k * n, c.noise_channels, *x.shape[-2:], device=x.device)
+        preds = self.run(x, m, torch.cat([torch.zeros_like(z[:n]), z]))
+        mean, samples = preds[:n], preds[n:]
+        p32 = mean.float()
+        s32 = samples.float().view(k, n, *x.shape[1:])
+        parts = {"psnr_loss": psnr_loss(p32, x32, m32), "crps": crps(s32, x32, m32)}
+        loss = c.w_mean * parts["psnr_loss"] + c.w_energy * parts["crps"]
+        xr, mr = x32.repeat(k, 1, 1, 1), m32.repeat(k, 1, 1, 1)
+        fakes = composite(xr, mr, samples.float())
+        if c.w_perceptual > 0:
+            parts["perceptual"] = perceptual_loss(fakes, xr, self._lpips[0])
+            loss = loss + self.gate() * c.w_perceptual * parts["perceptual"]
+        with torch.no_grad():  # is the noise used? mean |X_1 - X_2| over hole values ([-1, 1] units)
+            hole = m32.expand_as(x32)
+            parts["spread"] = ((s32[0] - s32[1]).abs() * hole).sum() / hole.sum().clamp_min(1)
+        self.steps += 1
+        return ModelOutput(loss=loss, pred=mean, parts=parts, fake=fakes.to(x.dtype))
+
+    def _judge(self, img: Tensor, m: Tensor) -> Tensor:
+        reps = img.shape[0] // m.shape[0]
+        return self.discriminator(torch.cat([img, m.to(img.dtype).repeat(reps, 1, 1, 1)], 1)).float()
+
+    def d_loss(self, x: Tensor, m: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """BCE on real images and the composited samples, plus the lazy R1 penalty on real images."""
+        k = fake.shape[0] // x.shape[0]
+        r1_now = self.cfg.r1 > 0 and self._d_steps % self.cfg.r1_every == 0
+        self._d_steps += 1
+        real = x.detach().repeat(k, 1, 1, 1).requires_grad_(r1_now)  # as many reals as fakes: balanced BCE
+        real_logits = self._judge(real, m)
+        fake_logits = self._judge(fake, m)
+        loss = adversarial_d_loss(real_logits, fake_logits, "bce")
+        parts = {"d_loss": loss.detach(), "d_real": real_logits.mean().detach(), "d_fake": fake_logits.mean().detach()}
+        if r1_now:
+            (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+            r1 = grad.float().pow(2).flatten(1).sum(1).mean()
+            loss = loss + 0.5 * self.cfg.r1 * self.cfg.r1_every * r1
+            self._r1 = r1.detach()
+        parts["r1"] = self._r1.to(loss.device)
+        return loss, parts
+
+    def g_adv_loss(self, x: Tensor, m: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        adv = adversarial_g_loss(self._judge(fake, m), "bce")  # non-saturating: -log D(G(z))
+        return self.gate() * self.cfg.w_adv * adv, {"adv": adv.detach()}
