@@ -83,7 +83,7 @@ def error(r, status: int) -> str:
 def test_models_healthz_page_and_unknown_routes(client, run32):
     info = client.get("/api/models").json()
     names = [m["name"] for m in info["models"]]
-    assert names == [run32.name, "telea", "ns", "biharmonic", "mean"]
+    assert names == [run32.name, "telea", "ns", "biharmonic", "patchmatch", "mean"]
     model = info["models"][0]
     assert model["kind"] == "model" and model["size"] == 32 and model["device"] == "cpu"
     assert info["models"][1]["kind"] == "peer" and info["models"][1]["size"] is None

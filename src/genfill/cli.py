@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--mask-param", action="append", metavar="KEY=VALUE", help="mask keyword, e.g. size=24")
     sp.add_argument("--mask-resize", action="store_true", help="scale a mask of another size (nearest)")
     sp.add_argument("--dilate", type=int, default=0, metavar="N", help="grow every hole by N pixels")
-    sp.add_argument("--method", help="telea | ns | biharmonic | mean (a classical peer, no -c), or the model's "
+    sp.add_argument("--method", help="telea | ns | biharmonic | patchmatch | mean (a classical peer, no -c), or the model's "
                                      "fill method (VAE: auto | encode | optimize; AVAE: auto | generator | decoder)")
     sp.add_argument("-o", "--output", required=True, help="output image (one input) or folder (mirrors the "
                     "input tree, PNG files)")

@@ -48,7 +48,7 @@ class Method:
 
 
 def resolve_method(spec: str, device) -> Method:
-    """A peer name (telea, ns, biharmonic, mean) or a checkpoint / run directory -> Method."""
+    """A peer name (telea, ns, biharmonic, patchmatch, mean) or a checkpoint / run directory -> Method."""
     from genfill.peers import PEERS
 
     if spec in PEERS:
