@@ -9,7 +9,7 @@ They run on the CPU, one image at a time; C may be 1 (greyscale) or 3 (any other
 expectation-maximisation completion of Wexler et al. 2007, as in Photoshop's Content-Aware Fill), so it
 continues textures where the diffusion peers (Telea, Navier-Stokes, biharmonic) draw a smooth blend. It runs
 the native library of the `pypatchmatch` wheel (InvokeAI's PyPatchMatch: C++ with a static OpenCV) with a
-fixed seed, so the same image and hole always give the same fill. Speed: benchmarks/results/patchmatch.json.
+fixed seed, so the same image and hole always give the same fill. Speed: benchmarks/results/perception_speed.json.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ biharmonic: Peer = _per_image(_biharmonic_one)
 
 
 # PatchMatch compares (2 r + 1)^2 patches: r = 3 (7x7, the library's own examples) follows a 64 px face's
-# features and keeps a 512x512 photo with a 10 % hole near a second (benchmarks/results/patchmatch.json).
+# features and keeps a 512x512 photo with a 10 % hole near a second (benchmarks/results/perception_speed.json).
 PATCH_RADIUS = 3
 PATCHMATCH_SEED = 0
 # The native library keeps its random seed in a global: one fill at a time, so each starts from the seed.

@@ -65,7 +65,7 @@ def preprocess(x: torch.Tensor, quantize: bool = True) -> torch.Tensor:
 
 
 # Images per forward pass. On a CPU, 8-16 images of 299x299 (activations of a few hundred MB) measured as
-# fast per image as 32-128 or faster (cache-resident; benchmarks/results/fid_speed.json); a GPU wants more.
+# fast per image as 32-128 or faster (cache-resident; benchmarks/results/perception_speed.json); a GPU wants more.
 CPU_BATCH = 16
 GPU_BATCH = 128
 
@@ -210,7 +210,9 @@ def fid_kid_bootstrap(fake, real, rounds: int = 100, seed: int = 0, level: float
     intervals do not overlap; for a paired test, bootstrap their difference with the same `seed`, which
     draws the same resamples. FID on a few hundred images is biased upwards (its expectation falls like
     1/n), so compare methods at one n, never FIDs of different n; KID is unbiased. A resample repeats
-    images, which the unbiased KID counts as distinct pairs: it is a spread, not a second estimate.
+    images (about 37 % of them are left out), which shrinks the effective set and shifts resampled FIDs
+    upwards, and the unbiased KID counts repeats as distinct pairs: the resampled values give a spread
+    (use `*_std`, or compare two methods' intervals, which shift alike), not a second estimate.
     """
     a, b = _as_f64(fake), _as_f64(real)
     if a.shape != b.shape:
