@@ -337,8 +337,19 @@ def evaluate_methods(methods: dict[str, FillFn | GenModel], data: ImageCache, ma
                 hit = fs.cache.load(parts, n_eff) if parts is not None else None
                 if hit is not None:
                     fs.cached[(name, kind)] = hit
+    def flush_all(force_kind: str | None) -> None:
+        for name, kind in list(fs.pending):
+            if force_kind is None or kind == force_kind:
+                s0, i0 = fs.seconds, fs.images
+                fs.flush(name, kind, force=True)
+                spent[name] = (spent[name][0] + fs.seconds - s0, spent[name][1] + fs.images - i0)
+
     bar = Progress(n_eff * len(mask_kinds), f"eval {', '.join(methods)}", "img", enabled=verbose)
+    prev_kind = None
     for kind, pos, x, m in data.heldout_batches(mask_kinds, n, seed, split, batch_size, device):
+        if fs is not None and prev_kind is not None and kind != prev_kind:
+            flush_all(prev_kind)  # a kind's last fills go through Inception before the next kind starts
+        prev_kind = kind
         ratios = hole_ratio(m).tolist()
         if fs is not None and fs.real is None:
             todo = [i for i, p in enumerate(pos.tolist()) if p not in fs.real_rows]
@@ -378,6 +389,8 @@ def evaluate_methods(methods: dict[str, FillFn | GenModel], data: ImageCache, ma
                 res.records.append({"index": p, "mask": kind, "hole_ratio": ratios[i], "bucket": bucket_of(ratios[i]),
                                     **{k: v[i] for k, v in scores.items()}})
         bar.update(len(x))
+    if fs is not None:
+        flush_all(None)  # the last kind's fills, inside the bar's time
     bar.close()
     for name, model in models.items():
         model.train(was_training[name])
@@ -385,13 +398,9 @@ def evaluate_methods(methods: dict[str, FillFn | GenModel], data: ImageCache, ma
         if samples > 1 or calibration[name].total:
             results[name].extras["plural"] = plural_summary(model, samples, calibration[name])
     if fs is not None and (fs.real is not None or fs.real_rows):
-        # Everything Inception did so far that no method's fills account for was the real images.
+        # Everything Inception did that no method's fills account for was the real images.
         real_seconds = fs.seconds - sum(s for s, _ in spent.values())
         real_images = fs.images - sum(i for _, i in spent.values())
-        for name, kind in list(fs.pending):
-            s0, i0 = fs.seconds, fs.images
-            fs.flush(name, kind, force=True)
-            spent[name] = (spent[name][0] + fs.seconds - s0, spent[name][1] + fs.images - i0)
         if fs.real is None:
             fs.real = torch.stack([fs.real_rows[p] for p in sorted(fs.real_rows)])
             fs.cache.save({**fs.base, "real": True}, fs.real)
