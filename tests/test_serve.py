@@ -90,7 +90,7 @@ def test_models_healthz_page_and_unknown_routes(client, run32):
     assert info["limits"]["max_upload_bytes"] == 20 * 1024 * 1024 and info["faces"] == 8
 
     health = client.get("/healthz")
-    assert health.status_code == 200 and health.json()["status"] == "ok" and health.json()["methods"] == 5
+    assert health.status_code == 200 and health.json()["status"] == "ok" and health.json()["methods"] == 6
 
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
