@@ -130,7 +130,7 @@ def test_demo_command_writes_a_complete_report(tmp_path, monkeypatch, capsys):
     from genfill.demo import DEMO_MASKS
 
     text = check_report_structure(index, list(DEMO_MASKS), ["genfill unet", "OpenCV Telea", "biharmonic"])
-    assert "Best PSNR per mask kind" in text and "dB" in text and 'href="demo.json"' in text
+    assert "Best distortion (PSNR dB)</b> per mask kind" in text and "Best perception (LPIPS)" in text and 'href="demo.json"' in text
     # a second demo keeps the first one
     assert main(["demo", "--minutes", "0.01", "--count", "60", "--quiet", *small]) == 0
     assert len([p for p in (tmp_path / "runs").iterdir() if p.name.startswith("demo")]) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,8 @@ def test_eval_peer_writes_json_and_csvs(tmp_path, data_yaml, capsys):
     rc = main(["eval", "-c", "mean", "--data", str(data_yaml), "--masks", "thin,square", "-n", "4", "-o", str(out),
                "--quiet", "--no-lpips"])
     assert rc == 0
-    assert "| mean | peer |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert re.search(r"^mean +thin +\d+% +\d+\.\d\d\*", printed, re.M)  # the terminal table: a row per kind
     doc = json.loads((out / "eval.json").read_text())
     assert doc["protocol"]["n"] == 4 and list(doc["protocol"]["masks"]) == ["thin", "square"]
     entry = doc["methods"]["mean"]
@@ -94,7 +96,7 @@ def test_compare_evals_runs_and_peers(tiny_run, tmp_path, data_yaml, capsys):
                "--quiet"])
     assert rc == 0
     doc = json.loads((out / "compare.json").read_text())
-    assert set(doc["methods"]) == {"telea", "tiny", "ns", "biharmonic", "mean"}  # telea not evaluated twice
+    assert set(doc["methods"]) == {"telea", "tiny", "ns", "biharmonic", "patchmatch", "mean"}  # telea not evaluated twice
     md = (out / "comparison.md").read_text()
     assert "by hole ratio" in md and "| tiny | vae |" in md
     refs = _check_report(out / "comparison.html")
@@ -161,8 +163,9 @@ def test_reproduce_dry_run_resolves_the_shipped_preset(tmp_path, capsys, monkeyp
 
 
 def test_shipped_presets_are_valid():
+    from genfill.config import PEER_NAMES
     from genfill.reproduce import load_preset
 
     for name in ("quick", "full"):
         p = load_preset(name)
-        assert p.models[0].config == "vae-faces64" and set(p.eval.peers) == {"telea", "ns", "biharmonic", "mean"}
+        assert p.models[0].config == "vae-faces64" and set(p.eval.peers) == set(PEER_NAMES)

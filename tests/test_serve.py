@@ -84,14 +84,14 @@ def error(r, status: int) -> str:
 def test_models_healthz_page_and_unknown_routes(client, run32):
     info = client.get("/api/models").json()
     names = [m["name"] for m in info["models"]]
-    assert names == [run32.name, "telea", "ns", "biharmonic", "mean"]
+    assert names == [run32.name, "telea", "ns", "biharmonic", "patchmatch", "mean"]
     model = info["models"][0]
     assert model["kind"] == "model" and model["size"] == 32 and model["device"] == "cpu"
     assert info["models"][1]["kind"] == "peer" and info["models"][1]["size"] is None
     assert info["limits"]["max_upload_bytes"] == 20 * 1024 * 1024 and info["faces"] == 8
 
     health = client.get("/healthz")
-    assert health.status_code == 200 and health.json()["status"] == "ok" and health.json()["methods"] == 5
+    assert health.status_code == 200 and health.json()["status"] == "ok" and health.json()["methods"] == 6
 
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

@@ -393,8 +393,8 @@ def from_model(model, name: str = "model", feather: int | None = None, **options
 def load(path_or_name: str | Path, device: str | torch.device = "auto", feather: int | None = None,
          **options: Any) -> Inpainter:
     """An Inpainter from a run directory, a checkpoint (.pt), an exported folder (model.safetensors +
-    config.json), or a classical peer by name (telea, ns, biharmonic, mean). `options` go to the model's
-    fill (e.g. method="optimize" for a VAE, mean=True for a sampler's mean fill)."""
+    config.json), or a classical peer by name (telea, ns, biharmonic, patchmatch, mean). `options` go to the
+    model's fill (e.g. method="optimize" for a VAE, mean=True for a sampler's mean fill)."""
     from genfill.peers import PEERS
     from genfill.device import pick_device
 

@@ -154,14 +154,13 @@ def cmd_eval(args) -> None:
     import json
 
     from genfill.evaljob import evaluate_specs, load_eval
-    from genfill.report import md_table, plural_notes, plural_table, tables
+    from genfill.report import md_table, plural_notes, plural_table, terminal_summary
 
     path = evaluate_specs(args.checkpoint, args.output, data=args.data, masks=args.masks, n=args.n, fid=args.fid,
                           seed=args.seed, device=args.device, lpips=not args.no_lpips, verbose=not args.quiet,
                           samples=args.samples)
     doc, _ = load_eval(path)
-    title, head, rows, _ = tables(doc)[0]
-    print(md_table(head, rows))
+    print(terminal_summary(doc))
     plural = plural_table(doc)
     if plural is not None:
         print(md_table(plural[1], plural[2]))
@@ -291,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--mask-param", action="append", metavar="KEY=VALUE", help="mask keyword, e.g. size=24")
     sp.add_argument("--mask-resize", action="store_true", help="scale a mask of another size (nearest)")
     sp.add_argument("--dilate", type=int, default=0, metavar="N", help="grow every hole by N pixels")
-    sp.add_argument("--method", help="telea | ns | biharmonic | mean (a classical peer, no -c), or the model's "
+    sp.add_argument("--method", help="telea | ns | biharmonic | patchmatch | mean (a classical peer, no -c), or the model's "
                                      "fill method (VAE: auto | encode | optimize; AVAE: auto | generator | decoder)")
     sp.add_argument("-o", "--output", required=True, help="output image (one input) or folder (mirrors the "
                     "input tree, PNG files)")
@@ -345,7 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--masks", default=",".join(EVAL_MASKS), help="comma-separated mask kinds")
         sp.add_argument("-n", type=int, default=500, help="test images (each under every mask kind)")
         sp.add_argument("--seed", type=int, default=EVAL_SEED, help="mask seed (the same holes for every method)")
-        sp.add_argument("--fid", action="store_true", help="also FID/KID (slow on a CPU)")
+        sp.add_argument("--fid", action=argparse.BooleanOptionalAction, default=None,
+                        help="FID and KID per mask kind (default: on from 200 test images; Inception features "
+                             "of the test images and the classical peers' fills are cached per protocol)")
         sp.add_argument("--device", default="auto")
         sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
 

@@ -46,7 +46,7 @@ def merge(docs: list[tuple[dict, Path, str]]) -> dict:
 
 
 def collect(inputs: list[str], out_dir: Path, peers: bool = False, data: str | None = None,
-            masks: str = DEFAULT_MASKS, n: int = 500, seed: int = DEFAULT_SEED, fid: bool = False,
+            masks: str = DEFAULT_MASKS, n: int = 500, seed: int = DEFAULT_SEED, fid: bool | None = None,
             device: str = "auto", verbose: bool = True) -> dict:
     """Load eval.json inputs, evaluate run directories (and the peers) on the fly under the same protocol."""
     from genfill.peers import PEERS

@@ -27,7 +27,7 @@ __all__ = ["DataConfig", "MaskConfig", "TrainConfig", "RunConfig", "SSLConfig", 
 # every test and validation hole per (seed, image index), the mask kinds scored, the classical peers compared.
 EVAL_SEED = 1234
 EVAL_MASKS = ("thin", "medium", "thick", "square")
-PEER_NAMES = ("telea", "ns", "biharmonic", "mean")  # the keys of genfill.peers.PEERS
+PEER_NAMES = ("telea", "ns", "biharmonic", "patchmatch", "mean")  # the keys of genfill.peers.PEERS
 
 DATASETS = ("faces64", "folder", "celeba")
 

@@ -30,7 +30,11 @@ from genfill.report import Pictures, make_pictures, plural_picture, plural_table
 EVAL_FORMAT = 1
 DEFAULT_MASKS = ",".join(EVAL_MASKS)
 DEFAULT_SEED = EVAL_SEED
-
+# FID/KID per mask kind are on by default from this many test images (--fid / --no-fid decide otherwise).
+# Below it FID's small-sample bias (its expectation falls like 1/n) swamps differences between fills, and the
+# cost is not worth it; from a few hundred on, with the real images' and the peers' features cached
+# (genfill.metrics.fid_cache), a model's fills are the only new Inception work.
+FID_AUTO_MIN = 200
 
 
 
@@ -48,7 +52,7 @@ class Method:
 
 
 def resolve_method(spec: str, device) -> Method:
-    """A peer name (telea, ns, biharmonic, mean) or a checkpoint / run directory -> Method."""
+    """A peer name (telea, ns, biharmonic, patchmatch, mean) or a checkpoint / run directory -> Method."""
     from genfill.peers import PEERS
 
     if spec in PEERS:
@@ -139,10 +143,10 @@ def worst_images(res: EvalResult, k: int = 8) -> list[dict]:
 
 
 def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: str | dict | None = None,
-                   masks: str | list[str] | dict = DEFAULT_MASKS, n: int = 500, fid: bool = False, seed: int = DEFAULT_SEED,
-                   split: str = "test", device: str = "auto", lpips: bool = True, gallery: int = 8,
-                   verbose: bool = True, names: list[str | None] | None = None, report: bool = True,
-                   samples: int | None = None) -> Path:
+                   masks: str | list[str] | dict = DEFAULT_MASKS, n: int = 500, fid: bool | None = None,
+                   seed: int = DEFAULT_SEED, split: str = "test", device: str = "auto", lpips: bool = True,
+                   gallery: int = 8, verbose: bool = True, names: list[str | None] | None = None,
+                   report: bool = True, samples: int | None = None, fid_bootstrap: int = 0) -> Path:
     """The `genfill eval` job: evaluate peers and/or checkpoints under one protocol and write
     `eval.json`, `records.csv`, `summary.csv`, the pictures (`headline.png`, `side_<kind>.png`,
     `failures_<method>.png`) and `report.html` to out_dir. Returns eval.json.
@@ -150,7 +154,11 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
     `data` may also be a data-config dict (what an eval.json stores), so a comparison can re-run a protocol.
     `names` renames methods (one per spec, None keeps the default); `report=False` skips pictures and page.
     `samples` K also scores K fills per image of every model that draws several (diversity, best-of-K and
-    mean-over-K quality, calibration; `evaluate.plural_scores`); the others are noted as drawing one."""
+    mean-over-K quality, calibration; `evaluate.plural_scores`); the others are noted as drawing one.
+    `fid` None turns FID/KID per mask kind on from FID_AUTO_MIN images; their features are cached next to
+    the data (`features/` under the data's cache root: `data.cache_dir`, else the per-user cache);
+    `fid_bootstrap` B adds a spread over test images per kind.
+    `doc["timing"]` records the seconds of the whole evaluation and of Inception."""
     if not specs:
         raise GenfillError("nothing to evaluate: pass a checkpoint, run directory or peer name")
     if samples is not None:
@@ -185,8 +193,10 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
                    else Path("runs") / f"eval-{slug(first.name)}")
     out = Path(out_dir)
     t0 = time.time()
+    fid_on = n_eff >= FID_AUTO_MIN if fid is None else bool(fid)
     results = evaluate_methods({m.name: m.model if m.model is not None else m.fill for m in methods}, cache, proto.masks, n_eff, seed, split,
-                               device=dev, lpips=lpips, fid=fid, verbose=verbose, samples=samples or 1)
+                               device=dev, lpips=lpips, fid=fid_on, verbose=verbose, samples=samples or 1,
+                               feature_cache=data_cfg.cache_root / "features", fid_bootstrap=fid_bootstrap)
     doc = {"format": EVAL_FORMAT, "protocol": proto.as_dict(), "methods": {}}
     for meth in methods:
         res = results[meth.name]
@@ -195,7 +205,7 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
                  **{k: v for k, v in res.extras.items() if k != "test_loss"}}
         if meth.model is not None:
             entry["test_loss"] = res.extras.get("test_loss")
-            if fid and meth.model.can_sample:
+            if fid_on and meth.model.can_sample:
                 entry["sample_fid"] = sample_fid(meth.model, cache, n_eff, split, dev)
         if samples and meth.model is None:
             entry["plural"] = {"k": 1, "note": single_fill_message(f"the {meth.name} peer")}
@@ -204,6 +214,7 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
             entry["gallery"] = None
         doc["methods"][meth.name] = entry
     doc["seconds"] = round(time.time() - t0, 2)
+    doc["timing"] = timing(results, doc["seconds"], fid_on, fid is None)
     pics = None
     if report:
         pics = make_pictures(doc, cache, {m.name: m.model.fill if m.model is not None else m.fill for m in methods},
@@ -219,6 +230,21 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
     if pics is not None:
         write_report(out / "report.html", f"genfill eval: {', '.join(doc['methods'])}", _finite(doc), pics)
     return out / "eval.json"
+
+
+def timing(results: dict[str, EvalResult], seconds: float, fid_on: bool, auto: bool) -> dict:
+    """Where an evaluation's time went: {"seconds", "fill_seconds", "fid": {"on", "auto", "seconds", "images",
+    "cached_images", "images_per_s"}} (Inception's share: the real images once, then every method's fills)."""
+    inc = [r.extras.get("inception") for r in results.values() if r.extras.get("inception")]
+    out = {"seconds": seconds, "fill_seconds": round(sum(r.seconds for r in results.values()), 2),
+           "fid": {"on": fid_on, "auto": auto}}
+    if inc:
+        secs = sum(i["seconds"] for i in inc) + inc[0]["real_seconds"]
+        imgs = sum(i["images"] for i in inc) + inc[0]["real_images"]
+        cached = sum(i["cached_images"] for i in inc)
+        out["fid"].update(seconds=round(secs, 2), images=imgs, cached_images=cached,
+                          real_cached=inc[0]["real_cached"], images_per_s=round(imgs / secs, 2) if secs > 0 else None)
+    return out
 
 
 def write_report(path: Path, title: str, doc: dict, pics: Pictures, intro: list[str] | None = None,

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -213,10 +214,82 @@ def plural_summary(model: GenModel, k: int, tally: CalibrationTally) -> dict:
     return {"k": 1, "note": single_fill_message(f"a {model.kind} model")}
 
 
+FID_BATCH = 256  # fills gathered per Inception call (InceptionFeatures splits them into its own batches)
+
+
+@dataclass
+class _FidState:
+    """FID/KID bookkeeping of one evaluation: features computed or read from the cache, and their time."""
+
+    features: Callable
+    cache: object  # genfill.metrics.fid_cache.FeatureCache
+    base: dict  # what every feature set depends on (data, split, size, the network)
+    real: torch.Tensor | None = None  # (n, D) when read from the cache
+    real_rows: dict = field(default_factory=dict)  # position -> (D,) computed in this run
+    cached: dict = field(default_factory=dict)  # (method, kind) -> (n, D) read from the cache
+    fake: dict = field(default_factory=dict)  # method -> kind -> [feature chunks]
+    pending: dict = field(default_factory=dict)  # (method, kind) -> [fill chunks awaiting Inception]
+    seconds: float = 0.0
+    images: int = 0
+
+    def run(self, images: torch.Tensor) -> torch.Tensor:
+        t = time.perf_counter()
+        f = self.features(images)
+        self.seconds += time.perf_counter() - t
+        self.images += len(images)
+        return f
+
+    def flush(self, name: str, kind: str, force: bool = False) -> None:
+        """Inception over the fills gathered for (method, kind) once FID_BATCH of them wait (or `force`)."""
+        chunks = self.pending.get((name, kind), [])
+        if chunks and (force or sum(len(c) for c in chunks) >= FID_BATCH):
+            self.fake.setdefault(name, {}).setdefault(kind, []).append(self.run(torch.cat(chunks)))
+            self.pending[(name, kind)] = []
+
+
+def _peer_name(fill) -> str | None:
+    """The registry name of a classical peer's fill function (deterministic: its features may be cached)."""
+    from genfill.peers import PEERS
+
+    return next((k for k, v in PEERS.items() if v is fill), None)
+
+
+def _fid_state(data: ImageCache, split: str, device, features: Callable | None,
+               feature_cache: str | Path | None) -> _FidState | None:
+    from genfill.metrics.fid import SHA256
+    from genfill.metrics.fid_cache import FeatureCache
+
+    extractor = features if features is not None else _try_inception(device)
+    if extractor is None:
+        return None
+    net = {"net": "inception-v3-pool3", "sha256": SHA256, "quantize": True, "device": torch.device(device).type}
+    if features is not None:  # an injected extractor (tests) is another network: name it by its own identity
+        net = {"net": getattr(features, "cache_id", repr(features))}
+    base = {"data": data.key, "split": split, "size": data.size, "channels": data.channels, "features": net}
+    return _FidState(extractor, FeatureCache(feature_cache), base)
+
+
+def fid_by_kind(fake: dict[str, torch.Tensor], real: torch.Tensor, bootstrap: int = 0, seed: int = 0) -> dict:
+    """FID/KID of one method's fills: {"fid", "kid", "kid_std"} of every kind pooled (against the originals
+    repeated once per kind, so a perfect fill scores 0) and "by_mask": {kind: {...}}. `bootstrap` B > 1 adds
+    to each kind the spread over test images (`genfill.metrics.fid.fid_kid_bootstrap`: fid_std, fid_lo,
+    fid_hi, kid_lo, kid_hi; its kid_std replaces the subsets' one). `fake[kind]` row i is the fill of
+    test image i, `real` row i that image."""
+    from genfill.metrics.fid import fid_kid_bootstrap
+
+    out = fid_kid(torch.cat(list(fake.values())), real.repeat(len(fake), 1))
+    out["by_mask"] = {}
+    for kind, f in fake.items():
+        out["by_mask"][kind] = (fid_kid_bootstrap(f, real, bootstrap, seed) if bootstrap > 1 and len(f) > 1
+                                else fid_kid(f, real))
+    return out
+
+
 def evaluate_methods(methods: dict[str, FillFn | GenModel], data: ImageCache, mask_kinds: dict[str, dict],
                      n: int = 500, seed: int = EVAL_SEED, split: str = "test", batch_size: int = 64, device="cpu",
                      lpips: bool = False, fid: bool = False, verbose: bool = True,
-                     samples: int = 1) -> dict[str, EvalResult]:
+                     samples: int = 1, feature_cache: str | Path | None = None, features: Callable | None = None,
+                     fid_bootstrap: int = 0) -> dict[str, EvalResult]:
     """Fill the first n images of `split` under each mask kind with every method; score each image.
 
     A method is a fill function or a GenModel. A model runs once per batch, in eval mode: its forward pass
@@ -224,9 +297,13 @@ def evaluate_methods(methods: dict[str, FillFn | GenModel], data: ImageCache, ma
     land in `extras["test_loss"]` ({"loss", "recon", ..., "by_mask": {kind: {...}}}); its time counts both.
     lpips adds a per-image "lpips" record (AlexNet); fid fills `extras` with FID/KID of each method's
     composited fills against the originals, all mask kinds pooled ("fid", "kid", "kid_std") and per kind
-    ("by_mask"); the pooled fills are compared with the originals repeated once per kind. A missing weight
-    package turns the metric off with a warning. `verbose` shows a bar over images x mask kinds. `samples`
-    K > 1 adds the scores of K fills per image (module docstring) for models that draw several.
+    ("by_mask"; `fid_by_kind`, with a bootstrap spread over test images when `fid_bootstrap` B > 1), and
+    "inception": {"seconds", "images", "cached_images"} (that method's Inception work). Fills go through
+    Inception FID_BATCH at a time. `feature_cache` (a folder) keeps the real images' features and the
+    classical peers' fills' features per protocol (`genfill.metrics.fid_cache`), so a second evaluation
+    computes only what changed; `features` replaces the Inception extractor ((N,C,H,W) -> (N, D); tests).
+    A missing weight package turns a metric off with a warning. `verbose` shows a bar over images x mask
+    kinds. `samples` K > 1 adds the scores of K fills per image (module docstring) for models that draw several.
     """
     results = {name: EvalResult(name) for name in methods}
     models = {name: fn for name, fn in methods.items() if isinstance(fn, GenModel)}
@@ -239,18 +316,46 @@ def evaluate_methods(methods: dict[str, FillFn | GenModel], data: ImageCache, ma
     if models:
         torch.manual_seed(seed)  # models that draw noise in eval mode give the same numbers each run
     lp = _try_lpips(device) if lpips else None
-    inception = _try_inception(device) if fid else None
-    real_feats: dict[int, torch.Tensor] = {}
-    fake_feats: dict[str, dict[str, list[torch.Tensor]]] = {name: {} for name in methods}
     n_eff = min(n, len(data.split(split)))
+    fs = _fid_state(data, split, device, features, feature_cache) if fid else None
+    peer_names = {name: _peer_name(fn) for name, fn in methods.items() if name not in models}
+    spent = {name: (0.0, 0) for name in methods}  # Inception seconds and images per method
+
+    def fill_parts(name: str, kind: str) -> dict | None:
+        from genfill.metrics.fid_cache import peer_code
+
+        if not peer_names.get(name):
+            return None
+        return {**fs.base, "fill": peer_names[name], "code": peer_code(), "mask": kind,
+                "params": mask_kinds[kind], "seed": seed}
+
+    if fs is not None:
+        fs.real = fs.cache.load({**fs.base, "real": True}, n_eff)
+        for name in methods:
+            for kind in mask_kinds:
+                parts = fill_parts(name, kind)
+                hit = fs.cache.load(parts, n_eff) if parts is not None else None
+                if hit is not None:
+                    fs.cached[(name, kind)] = hit
+    def flush_all(force_kind: str | None) -> None:
+        for name, kind in list(fs.pending):
+            if force_kind is None or kind == force_kind:
+                s0, i0 = fs.seconds, fs.images
+                fs.flush(name, kind, force=True)
+                spent[name] = (spent[name][0] + fs.seconds - s0, spent[name][1] + fs.images - i0)
+
     bar = Progress(n_eff * len(mask_kinds), f"eval {', '.join(methods)}", "img", enabled=verbose)
+    prev_kind = None
     for kind, pos, x, m in data.heldout_batches(mask_kinds, n, seed, split, batch_size, device):
+        if fs is not None and prev_kind is not None and kind != prev_kind:
+            flush_all(prev_kind)  # a kind's last fills go through Inception before the next kind starts
+        prev_kind = kind
         ratios = hole_ratio(m).tolist()
-        if inception is not None:
-            todo = [i for i, p in enumerate(pos.tolist()) if p not in real_feats]
+        if fs is not None and fs.real is None:
+            todo = [i for i, p in enumerate(pos.tolist()) if p not in fs.real_rows]
             if todo:
-                for i, f in zip(todo, inception(x[todo])):
-                    real_feats[int(pos[i])] = f
+                for i, f in zip(todo, fs.run(x[todo])):
+                    fs.real_rows[int(pos[i])] = f
         for name, fill in methods.items():
             t = time.perf_counter()
             with torch.no_grad():
@@ -275,26 +380,46 @@ def evaluate_methods(methods: dict[str, FillFn | GenModel], data: ImageCache, ma
                 if plural is not None:
                     calibration[name].add(kind, *plural[1:])
                     scores.update({k: v.tolist() for k, v in plural[0].items()})
-            if inception is not None:
-                fake_feats[name].setdefault(kind, []).append(inception(filled))
+            if fs is not None and (name, kind) not in fs.cached:
+                s0, i0 = fs.seconds, fs.images
+                fs.pending.setdefault((name, kind), []).append(filled.detach())
+                fs.flush(name, kind)
+                spent[name] = (spent[name][0] + fs.seconds - s0, spent[name][1] + fs.images - i0)
             for i, p in enumerate(pos.tolist()):
                 res.records.append({"index": p, "mask": kind, "hole_ratio": ratios[i], "bucket": bucket_of(ratios[i]),
                                     **{k: v[i] for k, v in scores.items()}})
         bar.update(len(x))
+    if fs is not None:
+        flush_all(None)  # the last kind's fills, inside the bar's time
     bar.close()
     for name, model in models.items():
         model.train(was_training[name])
         results[name].extras["test_loss"] = tallies[name].means()
         if samples > 1 or calibration[name].total:
             results[name].extras["plural"] = plural_summary(model, samples, calibration[name])
-    if inception is not None and real_feats:
-        real = torch.stack([real_feats[p] for p in sorted(real_feats)])
-        for name, by_kind in fake_feats.items():
-            # Every kind fills the same n images, so the pooled fills are paired with the originals repeated
-            # once per kind: a perfect fill scores 0 (a single copy would have another sample covariance).
-            pooled = fid_kid(torch.cat([f for fs in by_kind.values() for f in fs]), real.repeat(len(by_kind), 1))
-            pooled["by_mask"] = {k: fid_kid(torch.cat(fs), real) for k, fs in by_kind.items()}
-            results[name].extras.update(pooled)
+    if fs is not None and (fs.real is not None or fs.real_rows):
+        # Everything Inception did that no method's fills account for was the real images.
+        real_seconds = fs.seconds - sum(s for s, _ in spent.values())
+        real_images = fs.images - sum(i for _, i in spent.values())
+        if fs.real is None:
+            fs.real = torch.stack([fs.real_rows[p] for p in sorted(fs.real_rows)])
+            fs.cache.save({**fs.base, "real": True}, fs.real)
+        for name in methods:
+            by_kind = {}
+            for kind in mask_kinds:
+                if (name, kind) in fs.cached:
+                    by_kind[kind] = fs.cached[(name, kind)]
+                elif fs.fake.get(name, {}).get(kind):
+                    by_kind[kind] = torch.cat(fs.fake[name][kind])
+                    parts = fill_parts(name, kind)
+                    if parts is not None:
+                        fs.cache.save(parts, by_kind[kind])
+            results[name].extras.update(fid_by_kind(by_kind, fs.real, fid_bootstrap, seed))
+            cached = sum(len(v) for (nm, _), v in fs.cached.items() if nm == name)
+            results[name].extras["inception"] = {"seconds": round(spent[name][0], 2), "images": spent[name][1],
+                                                 "cached_images": cached,
+                                                 "real_seconds": round(max(real_seconds, 0.0), 2),
+                                                 "real_images": real_images, "real_cached": not fs.real_rows}
     return results
 
 

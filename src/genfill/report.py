@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -47,14 +48,24 @@ table.glance{font-size:13px}
 .card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;background:#fcfcfc}
 .card h3{margin:.2em 0;font-size:1.05em}.card table{margin:.3em 0;width:100%}
 .lead{font-size:1.05em;background:#f3f7fb;border-left:4px solid #1f77b4;padding:.5em .8em}
+p.axes{margin:.2em 0;font-size:13px}
 ul.wl{padding-left:1.2em}ul.wl li{margin:.2em 0}
 .win{color:#2e7d32;font-weight:bold}.loss{color:#c62828;font-weight:bold}
 details{margin:.6em 0}summary{cursor:pointer;font-weight:bold}
 .links a{margin-right:1em}
 """
 
-# The verdict's columns: (summary key, title, "max" | "min" is better).
-VERDICT = [("psnr", "PSNR dB", "max"), ("ssim", "SSIM", "max"), ("lpips", "LPIPS", "min")]
+# The verdict's two axes (Blau & Michaeli's perception-distortion trade-off): distortion, where the mean of
+# the plausible fills wins, and perception, where a fill that looks like a real image wins. Each is a list of
+# (key, title, "max" | "min" is better); the first metric with values names the axis's winner. FID and KID
+# are per method and mask kind (eval.json's entry["by_mask"]), the others means of per-image values.
+DISTORTION = [("psnr", "PSNR dB", "max"), ("ssim", "SSIM", "max")]
+PERCEPTION = [("fid", "FID", "min"), ("kid", "KID", "min"), ("lpips", "LPIPS", "min")]
+AXES = {"distortion": DISTORTION, "perception": PERCEPTION}
+VERDICT = DISTORTION + PERCEPTION
+SET_METRICS = {"fid", "kid"}  # scored on a set of fills, not per image
+FID_NOTE = ("FID per mask kind on a few hundred images is biased upwards (its expected value falls like 1/n), so "
+            "compare FIDs only at one n and mask kind; KID is unbiased and usable with few images.")
 # The detailed tables' columns.
 OVERALL = [("psnr", "PSNR dB", "max"), ("ssim", "SSIM", "max"), ("psnr_hole", "PSNR hole", "max"),
            ("ssim_hole", "SSIM hole", "max"), ("l1_hole", "L1 hole", "min"), ("edge_hole", "edge hole", "min"),
@@ -167,14 +178,41 @@ def buckets_of(doc: dict) -> list[str]:
 
 
 def group_value(entry: dict, group: str, key: str, metric: str):
-    """A method's mean `metric` over one group: group "mask" (key = kind), "bucket" (key = label) or "all"."""
+    """A method's `metric` over one group: group "mask" (key = kind), "bucket" (key = label) or "all". FID and
+    KID come from the sets of fills (all kinds pooled, or one kind; none per hole-size bucket); the other
+    metrics are means over the group's images."""
+    if metric in SET_METRICS:
+        if group == "all":
+            return num(entry.get(metric))
+        return num((entry.get("by_mask") or {}).get(key, {}).get(metric)) if group == "mask" else None
     s = entry["summary"]
     row = s["all"] if group == "all" else s[group].get(key, {})
     return num(row.get(metric))
 
 
-def verdict_metrics(doc: dict) -> list[tuple[str, str, str]]:
-    return [m for m in VERDICT if any(num(e["summary"]["all"].get(m[0])) is not None for e in doc["methods"].values())]
+def verdict_metrics(doc: dict, group: str = "all") -> list[tuple[str, str, str]]:
+    """The verdict's metrics that some method has a value of (over all images, or in some key of `group`)."""
+    keys = [None] if group == "all" else (kinds_of(doc) if group == "mask" else buckets_of(doc))
+    return [m for m in VERDICT if any(group_value(e, group, k, m[0]) is not None
+                                      for e in doc["methods"].values() for k in keys)]
+
+
+def winners(doc: dict, group: str = "mask") -> dict[str, dict[str, tuple[str, str, float]]]:
+    """The winner per mask kind (or hole-size bucket) on each axis: {kind: {"distortion": (method, metric
+    title, value), "perception": (...)}}. An axis's winner is the best method on its first metric that has
+    values there (distortion: PSNR; perception: FID, else KID, else LPIPS); an axis with no values is left out."""
+    names = list(doc["methods"])
+    keys = kinds_of(doc) if group == "mask" else buckets_of(doc)
+    out: dict[str, dict] = {}
+    for k in keys:
+        for axis, metrics in AXES.items():
+            for metric, title, how in metrics:
+                vals = [group_value(doc["methods"][n], group, k, metric) for n in names]
+                i = best_rows(vals, how)
+                if i is not None:
+                    out.setdefault(k, {})[axis] = (names[i], title, vals[i])
+                    break
+    return out
 
 
 def sides(doc: dict) -> tuple[list[str], list[str]]:
@@ -223,25 +261,68 @@ def win_loss_lines(doc: dict, group: str = "mask") -> list[str]:
     return lines
 
 
+def axis_winners(doc: dict) -> list[tuple[str, str, str]]:
+    """Per axis, who wins which mask kinds: [(axis, metric title, "unet on thin, medium; biharmonic on
+    square")]; the title is "" when kinds were judged on different metrics (each part then names its own)."""
+    out = []
+    for axis in AXES:
+        by_winner: dict[tuple[str, str], list[str]] = {}
+        for k, axes in winners(doc).items():
+            if axis in axes:
+                name, title, _ = axes[axis]
+                by_winner.setdefault((title, name), []).append(k)
+        if by_winner:
+            titles = list(dict.fromkeys(t for t, _ in by_winner))
+            one = len(titles) == 1
+            parts = [f"{name} on {', '.join(ks)}" + ("" if one else f" ({t})") for (t, name), ks in by_winner.items()]
+            out.append((axis, titles[0] if one else "", "; ".join(parts)))
+    return out
+
+
+def verdict_lines(doc: dict) -> list[str]:
+    """Plain-text winners per axis: 'distortion (PSNR dB): unet on thin, medium; biharmonic on square'."""
+    return [f"{axis}{f' ({title})' if title else ''}: {text}" for axis, title, text in axis_winners(doc)]
+
+
 def headline(doc: dict) -> str:
-    """One sentence: who has the best PSNR on which mask kinds."""
-    by_winner: dict[str, list[str]] = {}
-    for k in kinds_of(doc):
-        vals = [group_value(e, "mask", k, "psnr") for e in doc["methods"].values()]
-        i = best_rows(vals, "max")
-        if i is not None:
-            by_winner.setdefault(list(doc["methods"])[i], []).append(k)
-    if not by_winner:
+    """The verdict in two sentences: who wins which mask kinds on distortion and on perception."""
+    items = [f"<b>Best {esc(axis)}{esc(f' ({title})' if title else '')}</b> per mask kind: {esc(text)}."
+             for axis, title, text in axis_winners(doc)]
+    return '<p class="lead">' + "<br>".join(items) + "</p>" if items else ""
+
+
+def axis_matrix(doc: dict, metric: str, title: str, how: str, fmt_spec: str = "{:.2f}") -> str:
+    """A metric at a glance: methods x mask kinds, the best of each kind starred ("" when nobody has it)."""
+    kinds = kinds_of(doc)
+    rows = [[n, *[group_value(e, "mask", k, metric) for k in kinds]] for n, e in doc["methods"].items()]
+    if all(v is None for r in rows for v in r[1:]):
         return ""
-    parts = [f"<b>{esc(name)}</b> on {esc(', '.join(ks))}" for name, ks in by_winner.items()]
-    return f'<p class="lead">Best PSNR per mask kind: {"; ".join(parts)}.</p>'
+    return table([title, *kinds], rows, {i + 1: how for i in range(len(kinds))}, fmt_spec, cls="glance")
 
 
 def psnr_matrix(doc: dict) -> str:
-    """The verdict at a glance: whole-image PSNR, methods x mask kinds, the best of each kind starred."""
-    kinds = kinds_of(doc)
-    rows = [[n, *[group_value(e, "mask", k, "psnr") for k in kinds]] for n, e in doc["methods"].items()]
-    return table(["PSNR dB", *kinds], rows, {i + 1: "max" for i in range(len(kinds))}, "{:.2f}", cls="glance")
+    """The verdict at a glance: whole-image PSNR (distortion) and, when scored, FID (perception; else LPIPS),
+    methods x mask kinds, the best of each kind starred."""
+    perception = (axis_matrix(doc, "fid", "FID", "min", "{:.1f}")
+                  or axis_matrix(doc, "lpips", "LPIPS", "min", "{:.4f}"))
+    return axis_matrix(doc, "psnr", "PSNR dB", "max") + perception
+
+
+def timing_text(doc: dict) -> str:
+    """Where the evaluation's time went, one sentence ("" for documents from before it was recorded)."""
+    t = doc.get("timing")
+    if not t:
+        return ""
+    text = f"Evaluation {t['seconds'] / 60:.1f} min ({t['fill_seconds']:.0f} s of it filling)"
+    f = t.get("fid") or {}
+    if f.get("images") is not None:
+        rate = f" ({f['images_per_s']:.1f} images/s)" if f.get("images_per_s") else ""
+        cached = f"; cached features reused for {f['cached_images']} fills" if f.get("cached_images") else ""
+        real = " and the test images" if f.get("real_cached") else ""
+        text += f"; Inception {f['seconds']:.0f} s for {f['images']} images{rate}{cached}{real}"
+    elif not f.get("on"):
+        text += "; FID/KID off" + (" (on by default from 200 test images)" if f.get("auto") else "")
+    return text + "."
 
 
 def bar_chart(labels: list[str], values: list, how: str, unit: str = "dB", colours: list[str] | None = None) -> str:
@@ -280,8 +361,9 @@ def verdict_cards(doc: dict, group: str = "mask") -> str:
     marked, and a PSNR bar chart."""
     methods = doc["methods"]
     names = list(methods)
-    metrics = verdict_metrics(doc)
+    metrics = verdict_metrics(doc, group)
     keys = kinds_of(doc) if group == "mask" else buckets_of(doc)
+    wins_by_key = winners(doc, group)
     cards = []
     for k in keys:
         first = next(iter(methods.values()))["summary"][group].get(k, {})
@@ -294,7 +376,10 @@ def verdict_cards(doc: dict, group: str = "mask") -> str:
         tab = table(["method", *[t for _, t, _ in metrics]], rows,
                     {i + 1: how for i, (_, _, how) in enumerate(metrics)}, cls=f"verdict {group}")
         chart = bar_chart(names, [r[1] for r in rows], "max") if metrics and metrics[0][0] == "psnr" else ""
-        cards.append(f'<div class="card" data-{group}="{esc(k)}"><h3>{esc(title)}</h3>{tab}{chart}</div>')
+        named = " &middot; ".join(f"{esc(axis)}: <b>{esc(w[0])}</b> ({esc(w[1])})"
+                                  for axis, w in wins_by_key.get(k, {}).items())
+        named = f'<p class="axes">Winner &mdash; {named}</p>' if named else ""
+        cards.append(f'<div class="card" data-{group}="{esc(k)}"><h3>{esc(title)}</h3>{named}{tab}{chart}</div>')
     return '<div class="cards">' + "".join(cards) + "</div>"
 
 
@@ -327,6 +412,11 @@ def tables(doc: dict) -> list[tuple[str, list[str], list[list], dict[int, str]]]
         out.append((f"{title} by hole ratio", ["method", *[f"{b} (n={counts[b]})" for b in buckets]], rows,
                     {i + 1: how for i in range(len(buckets))}))
 
+    for key, title in (("fid", "FID"), ("kid", "KID")):
+        rows = [[name, *[group_value(e, "mask", k, key) for k in kinds]] for name, e in methods.items()]
+        if any(v is not None for r in rows for v in r[1:]):
+            head = ["method", *[f"{k} ({100 * (num(first['mask'][k].get('hole_ratio')) or 0):.0f}% hole)" for k in kinds]]
+            out.append((f"{title} by mask kind (lower is better)", head, rows, {i + 1: "min" for i in range(len(kinds))}))
     losses = {name: e["test_loss"] for name, e in methods.items() if e.get("test_loss")}
     if losses:
         parts = list(dict.fromkeys(k for t in losses.values() for k in t if k != "by_mask"))
@@ -372,6 +462,64 @@ def plural_notes(doc: dict) -> list[str]:
     """The one-line notes of methods asked for several fills that draw one."""
     return [f"{name}: {e['plural']['note']}" for name, e in doc["methods"].items()
             if (e.get("plural") or {}).get("note")]
+
+
+# The terminal table's metric columns: (key, header, format); a column shows only when some row has a value.
+TERMINAL = [("psnr", "PSNR", "{:.2f}"), ("ssim", "SSIM", "{:.4f}"), ("lpips", "LPIPS", "{:.4f}"),
+            ("fid", "FID", "{:.2f}"), ("kid", "KID", "{:.4f}")]
+
+
+def terminal_table(doc: dict, name_width: int = 18) -> str:
+    """The evaluation as a person reads it in a terminal: one row per mask kind and method (then every kind
+    pooled, "all"), only the metric columns that have values, the best of each column and kind marked "*",
+    and a last column naming the winner of each axis (distortion: PSNR; perception: FID, else KID, else
+    LPIPS; `winners`). About 90 characters wide with every column."""
+    methods = doc["methods"]
+    groups = [("mask", k) for k in kinds_of(doc)] + [("all", None)]
+    cols = [c for c in TERMINAL if any(group_value(e, g, k, c[0]) is not None for e in methods.values() for g, k in groups)]
+    how = {key: h for key, _, h in VERDICT}
+    wins = winners(doc)
+    head = ["method", "mask", "hole", *[title for _, title, _ in cols], "winner"]
+    body: list[list[str] | None] = []
+    for g, k in groups:
+        if body:
+            body.append(None)  # a blank line between mask kinds
+        vals = {key: [group_value(methods[n], g, k, key) for n in methods] for key, _, _ in cols}
+        best = {key: best_rows(v, how[key]) for key, v in vals.items()}
+        for i, (name, e) in enumerate(methods.items()):
+            row = e["summary"]["mask"].get(k, {}) if g == "mask" else e["summary"]["all"]
+            ratio = num(row.get("hole_ratio"))
+            cells = []
+            for key, _, spec in cols:
+                v = vals[key][i]
+                cells.append("-" if v is None else spec.format(v) + ("*" if best[key] == i else " "))
+            won = [axis for axis, w in (wins.get(k, {}) if g == "mask" else {}).items() if w[0] == name]
+            short = name if len(name) <= name_width else name[:name_width - 1] + "~"
+            body.append([short, k or "all", "-" if ratio is None else f"{100 * ratio:.0f}%", *cells, "+".join(won)])
+    widths = [max(len(r[c]) for r in [head, *[b for b in body if b]]) for c in range(len(head))]
+    left = {0, 1, len(head) - 1}
+
+    def line(r: list[str]) -> str:
+        return "  ".join(v.ljust(w) if c in left else v.rjust(w) for c, (v, w) in enumerate(zip(r, widths))).rstrip()
+
+    return "\n".join([line(head), *[line(r) if r else "" for r in body]])
+
+
+def terminal_summary(doc: dict) -> str:
+    """The terminal table, then the winners per axis, the speed of each method, where the time went, and
+    the FID caveat when FID was scored."""
+    parts = [terminal_table(doc), ""]
+    parts += [f"winner, {line}" for line in verdict_lines(doc)]
+    speed = ", ".join(f"{n} {fmt(num(e.get('ms_per_image')))}" for n, e in doc["methods"].items())
+    parts.append(f"ms per image: {speed}")
+    if timing_text(doc):
+        parts.append(timing_text(doc))
+    note = "* best of the column per mask kind."
+    if any(group_value(e, "all", None, "fid") is not None for e in doc["methods"].values()):
+        note += " " + FID_NOTE
+    parts.append(note)
+    return "\n".join(textwrap.fill(p, 100, break_on_hyphens=False) if len(p) > 100 and "  " not in p else p
+                     for p in parts)
 
 
 def md_table(headers: list[str], rows: list[list]) -> str:
@@ -588,8 +736,13 @@ def results_sections(doc: dict, pics: Pictures, intro: list[str] | None = None, 
                  '<ul class="wl">' + "".join(lines) + "</ul>"]
     body.append('<div class="top">' + "".join(top) + "<div>" + "".join(side) + "</div></div>")
     body.append("<h2>Verdict by mask kind</h2>")
-    body.append("<p>Whole-image PSNR / SSIM (higher is better) and LPIPS (lower is better) on the composited "
-                "fill; \u2605 marks the best of each column. Bars: PSNR.</p>")
+    fid_note = f" {FID_NOTE}" if any(group_value(e, "all", None, "fid") is not None for e in doc["methods"].values()) else ""
+    body.append("<p>Two axes, on the composited fill. <b>Distortion</b>: whole-image PSNR and SSIM (higher is "
+                "better; the mean of all plausible fills wins here, even when it is a blur). <b>Perception</b>: "
+                "FID and KID of each method's fills per mask kind against the original images, and LPIPS per "
+                "image (lower is better; a fill that looks like a real image wins here). Each card names the "
+                "winner on each axis (distortion: PSNR; perception: FID, else KID, else LPIPS); \u2605 marks "
+                f"the best of each column. Bars: PSNR.{esc(fid_note)}</p>")
     body.append(verdict_cards(doc, "mask"))
     if buckets_of(doc):
         body.append("<details><summary>Verdict by hole size (all mask kinds pooled)</summary>")
@@ -626,7 +779,7 @@ def results_sections(doc: dict, pics: Pictures, intro: list[str] | None = None, 
             body.append(table(plural[1], plural[2], plural[3]))
         if notes:
             body.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
-    body.append(f"<h2>Details</h2><p>{esc(protocol_text(doc))}</p>")
+    body.append(f"<h2>Details</h2><p>{esc(protocol_text(doc))} {esc(timing_text(doc))}</p>")
     body.append("<details><summary>All tables (overall, by mask kind, by hole ratio, loss parts)</summary>")
     for title, head, rows, best in tables(doc):
         body += [f"<h3>{esc(title)}</h3>", table(head, rows, best)]

@@ -10,7 +10,7 @@ A preset is a YAML file (configs/reproduce/quick.yaml, full.yaml):
     models:                         # config names (./configs/, the preset's own folder tree, or shipped)
       - vae-faces64                 #   or paths; a config that cannot be found stops the run before anything
       - {config: gan-faces64, name: gan, set: [train.time_budget_s=90]}
-    eval: {n: 200, masks: [thin, medium, thick, square], fid: false, peers: [telea, ns, biharmonic, mean]}
+    eval: {n: 200, masks: [thin, medium, thick, square], fid: false, peers: [telea, ns, biharmonic, patchmatch, mean]}
 """
 
 from __future__ import annotations
