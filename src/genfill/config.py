@@ -283,9 +283,18 @@ def resolve_config(name: str | Path) -> Path:
     raise GenfillError(f"config file not found: {name} (presets: {', '.join(known) or 'none'})")
 
 
+def _read_input(path: str | Path) -> dict:
+    """read_yaml, the file noted as the command's input (genfill.io: no output may replace it)."""
+    from genfill.io import note_input
+
+    raw = read_yaml(path)
+    note_input(path)
+    return raw
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML config (or the defaults), apply overrides, validate everything including the model."""
-    raw = read_yaml(path) if path else {}
+    raw = _read_input(path) if path else {}
     apply_overrides(raw, overrides or [])
     return build_config(raw)
 
@@ -293,7 +302,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def load_pretrain_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PretrainConfig:
     """A `genfill pretrain` config (YAML + overrides), validated: the model kind must have an encoder, the train
     keys the loop does not read must be left alone."""
-    raw = read_yaml(path) if path else {}
+    raw = _read_input(path) if path else {}
     apply_overrides(raw, overrides or [])
     return build_pretrain_config(raw)
 

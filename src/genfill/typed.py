@@ -218,9 +218,6 @@ def read_yaml(path: str | Path) -> dict:
         data = path.read_bytes()
     except OSError as exc:
         raise GenfillError(f"cannot read config file {path}: {exc.strerror}") from None
-    from genfill.io import note_input
-
-    note_input(path)
     raw = load_yaml(data, str(path))
     if raw is None:
         return {}
