@@ -171,7 +171,7 @@ def test_bad_inputs_give_one_line_errors(tiny_run, tmp_path, capsys):
         (["train", "--config", str(tmp_path / "none.yaml")], "config file not found"),
         (["train", "--config", str(cfg_path), "--set", "model.kind=beta_vae", "--resume", "--quiet"],
          "holds a vae model"),
-        (["sample", "-c", str(run), "-n", "0"], "argument -n: must be an integer >= 1"),
+        (["sample", "-c", str(run), "-n", "0"], "-n must be at least 1"),
     ]
     for argv, pattern in cases:
         one_line_error(capsys, argv, pattern)

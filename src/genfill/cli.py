@@ -203,6 +203,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse with its usage errors on one line (exit code 2, like every other error a user causes)."""
 
     def error(self, message: str):
+        if message.startswith("argument ") and ": " in message:  # "argument -n: must be ..." -> "-n must be ..."
+            name, _, why = message[len("argument "):].partition(": ")
+            message = f"{name.split('/')[-1]} {why}"
         self.exit(2, f"genfill: error: {message} (see {self.prog} --help)\n")
 
 

@@ -145,10 +145,21 @@ def load_yaml(text: str | bytes, where: str) -> Any:
             raise GenfillError(f"{where}: not UTF-8 text (byte {exc.start})") from None
     if len(text) > MAX_YAML_BYTES:
         raise GenfillError(f"{where}: {len(text):,} characters is over the limit of {MAX_YAML_BYTES:,} for YAML")
+    # Pass 0, the characters: PyYAML's pure-Python scanner is quadratic in flow nesting ("[[[[..."), so a deep
+    # one is refused before any parser sees it (a bracket inside a quoted string counts too: harmless).
+    depth = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise GenfillError(f"{where}: nested more than {MAX_DEPTH} levels deep")
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when there: the same rules, faster
     try:
         # Pass 1, the event stream (the parser is iterative): depth, before anything recurses on it.
         depth = 0
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=loader_class):
             if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -156,7 +167,7 @@ def load_yaml(text: str | bytes, where: str) -> Any:
             elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
                 depth -= 1
         # Pass 2, the node graph (aliases are shared nodes): its expanded size and depth, then the values.
-        loader = yaml.SafeLoader(text)
+        loader = loader_class(text)
         try:
             node = loader.get_single_node()
             if node is None:

@@ -106,18 +106,27 @@ def check_tree(key: str, value: Any) -> Any:
 # ---------------------------------------------------------------- argparse types
 
 
+def _bound_message(value: float, low: float | None, high: float | None, low_open: bool = False) -> str | None:
+    if low is not None and (value <= low if low_open else value < low):
+        return f"must be {'more than' if low_open else 'at least'} {low:g}" if isinstance(low, float) else \
+            f"must be at least {low}"
+    if high is not None and value > high:
+        return f"must be at most {high:g}" if isinstance(high, float) else f"must be at most {high}"
+    return None
+
+
 def arg_int(low: int | None = None, high: int | None = INT64_MAX) -> Callable[[str], int]:
-    """An argparse `type=`: a decimal integer in [low, high]; out of range is argparse's usage error (exit 2)."""
+    """An argparse `type=`: a decimal integer in [low, high]; out of range is a usage error (exit 2)."""
 
     def parse(text: str) -> int:
         try:
             value = int(text.strip(), 10)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {show(text)}") from None
-        try:
-            return integer("value", value, low, high)
-        except GenfillError:
-            raise argparse.ArgumentTypeError(f"must be an integer {_range(low, high)}, got {show(text)}") from None
+            raise argparse.ArgumentTypeError(f"must be an integer, got {show(text)}") from None
+        why = _bound_message(value, low, high)
+        if why:
+            raise argparse.ArgumentTypeError(f"{why}, got {show(text)}")
+        return value
 
     parse.__name__ = "integer"
     return parse
@@ -130,13 +139,13 @@ def arg_float(low: float | None = None, high: float | None = None, low_open: boo
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {show(text)}") from None
-        try:
-            return number("value", value, low, high, low_open)
-        except GenfillError:
-            rule = _range(low, high, low_open)
-            raise argparse.ArgumentTypeError(f"must be a finite number{' ' + rule if rule else ''}, "
-                                             f"got {show(text)}") from None
+            raise argparse.ArgumentTypeError(f"must be a number, got {show(text)}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {show(text)}")
+        why = _bound_message(value, low, high, low_open)
+        if why:
+            raise argparse.ArgumentTypeError(f"{why}, got {show(text)}")
+        return value
 
     parse.__name__ = "number"
     return parse
