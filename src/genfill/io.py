@@ -372,8 +372,9 @@ def open_image(path: str | Path, max_pixels: int | None = None, keep_depth: bool
                 if w * h > limit:
                     raise GenfillError(f"image {path} is {w}x{h} = {w * h:,} pixels, over the limit of {limit:,} "
                                        f"(set GENFILL_MAX_PIXELS to raise it)")
+                deep = keep_depth and _deep_colour(im)  # before getexif(), which may load and close the file
                 orientation = _orientation(im)
-                if keep_depth and _deep_colour(im):
+                if deep:
                     return _orient_array(_read_deep(path), orientation)
                 im.load()
                 out = im.copy() if im.mode != "P" else im.convert("RGBA" if "transparency" in im.info else "RGB")
