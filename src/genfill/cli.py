@@ -373,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     except GenfillError as exc:
         if args.debug:
             raise
-        print(f"genfill: error: {exc}", file=sys.stderr)
+        # One line, whatever the message quotes (a file name or a config key may hold a newline).
+        print("genfill: error: " + " ".join(str(exc).replace("\r", "\n").split("\n")), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("genfill: interrupted", file=sys.stderr)

@@ -97,10 +97,15 @@ def check_tree(key: str, value: Any) -> Any:
         elif _is_int(v):
             integer(where, v)
         elif isinstance(v, dict):
-            stack.extend((f"{where}.{k}", x, depth + 1) for k, x in v.items())
+            stack.extend((_child(where, k), x, depth + 1) for k, x in v.items())
         elif isinstance(v, (list, tuple)):
             stack.extend((f"{where}[{i}]", x, depth + 1) for i, x in enumerate(v))
     return value
+
+
+def _child(where: str, key: Any) -> str:
+    """`where.key` for a plain name, else `where[<short repr>]` (a key may hold a newline or a megabyte)."""
+    return f"{where}.{key}" if isinstance(key, str) and key.isidentifier() else f"{where}[{show(key)}]"
 
 
 # ---------------------------------------------------------------- argparse types
