@@ -111,13 +111,13 @@ def test_every_pretrain_field_is_refused_or_taken_as_a_genfill_error(field, valu
 
 
 def _numeric_options() -> list[tuple[str, str]]:
-    """(command, option) for every option whose argparse type is a validated number (genfill.validate)."""
+    """(command, option) for every option that takes a number (a genfill.validate type, or int/float)."""
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if a.choices and isinstance(a.choices, dict))
     out = []
     for name, sp in sub.choices.items():
         for action in sp._actions:
-            if getattr(action.type, "__name__", "") in ("integer", "number"):
+            if action.type in (int, float) or getattr(action.type, "__name__", "") in ("integer", "number"):
                 out.append((name, action.option_strings[-1]))
     return sorted(out)
 

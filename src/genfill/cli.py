@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run directory, checkpoint, exported folder or peer name; repeatable")
     sp.add_argument("--peers", action="store_true", help=f"also the classical peers ({', '.join(PEER_NAMES)})")
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this computer only)")
-    sp.add_argument("--port", type=arg_int(0, 65535), default=8000, help="0 picks a free port")
+    sp.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     sp.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (for the models)")
     sp.add_argument("--max-upload-mb", type=arg_float(0, 1e6, low_open=True), default=20.0, help="largest request (photo + mask)")
     sp.add_argument("--max-pixels", type=arg_float(0, 1e12, low_open=True), default=40e6, help="largest image, width x height")
