@@ -56,16 +56,18 @@ def test_a_sigkilled_write_leaves_a_temp_that_the_next_write_sweeps(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors", "out.png", "paused"]
 
 
-def test_the_sweep_keeps_live_writers_and_other_targets(tmp_path):
+def test_the_sweep_keeps_live_writers_and_what_is_not_a_temp(tmp_path):
     from genfill.io import atomic_write_bytes
 
     live = tmp_path / f".out.png.{os.getppid()}.abcdefgh.tmp"  # a live process's temp (our parent's pid)
     dead = tmp_path / f".out.png.{_dead_pid()}.abcdefgh.tmp"
-    other = tmp_path / f".out.png.x.{_dead_pid()}.abcdefgh.tmp"  # the temp of target "out.png.x"
-    for p in (live, dead, other):
+    other = tmp_path / f".b.png.{_dead_pid()}.abcdefgh.tmp"  # another target's, its writer gone too
+    users = [tmp_path / ".notes.tmp", tmp_path / "out.png.12.abcdefgh.tmp", tmp_path / ".x.y.abcdefgh.tmp"]
+    for p in (live, dead, other, *users):
         p.write_bytes(b"t")
     atomic_write_bytes(tmp_path / "out.png", b"ok")
-    assert live.exists() and other.exists() and not dead.exists()
+    assert live.exists() and not dead.exists() and not other.exists()
+    assert all(p.exists() for p in users)  # not genfill's temp-file pattern: the user's own files
 
 
 def test_a_full_disk_during_the_checkpoint_write_is_one_line(tmp_path, make_cfg):

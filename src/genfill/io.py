@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import errno
 import hashlib
+import re
 import json
 import os
 import stat
@@ -179,7 +180,7 @@ def _temp_prefix(name: str) -> str:
     return f".{name}."
 
 
-_LIVE_TEMPS: set[str] = set()  # this process's temp files being written (threads share a target's folder)
+_LIVE_TEMPS: set[str] = set()  # names of this process's temp files being written (threads share folders)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -192,27 +193,34 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_SWEPT: set[str] = set()  # folders this process has swept (once each: a folder of 10,000 outputs is listed once)
+_TEMP_TAIL = re.compile(r"\.(\d+)\.[a-z0-9_]{8}\.tmp$")  # .NAME.PID.XXXXXXXX.tmp (mkstemp's 8 characters)
+
+
 def sweep_temps(path: str | Path) -> int:
-    """Remove the temp files a killed writer left for target `path` (its own `.NAME.PID.X.tmp`, and the
-    fixed `.NAME.tmp` of older versions), except those of a live process. Returns how many."""
+    """Remove the temp files killed writers left next to target `path`: the fixed `.NAME.tmp` of older
+    writers for this target, and, at this process's first write into the folder, every `.NAME.PID.X.tmp`
+    whose process is gone. A live process's temp file is never touched. Returns how many were removed."""
     path = Path(path)
-    prefix, n = _temp_prefix(path.name), 0
+    n = 0
+    legacy = path.with_name(f".{path.name}.tmp")
+    if legacy.is_file() and not legacy.is_symlink():
+        legacy.unlink(missing_ok=True)
+        n += 1
+    folder = str(path.parent.resolve()) if path.parent.exists() else str(path.parent)
+    if folder in _SWEPT:
+        return n
+    _SWEPT.add(folder)
     try:
         entries = list(os.scandir(path.parent))
     except OSError:
-        return 0
+        return n
     for entry in entries:
-        name = entry.name
-        if name == f".{path.name}.tmp":
-            stale = True
-        elif name.startswith(prefix) and name.endswith(".tmp"):
-            middle = name[len(prefix):-4].split(".")
-            if len(middle) != 2 or not middle[0].isdigit():
-                continue  # the temp of another target whose name starts like this one's
-            pid = int(middle[0])
-            stale = entry.path not in _LIVE_TEMPS if pid == os.getpid() else not _pid_alive(pid)
-        else:
+        match = _TEMP_TAIL.search(entry.name) if entry.name.startswith(".") else None
+        if match is None:
             continue
+        pid = int(match.group(1))
+        stale = entry.name not in _LIVE_TEMPS if pid == os.getpid() else not _pid_alive(pid)
         try:
             if stale and entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
@@ -225,7 +233,7 @@ def sweep_temps(path: str | Path) -> int:
 def _atomic(path: str | Path, write) -> None:
     """The one output writer. Writes a temp file in the same folder, then renames it over `path`, so a killed
     process never leaves half a file and a failure (a full disk included) leaves the old file intact and no
-    temp file behind; temp files a killed writer left for the same target are swept after the write. New
+    temp file behind; temp files killed writers left are swept after the write (`sweep_temps`). New
     files get 0666 & ~umask (a replaced file keeps its mode); the target must be a regular file or absent
     (see check_target) and not an input of the running command (see check_not_input)."""
     path = check_target(path)
@@ -236,7 +244,7 @@ def _atomic(path: str | Path, write) -> None:
                                    suffix=".tmp")
     except OSError as exc:
         raise GenfillError(f"cannot write {path}: {_why(exc)}") from None
-    _LIVE_TEMPS.add(tmp)
+    _LIVE_TEMPS.add(os.path.basename(tmp))
     try:
         try:
             old_mode = stat.S_IMODE(os.stat(path).st_mode)
@@ -261,7 +269,7 @@ def _atomic(path: str | Path, write) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     finally:
-        _LIVE_TEMPS.discard(tmp)
+        _LIVE_TEMPS.discard(os.path.basename(tmp))
     sweep_temps(path)
 
 
