@@ -59,7 +59,8 @@ BILLION_LAUGHS = "\n".join(
 
 def laughs_params() -> str:
     """masks.params as a billion-laughs mapping (9 levels of aliases): 9**10 values when expanded."""
-    return "masks:\n  kind: square\n  params:\n" + "\n".join("    " + line for line in BILLION_LAUGHS.splitlines()) + "\n"
+    indented = "\n".join("    " + line for line in BILLION_LAUGHS.splitlines())
+    return "masks:\n  kind: square\n  params:\n" + indented + "\n"
 
 
 # ---------------------------------------------------------------- fixtures
@@ -334,7 +335,8 @@ def _api_cases(ws: Path, trained: dict) -> dict:
         "fill_files_seed_overflow": lambda: fill_files(telea, [ws / "photos"], ws / "out", seed=2**63 - 1,
                                                        progress=False),
         "float_image_nan": lambda: telea.fill(np.full((8, 8, 3), np.nan, np.float32), np.eye(8, dtype=bool)),
-        **{f"load_export_{name}": (lambda name=name: genfill.load(broken_export(ws, f"e_{name}", EXPORT_CASES[name][0])))
+        **{f"load_export_{name}": (lambda name=name: genfill.load(broken_export(ws, f"e_{name}",
+                                                                              EXPORT_CASES[name][0])))
            for name in EXPORT_CASES},
     }
 

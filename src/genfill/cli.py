@@ -348,9 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this computer only)")
     sp.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     sp.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (for the models)")
-    sp.add_argument("--max-upload-mb", type=arg_float(0, 1e6, low_open=True), default=20.0, help="largest request (photo + mask)")
-    sp.add_argument("--max-pixels", type=arg_float(0, 1e12, low_open=True), default=40e6, help="largest image, width x height")
-    sp.add_argument("--timeout", type=arg_float(0, 1e6, low_open=True), default=120.0, help="seconds one fill may take, queue included")
+    positive = arg_float(0, 1e12, low_open=True)
+    sp.add_argument("--max-upload-mb", type=positive, default=20.0, help="largest request (photo + mask)")
+    sp.add_argument("--max-pixels", type=positive, default=40e6, help="largest image, width x height")
+    sp.add_argument("--timeout", type=positive, default=120.0, help="seconds one fill may take, queue included")
     sp.set_defaults(func=cmd_serve)
     return p
 
