@@ -401,7 +401,7 @@ def test_config_loader_bad_input(case, tmp_path):
     t0 = time.perf_counter()
     with pytest.raises(GenfillError, match=None) as info:
         load_config(path)
-    assert time.perf_counter() - t0 < 5
+    assert time.perf_counter() - t0 < 30  # bounded (the probe's cases ran until killed), not a speed target
     msg = str(info.value)
     assert pattern in msg and "\n" not in msg and len(msg) < 600, msg
     assert snapshot(tmp_path) == before

@@ -158,8 +158,11 @@ def load_yaml(text: str | bytes, where: str) -> Any:
     loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when there: the same rules, faster
     try:
         # Pass 1, the event stream (the parser is iterative): depth, before anything recurses on it.
-        depth = 0
+        depth = events = 0
         for event in yaml.parse(text, Loader=loader_class):
+            events += 1
+            if events > 2 * MAX_NODES:  # a value and its end, at most: more is over budget before aliases
+                raise GenfillError(f"{where}: holds more than {MAX_NODES:,} values")
             if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                 depth += 1
                 if depth > MAX_DEPTH:
