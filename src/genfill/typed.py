@@ -229,6 +229,9 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise GenfillError(f"config file not found: {path}")
     try:
+        if path.stat().st_size > MAX_YAML_BYTES:  # before reading it: a config is never megabytes
+            raise GenfillError(f"{path}: {path.stat().st_size:,} bytes is over the limit of {MAX_YAML_BYTES:,} "
+                               "for a config file")
         data = path.read_bytes()
     except OSError as exc:
         raise GenfillError(f"cannot read config file {path}: {exc.strerror}") from None
