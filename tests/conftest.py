@@ -13,6 +13,10 @@ from genfill.config import build_config
 # Two threads by default; OMP_NUM_THREADS=1 (what `make mutate` runs each mutation with) is honoured.
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 2))
 
+# Tests that build data without a data.cache_dir use the repository's data/cache (the pre-per-user-cache
+# default), never the user's own ~/.cache/genfill; a test that is about the cache sets GENFILL_CACHE itself.
+os.environ.setdefault("GENFILL_CACHE", str(Path(__file__).resolve().parents[1] / "data" / "cache"))
+
 TINY_SIZE = 32
 TINY_COUNT = 60
 

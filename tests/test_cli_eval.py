@@ -117,13 +117,12 @@ def test_reproduce_tiny_preset(tmp_path, cache_root, capsys):
     preset = tmp_path / "tiny.yaml"
     preset.write_text(yaml.safe_dump({
         "name": "repro", "set": ["train.max_steps=2"],
-        "models": [{"config": str(model_cfg), "name": "tinyvae"}, "no-such-family-faces64"],
+        "models": [{"config": str(model_cfg), "name": "tinyvae"}],
         "eval": {"n": 4, "masks": ["square", "thin"], "peers": ["mean", "telea"], "gallery": 3, "samples": 4,
                  "lpips": False},
     }))
     assert main(["reproduce", "--preset", str(preset), "--out-dir", str(tmp_path / "runs"), "--quiet"]) == 0
     captured = capsys.readouterr()
-    assert "skipping no-such-family-faces64" in captured.err
     assert "| tinyvae | vae |" in captured.out and "| telea | peer |" in captured.out
     root = tmp_path / "runs" / "repro"
     check_report_structure(root / "report.html", ["square", "thin"], ["tinyvae", "mean", "telea"])
@@ -132,11 +131,33 @@ def test_reproduce_tiny_preset(tmp_path, cache_root, capsys):
                 "compare/galleries/tinyvae.png", "compare/galleries/telea.png"):
         assert pic in refs
     info = json.loads((root / "reproduce.json").read_text())
-    assert info["models"] == ["tinyvae"] and info["skipped"] == ["no-such-family-faces64"]
+    assert info["models"] == ["tinyvae"]
     # a second reproduce keeps the first one (archived next to it), never deletes it
     assert main(["reproduce", "--preset", str(preset), "--out-dir", str(tmp_path / "runs"), "--quiet"]) == 0
     kept = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith("repro-")]
     assert len(kept) == 1 and (kept[0] / "report.html").is_file()
+
+
+def test_reproduce_refuses_a_preset_whose_model_config_is_missing(tmp_path, cache_root, capsys):
+    model_cfg = tmp_path / "tinyvae.yaml"
+    model_cfg.write_text(yaml.safe_dump(tiny_raw(tmp_path / "unused", cache_root)))
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(yaml.safe_dump({"name": "repro", "models": [str(model_cfg), "unet-faces46"],
+                                      "eval": {"n": 4, "masks": ["square"], "peers": ["mean"]}}))
+    for extra in ([], ["--dry-run"]):
+        assert main(["reproduce", "--preset", str(preset), "--out-dir", str(tmp_path / "runs"), *extra]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
+        assert "model config not found: unet-faces46 (did you mean unet-faces64?)" in captured.err
+    assert not (tmp_path / "runs").exists()  # no report, no folder: nothing was trained or written
+
+
+def test_reproduce_dry_run_resolves_the_shipped_preset(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./configs here: the shipped presets and model configs are found
+    assert main(["reproduce", "--preset", "quick", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "reproduce/quick.yaml" in out and "model unet-faces64" in out and "unet ->" in out
+    assert not (tmp_path / "runs").exists()
 
 
 def test_shipped_presets_are_valid():

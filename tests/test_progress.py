@@ -76,6 +76,25 @@ def test_a_terminal_gets_redraws_and_quiet_gets_nothing():
         progress.set_quiet(False)
 
 
+def test_a_terminal_that_reports_zero_columns_gets_whole_lines(monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+        def fileno(self):
+            return 0
+
+    monkeypatch.setattr(os, "get_terminal_size", lambda fd=0: os.terminal_size((0, 0)))
+    monkeypatch.delenv("COLUMNS", raising=False)
+    tty = Tty()
+    with Progress(1000, "a long description of the work", "img", stream=tty) as bar:
+        bar.update(1, loss=0.25)
+    drawn = tty.getvalue().split("\r\033[K")[-1]
+    assert "a long description of the work" in drawn and "1/1,000" in drawn and "loss 0.25" in drawn
+    monkeypatch.setenv("COLUMNS", "30")  # the shell's own word, when it has one
+    assert progress.terminal_width(tty) == 30
+
+
 def test_a_logged_command_writes_no_carriage_returns_and_few_progress_lines(tmp_path, cache_root):
     """`genfill train` (a run-level bar) with stdout and stderr redirected to a file, as under nohup or CI."""
     raw = tiny_raw(tmp_path / "runs", cache_root)

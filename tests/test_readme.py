@@ -31,3 +31,34 @@ def test_readme_command_parses(command):
     config = getattr(args, "config", None)
     if isinstance(config, str) and not config.startswith(("runs/", "/")):
         assert resolve_config(config).is_file()
+    preset = getattr(args, "preset", None)
+    if args.command == "reproduce":
+        from genfill.reproduce import find_preset, plan_reproduce
+
+        assert find_preset(preset).is_file()
+        plan_reproduce(preset)  # every model config the preset names resolves and validates
+    for run in (getattr(args, "checkpoint", None) or []) if isinstance(getattr(args, "checkpoint", None), list) \
+            else [getattr(args, "checkpoint", None)]:
+        # a run an example fills from is one the README trains (or the demo's), never a preset that needs CelebA
+        if isinstance(run, str) and run.startswith("runs/") and run.count("/") == 1:
+            assert run.split("/")[1] in TRAINED_RUNS, f"{command}: {run} is not trained by any README example"
+
+
+def _trained_runs() -> set[str]:
+    names = {"demo", "cmp"}
+    for line in readme_commands():
+        if line.startswith(("genfill train", "genfill pretrain")):
+            args = build_parser().parse_args(shlex.split(line, comments=True)[1:])
+            sets = dict(s.split("=", 1) for s in args.set if s.startswith("name="))
+            names.add(sets.get("name") or Path(args.config).stem)
+    return names
+
+
+TRAINED_RUNS = _trained_runs()
+
+
+def test_the_readme_opens_with_what_for_commands_and_a_picture():
+    lines = README.read_text().splitlines()
+    first = "\n".join(lines[:40])
+    assert "make demo" in first and "make test" in first and "![" in first
+    assert len(lines) < 250

@@ -4,6 +4,7 @@ per-device queue (one fill at a time, a timeout, a bound), and the command's sta
 from __future__ import annotations
 
 import io
+import re
 import os
 import socket
 import subprocess
@@ -202,6 +203,28 @@ def test_upload_size_limit_by_content_length_and_by_counting_a_chunked_body(run3
         r = c.post("/api/fill", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"})
         assert "upload too large" in error(r, 413)
         assert post(c).status_code == 200  # a small request still goes through
+
+
+def test_one_log_line_per_request_and_a_favicon(run32):
+    lines: list[str] = []
+    app = create_app(load_methods([str(run32), "telea"], device="cpu"), Limits(max_upload_bytes=50_000),
+                     log=lines.append)
+    with TestClient(app) as c:
+        info = c.get("/api/models").json()["models"]
+        assert info[0]["family"] == "vae" and info[0]["run"] == run32.name  # the page labels family and run
+        assert info[1]["family"] == "classical" and info[1]["run"] is None
+        icon = c.get("/favicon.ico")
+        assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+        assert 'rel="icon" href="/favicon.svg"' in c.get("/").text and c.get("/favicon.svg").status_code == 200
+        lines.clear()
+        assert post(c, method="telea").status_code == 200
+        big = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
+        assert post(c, image=png(big)).status_code == 413
+        assert c.get("/nope").status_code == 404
+    assert len(lines) == 3, lines
+    ok, too_big, missing = lines
+    assert " POST /api/fill 200 in " in ok and re.search(r"in \d+(\.\d)? k?B out \d+(\.\d)? k?B \d+\.\d\d s$", ok), ok
+    assert " POST /api/fill 413 in 1" in too_big and " GET /nope 404 " in missing
 
 
 def png_header(w: int, h: int) -> bytes:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from genfill.errors import GenfillError
+from genfill.errors import GenfillError, did_you_mean
 from genfill.inpaint import FillFn, fill_native
 from genfill.pixels import from_unit, to_unit
 
@@ -377,6 +377,9 @@ def load(path_or_name: str | Path, device: str | torch.device = "auto", feather:
 
         return Inpainter(path_or_name, PEERS[path_or_name], None, None, "cpu",
                          single=single_fill_message(f"the {path_or_name} peer"))
+    if isinstance(path_or_name, str) and not Path(path_or_name).exists() and did_you_mean(path_or_name, PEERS):
+        raise GenfillError(f"{path_or_name!r} is neither a peer nor a run, checkpoint or export"
+                           f"{did_you_mean(path_or_name, PEERS)}; peers: {', '.join(PEERS)}")
     from genfill.export import is_export_dir, load_export
 
     dev = pick_device(str(device)) if not isinstance(device, torch.device) else device

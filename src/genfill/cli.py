@@ -182,13 +182,53 @@ def cmd_compare(args) -> None:
 
 
 def cmd_reproduce(args) -> None:
-    from genfill.reproduce import run_reproduce
+    from genfill.reproduce import plan_reproduce, run_reproduce
+
+    if args.dry_run:
+        for k, v in plan_reproduce(args.preset, out_dir=args.out_dir).items():
+            print(f"{k:24s} {v}")
+        return
 
     report = run_reproduce(args.preset, out_dir=args.out_dir, device=args.device, verbose=not args.quiet)
     md = report.parent / "compare" / "comparison.md"
     if md.is_file():
         print(md.read_text())
     print(f"reproduce report -> {report}")
+
+
+def cmd_configs(args) -> None:
+    from genfill.config import list_configs
+
+    infos = list_configs()
+    if not infos:
+        raise GenfillError("no configs found (neither ./configs/ nor genfill's own)")
+    width = max(len(c.name) for c in infos)
+    for section, how in (("train", "genfill train -c NAME"), ("pretrain", "genfill pretrain -c NAME"),
+                         ("reproduce", "genfill reproduce --preset NAME")):
+        group = [c for c in infos if c.section == section]
+        if group:
+            print(f"{how}:")
+            for c in group:
+                print(f"  {c.name:{width}s}  {c.summary}")
+    folders = sorted({str(c.path.parent.parent if c.section == "reproduce" else c.path.parent) for c in infos})
+    print(f"(from {', '.join(folders)}; a YAML path works too)")
+
+
+def cmd_cache(args) -> None:
+    from genfill.usercache import ENV, cache_root, clear, entries, human
+
+    root = cache_root()
+    if args.clear:
+        n, freed = clear(root)
+        print(f"cleared {root}: {n} item(s), {human(freed)}")
+        return
+    items = entries(root)
+    total = sum(e.bytes for e in items)
+    print(f"genfill cache: {root} ({human(total)}; ${ENV} moves it, a config's data.cache_dir overrides it)")
+    if not items:
+        print("  empty")
+    for e in items:
+        print(f"  {human(e.bytes):>9s}  {e.path.name}{'/' if e.path.is_dir() else ''}  ({e.files} file(s))")
 
 
 def cmd_serve(args) -> None:
@@ -221,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "generation models.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or progress lines (any command)")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def ckpt_args(sp):
@@ -339,7 +380,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out-dir", default=None, help="parent of the run folder (default: the preset's out_dir)")
     sp.add_argument("--device", default="auto")
     sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
+    sp.add_argument("--dry-run", action="store_true", help="resolve the preset and every model config, print "
+                    "the plan, build and train nothing")
     sp.set_defaults(func=cmd_reproduce)
+
+    sp = sub.add_parser("configs", help="list the configs and reproduce presets a name reaches, one line each")
+    sp.set_defaults(func=cmd_configs)
+
+    sp = sub.add_parser("cache", help="where built data and mask banks are cached, what is there and its size")
+    sp.add_argument("--clear", action="store_true", help="empty genfill's cache folder")
+    sp.set_defaults(func=cmd_cache)
 
     sp = sub.add_parser("serve", help="a web page to paint a hole on a photo and compare fills (genfill[serve])")
     sp.add_argument("-c", "--checkpoint", action="append", metavar="RUN_OR_EXPORT",
@@ -353,7 +403,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-pixels", type=positive, default=40e6, help="largest image, width x height")
     sp.add_argument("--timeout", type=positive, default=120.0, help="seconds one fill may take, queue included")
     sp.set_defaults(func=cmd_serve)
+    for sp in sub.choices.values():  # `genfill --threads N CMD` and `genfill CMD --threads N` alike
+        sp.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N", help=THREADS_HELP)
     return p
+
+
+THREADS_HELP = ("CPU threads for torch and OpenCV (default: $GENFILL_THREADS, else OMP_NUM_THREADS when set, else "
+                "the idle cores: usable cores minus the load average, 1 to 4)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -369,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
     from genfill.io import guard_inputs
 
     try:
+        if args.func not in (cmd_configs, cmd_cache):  # those two never import torch
+            from genfill.device import set_threads
+
+            set_threads(args.threads)
         with guard_inputs():  # no command writes onto a file it reads (genfill.io)
             args.func(args)
     except GenfillError as exc:

@@ -15,12 +15,12 @@ from typing import Any
 import yaml
 
 from genfill.augment import AugmentConfig
-from genfill.errors import GenfillError
+from genfill.errors import GenfillError, did_you_mean
 from genfill.typed import YAMLSyntaxError, from_dict, load_yaml, read_yaml, to_dict
 
 __all__ = ["DataConfig", "MaskConfig", "TrainConfig", "RunConfig", "SSLConfig", "PretrainConfig",
            "load_pretrain_config", "build_pretrain_config", "from_dict", "to_dict", "read_yaml",
-           "apply_overrides", "resolve_config", "load_config", "build_config", "save_config"]
+           "apply_overrides", "resolve_config", "config_dirs", "list_configs", "load_config", "build_config", "save_config"]
 
 
 # The evaluation protocol's defaults, defined once (CLI, eval job, reproduce presets): the mask seed that fixes
@@ -67,7 +67,9 @@ class DataConfig:
     count: int = 20000  # faces64 only: how many faces to draw
     seed: int = 0  # faces64 drawing and the 80/10/10 split
     flip: bool = True  # random horizontal flips while training
-    cache_dir: str = "data/cache"
+    # Where built data and mask banks go: None = the per-user cache ($GENFILL_CACHE, else ~/.cache/genfill on
+    # Linux; genfill.usercache), shared by every folder a command runs from; a path pins this config's cache.
+    cache_dir: str | None = None
     # Host memory the image cache may take, in MB: a cache file bigger than this is memory-mapped and
     # training reads it in large contiguous chunks on a background thread (chunk-shuffled order);
     # None = no cap (the cache is read into memory whole).
@@ -81,8 +83,16 @@ class DataConfig:
         _require(self.channels in (1, 3), "data.channels", "1 or 3", self.channels)
         _int_at_least("data.count", self.count, 3, 2**31 - 1)
         _int_at_least("data.seed", self.seed, 0, SEED_MAX)
-        _require(isinstance(self.cache_dir, str) and self.cache_dir != "" and "\0" not in self.cache_dir, "data.cache_dir", "a folder path",
-                 self.cache_dir)
+        _require(self.cache_dir is None or (isinstance(self.cache_dir, str) and self.cache_dir != ""
+                                             and "\0" not in self.cache_dir),
+                 "data.cache_dir", "a folder path or null (the per-user cache)", self.cache_dir)
+
+    @property
+    def cache_root(self) -> Path:
+        """The folder built data goes to: `cache_dir` when set, else the per-user cache."""
+        from genfill.usercache import cache_root
+
+        return Path(self.cache_dir) if self.cache_dir else cache_root()
 
 
 @dataclass
@@ -266,21 +276,96 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-# Shipped configs: the repository's configs/ (editable installs), or a copy inside the package.
-CONFIG_DIRS = (Path(__file__).resolve().parents[2] / "configs", Path(__file__).resolve().parent / "configs")
+def shipped_config_dir() -> Path | None:
+    """The presets that ship with genfill: `genfill/configs/` inside the installed package (importlib.resources;
+    the wheel carries the repository's configs/ there), or, in a source checkout, the repository's configs/."""
+    from importlib.resources import files
+
+    packaged = files("genfill") / "configs"
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged
+    here = Path(__file__).resolve().parent
+    repo = here.parents[1]
+    if here.parent.name == "src" and (repo / "pyproject.toml").is_file() and (repo / "configs").is_dir():
+        return repo / "configs"
+    return None
 
 
-def resolve_config(name: str | Path) -> Path:
-    """A config path, or the name of a shipped preset (``vae-faces64`` or ``vae-faces64.yaml``)."""
+def config_dirs() -> list[Path]:
+    """Where a config name is looked up, first match wins: ./configs/ (the user's own), then the shipped ones."""
+    local, shipped = Path("configs"), shipped_config_dir()
+    dirs = [local] if local.is_dir() else []
+    if shipped is not None and not (dirs and local.resolve() == shipped.resolve()):
+        dirs.append(shipped)
+    return dirs
+
+
+def resolve_config(name: str | Path, subfolder: str = "", kind: str = "config file") -> Path:
+    """A config path, or the name of a config in ./configs/ or shipped with genfill (``unet-faces64`` or
+    ``unet-faces64.yaml``); `subfolder` looks in that folder of each (``reproduce`` for presets)."""
     p = Path(name)
     if p.is_file():
         return p
+    if p.suffix in (".yaml", ".yml") and len(p.parts) > 1:
+        raise GenfillError(f"{kind} not found: {name}")
     stem = p.name if p.suffix else f"{p.name}.yaml"
-    for folder in CONFIG_DIRS:
-        if (folder / stem).is_file():
-            return folder / stem
-    known = sorted({q.stem for d in CONFIG_DIRS if d.is_dir() for q in d.glob("*.yaml")})
-    raise GenfillError(f"config file not found: {name} (presets: {', '.join(known) or 'none'})")
+    for folder in config_dirs():
+        if (folder / subfolder / stem).is_file():
+            return folder / subfolder / stem
+    known = sorted({q.stem for d in config_dirs() for q in (d / subfolder).glob("*.yaml")})
+    hint = did_you_mean(Path(stem).stem, known)
+    raise GenfillError(f"{kind} not found: {name}{hint} (presets: {', '.join(known) or 'none'}; `genfill configs` "
+                       "describes them)")
+
+
+@dataclass
+class ConfigInfo:
+    name: str  # what --config / --preset take
+    path: Path
+    section: str  # "train", "pretrain" or "reproduce"
+    summary: str  # one line
+
+
+def _summary(path: Path, width: int = 100) -> str:
+    """A config file's leading comment on one line: its first sentence, cut at a clause boundary to fit `width`."""
+    lines = []
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    text = " ".join(lines).replace("`", "")
+    depth, ends, cut = 0, [], len(text)
+    for i, ch in enumerate(text):  # clause ends outside parentheses: '. ' ends the sentence, ', ' ': ' '; ' a clause
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and ch in ".:;," and text[i + 1:i + 2] in (" ", ""):
+            if ch == ".":
+                cut = i
+                break
+            ends.append(i)
+    text = text[:cut]
+    if len(text) <= width:
+        return text
+    fits = [i for i in ends if i <= width - 4 and i >= width // 3]
+    return text[:fits[-1]] + " ..." if fits else text[:width - 4].rsplit(" ", 1)[0] + " ..."
+
+
+def list_configs() -> list[ConfigInfo]:
+    """Every config a name reaches (./configs/ first, then the shipped ones): train and pretrain configs,
+    then the reproduce presets."""
+    seen: dict[tuple[str, str], ConfigInfo] = {}
+    for folder in config_dirs():
+        for sub in ("", "reproduce"):
+            for path in sorted((folder / sub).glob("*.yaml")):
+                if (sub, path.stem) in seen:
+                    continue  # ./configs/ shadows a shipped config of the same name
+                try:
+                    raw = read_yaml(path)
+                except GenfillError:
+                    raw = {}
+                section = "reproduce" if sub else ("pretrain" if isinstance(raw, dict) and "ssl" in raw else "train")
+                seen[(sub, path.stem)] = ConfigInfo(path.stem, path, section, _summary(path))
+    order = {"train": 0, "pretrain": 1, "reproduce": 2}
+    return sorted(seen.values(), key=lambda c: (order[c.section], c.name))
 
 
 def _read_input(path: str | Path) -> dict:

@@ -42,3 +42,71 @@ def autocast(device: torch.device, enabled: bool):
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return nullcontext()  # fp16 would need loss scaling; fp32 is the honest fallback
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+THREADS_ENV = "GENFILL_THREADS"
+MAX_DEFAULT_THREADS = 4  # see default_threads
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, so a container's or taskset's limit counts)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """genfill's CPU thread count when neither --threads nor GENFILL_THREADS nor OMP_NUM_THREADS says: the
+    cores left idle (usable cores minus the 1-minute load average, at least 1), at most MAX_DEFAULT_THREADS.
+    torch's own default takes every core, and when other processes keep them busy its threads wait on each
+    other: on a 2-core machine under load average ~10, one 512x512 fill took 1.4 s with 1 thread and 17 s
+    with 2, a unet-faces64 training step 5.3 s against 28 s (benchmarks/results/threads.md). Small models
+    (64 px windows, batch 32) gain little beyond a few threads even on an idle machine, hence the cap."""
+    import os
+
+    try:
+        busy = round(os.getloadavg()[0])
+    except (AttributeError, OSError):  # no load average (Windows): assume the cores are free
+        busy = 0
+    return max(1, min(usable_cores() - busy, MAX_DEFAULT_THREADS))
+
+
+MAX_THREADS = 4096
+
+
+def thread_count(arg: int | None) -> int | None:
+    """The thread count asked for: --threads, else $GENFILL_THREADS, else None (OMP_NUM_THREADS is then torch's
+    own business when set, genfill's default when not). A value that is not a positive integer is a GenfillError."""
+    import os
+
+    for value, source in ((arg, "--threads"), (os.environ.get(THREADS_ENV) or None, THREADS_ENV)):
+        if value is None:
+            continue
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            n = 0
+        if not 1 <= n <= MAX_THREADS or str(value).strip() != str(n):  # torch takes a 32-bit count
+            raise GenfillError(f"{source}: must be a whole number of threads from 1 to {MAX_THREADS}, got "
+                               f"{str(value)[:40]!r}")
+        return n
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    return default_threads()
+
+
+def set_threads(arg: int | None = None) -> int:
+    """Apply the thread count (see thread_count) to torch and OpenCV; returns the count in effect."""
+    n = thread_count(arg)
+    if n is not None:
+        torch.set_num_threads(n)
+        try:
+            import cv2
+
+            cv2.setNumThreads(n)
+        except ImportError:  # pragma: no cover - a dependency, but the CLI must not die on its absence
+            pass
+    return torch.get_num_threads()

@@ -19,7 +19,7 @@ from genfill.data.cache import load_heldout
 from genfill.data.datasets import source_key
 from genfill.data.masks import check_params
 from genfill.device import pick_device
-from genfill.errors import GenfillError
+from genfill.errors import GenfillError, did_you_mean
 from genfill.evaluate import EvalResult, FillFn, evaluate_methods, sample_fid
 from genfill.io import atomic_write_json, atomic_write_text
 from genfill.metrics.uncertainty import check_samples
@@ -55,7 +55,8 @@ def resolve_method(spec: str, device) -> Method:
         return Method(spec, PEERS[spec], "peer", spec)
     path = Path(spec)
     if not path.exists():
-        raise GenfillError(f"{spec!r} is neither a peer ({', '.join(PEERS)}) nor a checkpoint or run directory")
+        raise GenfillError(f"{spec!r} is neither a peer ({', '.join(PEERS)}) nor a checkpoint or run directory"
+                           f"{did_you_mean(spec, PEERS)}")
     model, ckpt = load_model(path, device)
     run_cfg = ckpt.get("run_config", {})
     return Method(run_cfg.get("name") or path.stem, lambda x, m: model.fill(x, m), ckpt["kind"], ckpt["path"],

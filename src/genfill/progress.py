@@ -48,6 +48,19 @@ def _is_tty(stream: TextIO) -> bool:
         return False
 
 
+def terminal_width(stream: TextIO, fallback: int = 120) -> int:
+    """The stream's terminal width; a terminal that reports 0 columns (a serial console, some CI and emulator
+    ptys) means unknown, as does an error: then $COLUMNS, else `fallback`, so a line is never cut to nothing."""
+    try:
+        width = os.get_terminal_size(stream.fileno()).columns
+    except (OSError, AttributeError, ValueError):
+        width = 0
+    if width <= 0:
+        env = os.environ.get("COLUMNS", "")
+        width = int(env) if env.isdigit() and int(env) > 0 else fallback
+    return width
+
+
 def fmt_time(seconds: float) -> str:
     """1:05, 12:30, 1:02:03."""
     if seconds != seconds or seconds == float("inf"):
@@ -186,11 +199,7 @@ class Progress:
         self._last_draw = now
         bars = [b for b in _ACTIVE if b.stream is self.stream and b.tty]
         text = " | ".join(b.line() for b in bars)
-        try:
-            width = os.get_terminal_size(self.stream.fileno()).columns
-        except (OSError, AttributeError, ValueError):
-            width = 120
-        self.stream.write("\r\033[K" + text[: max(20, width - 1)])
+        self.stream.write("\r\033[K" + text[: max(20, terminal_width(self.stream) - 1)])
         self.stream.flush()
         for b in bars:
             b._drawn = True

@@ -7,24 +7,21 @@ A preset is a YAML file (configs/reproduce/quick.yaml, full.yaml):
     name: reproduce                 # the run folder under out_dir; an earlier one is archived, never deleted
     out_dir: runs
     set: [data.count=5000]          # overrides applied to every model config
-    models:                         # config names from configs/ (or paths); a missing config is skipped
-      - vae-faces64                 #   with a printed note, so a family joins by adding its config here
+    models:                         # config names (./configs/, the preset's own folder tree, or shipped)
+      - vae-faces64                 #   or paths; a config that cannot be found stops the run before anything
       - {config: gan-faces64, name: gan, set: [train.time_budget_s=90]}
     eval: {n: 200, masks: [thin, medium, thick, square], fid: false, peers: [telea, ns, biharmonic, mean]}
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genfill.config import (CONFIG_DIRS, EVAL_MASKS, EVAL_SEED, PEER_NAMES, from_dict, load_config, read_yaml,
-                            resolve_config, to_dict)
+from genfill.config import (EVAL_MASKS, EVAL_SEED, PEER_NAMES, from_dict, load_config, read_yaml, resolve_config,
+                            to_dict)
 from genfill.errors import GenfillError
-
-PRESET_DIRS = tuple(folder / "reproduce" for folder in CONFIG_DIRS)
 
 
 @dataclass
@@ -56,14 +53,8 @@ class Preset:
 
 
 def find_preset(preset: str) -> Path:
-    p = Path(preset)
-    if p.is_file():
-        return p
-    for folder in PRESET_DIRS:
-        if (folder / f"{p.stem}.yaml").is_file():
-            return folder / f"{p.stem}.yaml"
-    known = sorted({q.stem for d in PRESET_DIRS if d.is_dir() for q in d.glob("*.yaml")})
-    raise GenfillError(f"reproduce preset not found: {preset} (known: {', '.join(known) or 'none'})")
+    """A preset YAML path, or a preset name in ./configs/reproduce/ or shipped with genfill (quick, full)."""
+    return resolve_config(preset, "reproduce", "reproduce preset")
 
 
 def load_preset(preset: str) -> Preset:
@@ -75,7 +66,14 @@ def load_preset(preset: str) -> Preset:
     return from_dict(Preset, raw)
 
 
-def _config_path(name: str) -> Path | None:
+def _config_path(name: str, preset_path: Path) -> Path | None:
+    """A model config of a preset: a path, or a name looked up next to the preset's folder (a user's own
+    configs/reproduce/x.yaml finds its sibling configs/NAME.yaml), then in ./configs/ and the shipped ones."""
+    p = Path(name)
+    if not p.is_file() and not p.suffix:
+        for folder in (preset_path.parent.parent, preset_path.parent):
+            if (folder / f"{p.name}.yaml").is_file():
+                return folder / f"{p.name}.yaml"
     try:
         return resolve_config(name)
     except GenfillError:
@@ -91,15 +89,22 @@ def _link_earlier_runs(cfg, earlier: list) -> None:
             cfg.model[key] = runs[Path(value).name]
 
 
-def _plan(preset: Preset, root: Path, say) -> list:
-    """The model configs that exist, loaded with the preset's overrides; missing ones are skipped with a note."""
-    cfgs, skipped = [], []
+def _plan(preset: Preset, root: Path, preset_path: Path) -> list:
+    """Every model config of the preset, loaded with the preset's overrides. One that cannot be found stops
+    here, before anything is built or trained: a "reproduction" without its models would be a peers-only
+    report under the preset's name."""
+    missing = [e.config for e in preset.models if _config_path(e.config, preset_path) is None]
+    if missing:
+        from genfill.config import list_configs
+        from genfill.errors import did_you_mean
+
+        known = [c.name for c in list_configs() if c.section == "train"]
+        raise GenfillError(f"preset {preset_path.name}: model config not found: {', '.join(missing)}"
+                           f"{did_you_mean(missing[0], known)} (looked in {preset_path.parent.parent}, ./configs "
+                           "and genfill's own configs; `genfill configs` lists them)")
+    cfgs = []
     for entry in preset.models:
-        path = _config_path(entry.config)
-        if path is None:
-            skipped.append(entry.config)
-            say(f"genfill: skipping {entry.config}: no config file {entry.config}.yaml (yet)")
-            continue
+        path = _config_path(entry.config, preset_path)
         name = entry.name or Path(entry.config).stem
         cfg = load_config(path, [*preset.set, *entry.set, f"name={name}", f"out_dir={root}"])
         _link_earlier_runs(cfg, cfgs)
@@ -113,7 +118,25 @@ def _plan(preset: Preset, root: Path, say) -> list:
     if len(keys) > 1:
         raise GenfillError(f"the preset's models train on different data ({', '.join(sorted(keys))}); a fair "
                            "comparison needs one dataset: set data.* in the preset's `set`")
-    return cfgs, skipped
+    return cfgs
+
+
+def plan_reproduce(preset: str = "quick", out_dir: str | None = None) -> dict[str, str]:
+    """What `genfill reproduce` would do, resolved and validated but nothing built or trained (--dry-run)."""
+    path = find_preset(preset)
+    p = load_preset(preset)
+    root = Path(out_dir or p.out_dir) / p.name
+    cfgs = _plan(p, root, path)
+    from genfill.data.datasets import source_key
+
+    out = {"preset": str(path), "report": str(root / "report.html")}
+    for cfg in cfgs:
+        out[f"model {cfg.name}"] = f"{cfg.model['kind']} -> {cfg.run_dir}"
+    data = cfgs[0].data if cfgs else load_config(None, [s for s in p.set if s.startswith("data.")]).data
+    out["data"] = f"{source_key(data)} in {data.cache_root}"
+    out["eval"] = (f"{p.eval.n} test images x {', '.join(p.eval.masks)}; peers {', '.join(p.eval.peers) or 'none'}"
+                   f"; fid {'on' if p.eval.fid else 'off'}")
+    return out
 
 
 def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str = "auto",
@@ -132,9 +155,9 @@ def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str
     t0 = time.time()
     p = load_preset(preset)
     root = Path(out_dir or p.out_dir) / p.name
-    cfgs, skipped = _plan(p, root, lambda msg: print(msg, file=sys.stderr))  # a warning, not progress
+    cfgs = _plan(p, root, find_preset(preset))
     if not cfgs and not p.eval.peers:
-        raise GenfillError("the preset lists no model config that exists and no peers: nothing to do")
+        raise GenfillError("the preset lists no models and no peers: nothing to do")
     moved = archive_previous(root)
     if moved:
         say(f"genfill: kept the previous {p.name} as {moved}")
@@ -187,7 +210,7 @@ def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str
     from genfill.io import atomic_write_json
 
     atomic_write_json(root / "reproduce.json", {
-        "preset": str(find_preset(preset)), "models": [c.name for c in cfgs], "skipped": skipped,
+        "preset": str(find_preset(preset)), "models": [c.name for c in cfgs],
         "peers": list(ev.peers), "wall_seconds": round(wall, 1), "eval": to_dict(ev),
         "train": {c.name: {"steps": r.step, "seconds": round(r.seconds, 1)} for c, r in trained}})
     intro = [
@@ -196,8 +219,6 @@ def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str
         f"{esc(', '.join(ev.peers))}. Total wall time {wall / 60:.1f} min. Reproduce with "
         f"<code>genfill reproduce --preset {esc(Path(preset).stem)}</code> (or <code>make reproduce</code>).</p>",
     ]
-    if skipped:
-        intro.append(f"<p>Skipped (no config file yet): {esc(', '.join(skipped))}.</p>")
     details = plot_section(f"compare/{plot}" if plot else None)
     if model_rows:
         details += ["<h2>Training</h2>", table(["model", "kind", "parameters", "steps", "epochs", "train s"],

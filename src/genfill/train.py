@@ -308,7 +308,7 @@ def mask_source(cfg: RunConfig, size: int, device: torch.device, verbose: bool =
     kind, params = cfg.masks.kind, dict(cfg.masks.params)
     if cfg.masks.bank_size > 0 and MASK_KINDS[kind].random:
         bank = mask_bank(kind, cfg.masks.bank_size, size, size, seed=cfg.masks.bank_seed, device=where,
-                         cache_dir=cfg.data.cache_dir, verbose=verbose, **params)
+                         cache_dir=cfg.data.cache_root, verbose=verbose, **params)
         return (lambda n, g: bank.sample(n, g).to(device)), where
 
     def draw(n: int, g: torch.Generator) -> torch.Tensor:

@@ -215,7 +215,8 @@ def _read_ahead(images: np.ndarray, chunk_images: int, batches):
 
 
 def cache_dir(cfg: DataConfig) -> Path:
-    return Path(cfg.cache_dir) / source_key(cfg)
+    """This source's store: `<cache root>/<source key>/` (the root: data.cache_dir, else the per-user cache)."""
+    return cfg.cache_root / source_key(cfg)
 
 
 def load_cache(cfg: DataConfig, verbose: bool = True) -> ImageCache:
@@ -258,6 +259,12 @@ def load_heldout(cfg: DataConfig, split: str, n: int, verbose: bool = True) -> I
 
 def build_cache(cfg: DataConfig, folder: Path, verbose: bool = True) -> None:
     total = cfg.count if cfg.name == "faces64" else None
+    from genfill.usercache import ENV, mark
+
+    mark(cfg.cache_root)
+    if verbose:  # where a few hundred MB are about to go, before the minutes of building
+        where = "data.cache_dir" if cfg.cache_dir else f"${ENV} moves it"
+        say(f"genfill: building the {cfg.name} data cache once in {folder} ({where}; `genfill cache` lists it)")
     with Progress(total, f"building the {cfg.name} cache", "img", enabled=verbose) as bar:
         src = load_source(cfg, progress=bar.update)
     make_dir(folder)

@@ -51,7 +51,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from genfill.errors import GenfillError
+from genfill.errors import GenfillError, did_you_mean
 
 __all__ = [
     "MASK_KINDS",
@@ -130,7 +130,8 @@ def mask_kinds() -> list[str]:
 
 def _get_kind(kind: str) -> MaskKind:
     if kind not in MASK_KINDS:
-        raise GenfillError(f"unknown mask kind {kind!r}; valid kinds: {', '.join(MASK_KINDS)}")
+        raise GenfillError(f"unknown mask kind {kind!r}{did_you_mean(kind, MASK_KINDS)}; valid kinds: "
+                           f"{', '.join(MASK_KINDS)}")
     return MASK_KINDS[kind]
 
 
@@ -1021,6 +1022,9 @@ def mask_bank(kind: str, count: int, height: int, width: int, *, seed: int = 0,
         say(f"genfill: drew a bank of {count} {kind} masks at {height}x{width} in "
             f"{time.perf_counter() - t0:.1f} s" + (f" -> {path}" if path else ""))
     if path is not None:
+        from genfill.usercache import mark
+
+        mark(Path(cache_dir))
         atomic_torch_save({"meta": meta, "packed": bank.packed.cpu(), "rollable": bank.rollable.cpu()}, path)
         bank.info["path"] = str(path)
     return bank

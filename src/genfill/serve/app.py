@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from genfill.api import Inpainter, decode_mask, load
-from genfill.errors import GenfillError
+from genfill.errors import GenfillError, did_you_mean
 
 try:  # the `serve` extra; FastAPI resolves the route signatures' annotations, so these live at module level
     import python_multipart  # noqa: F401  (FastAPI's form parser)
@@ -101,8 +101,8 @@ def load_methods(specs: Sequence[str], peers: bool = False, device: str = "auto"
     out: dict[str, Inpainter] = {}
     for spec in wanted:
         if spec not in PEERS and not Path(spec).exists():
-            raise GenfillError(f"run not found: {spec} (a run directory, a checkpoint, an export, or a peer: "
-                               f"{', '.join(PEERS)})")
+            raise GenfillError(f"run not found: {spec}{did_you_mean(spec, PEERS)} (a run directory, a checkpoint, "
+                               f"an export, or a peer: {', '.join(PEERS)})")
         name, n = method_name(spec), 2
         while name in out:
             name, n = f"{method_name(spec)}-{n}", n + 1
@@ -111,8 +111,51 @@ def load_methods(specs: Sequence[str], peers: bool = False, device: str = "auto"
 
 
 def describe(name: str, painter: Inpainter) -> dict[str, Any]:
+    """What the page shows for a method: its family (the model kind, or "classical") and its run (folder)."""
+    model = getattr(painter, "model", None)
+    family = getattr(model, "kind", None) if model is not None else "classical"
     return {"name": name, "kind": "model" if painter.size else "peer", "size": painter.size,
-            "channels": painter.channels, "device": str(painter.device)}
+            "channels": painter.channels, "device": str(painter.device), "family": family or "model",
+            "run": name if painter.size else None}
+
+
+FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" '
+           'fill="#1d2330"/><rect x="6" y="6" width="20" height="20" rx="3" fill="#3b5bdb"/><circle cx="16" '
+           'cy="16" r="6" fill="#ff2d6f"/></svg>')
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n} B" if n < 1000 else f"{n / 1e3:.1f} kB" if n < 1e6 else f"{n / 1e6:.1f} MB"
+
+
+class RequestLog:
+    """One line per request (method, path, status, bytes in and out, seconds), as a pure ASGI middleware so
+    streamed bodies and the upload limit's early 413 are timed and sized the same way."""
+
+    def __init__(self, app, say: Callable[[str], None]) -> None:
+        self.app, self.say = app, say
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0, seen = time.perf_counter(), {"status": 500, "out": 0}
+        length = dict(scope.get("headers") or []).get(b"content-length")
+
+        async def send_logged(message):
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                seen["out"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_logged)
+        finally:
+            size_in = _size(int(length)) if length and length.isdigit() else "-"
+            self.say(f"{time.strftime('%H:%M:%S')} {scope.get('method', '?')} {scope.get('path', '')} "
+                     f"{seen['status']} in {size_in} out {_size(seen['out'])} {time.perf_counter() - t0:.2f} s")
 
 
 # ---------------------------------------------------------------- one queue per device
@@ -281,8 +324,10 @@ class Faces:
         return self._png[i]
 
 
-def create_app(painters: dict[str, Inpainter], limits: Limits = Limits(), faces: int = 8):
-    """The app serving `painters` (name -> Inpainter, e.g. from `load_methods`) under `limits`."""
+def create_app(painters: dict[str, Inpainter], limits: Limits = Limits(), faces: int = 8,
+               log: Callable[[str], None] | None = None):
+    """The app serving `painters` (name -> Inpainter, e.g. from `load_methods`) under `limits`; `log` gets one
+    line per request (`genfill serve` prints them)."""
     queues = DeviceQueues(limits.timeout_s, limits.max_pending)
     face_store = Faces(faces)
 
@@ -294,6 +339,8 @@ def create_app(painters: dict[str, Inpainter], limits: Limits = Limits(), faces:
     app = FastAPI(title="genfill serve", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json",
                   lifespan=lifespan)
     app.add_middleware(BodyLimit, limit=limits.max_upload_bytes)
+    if log is not None:
+        app.add_middleware(RequestLog, say=log)  # added last: outermost, so it sees the limit's 413s too
     app.state.painters, app.state.limits, app.state.queues = painters, limits, queues
 
     @app.exception_handler(ServeError)
@@ -316,6 +363,11 @@ def create_app(painters: dict[str, Inpainter], limits: Limits = Limits(), faces:
     @app.get("/", include_in_schema=False)
     async def page():
         return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-store"})
+
+    @app.get("/favicon.svg", include_in_schema=False)
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon():
+        return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/healthz")
     async def healthz():
@@ -422,7 +474,7 @@ def serve(specs: Sequence[str], peers: bool = False, host: str = "127.0.0.1", po
     sock = bind(host, port)
     try:
         painters = load_methods(specs, peers, device)
-        app = create_app(painters, limits)
+        app = create_app(painters, limits, log=say)
     except BaseException:
         sock.close()
         raise
