@@ -306,6 +306,7 @@ def test_billion_laughs_is_refused_fast(ws, capsys):
 def test_dry_run_of_an_empty_config_is_bounded(tmp_path, capsys, monkeypatch):
     """An empty config (all defaults: 20,000 faces not drawn yet) plans in seconds and builds nothing."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENFILL_CACHE", str(tmp_path / "cache"))  # a fresh per-user cache: nothing built yet
     (tmp_path / "empty.yaml").write_text("")
     t0 = time.perf_counter()
     assert main(["train", "-c", "empty.yaml", "--dry-run"]) == 0
