@@ -94,8 +94,9 @@ def test_architecture_lists_every_module_and_imports_point_down():
 
 def test_leaf_modules_import_nothing_from_genfill_but_errors():
     graph = import_graph()
-    for leaf in ("genfill.typed", "genfill.pixels", "genfill.device", "genfill.errors"):
+    for leaf in ("genfill.validate", "genfill.pixels", "genfill.device", "genfill.errors"):
         assert graph[leaf] <= {"genfill.errors"}, (leaf, graph[leaf])
+    assert graph["genfill.typed"] <= {"genfill.errors", "genfill.validate"}, graph["genfill.typed"]
 
 
 def test_no_library_function_is_named_like_a_test():

@@ -6,7 +6,8 @@
 
 `fill(image, mask)` takes a path, a PIL image, a numpy array (H,W / H,W,1 / H,W,3 / H,W,4; uint8, uint16 or
 float in [0, 1]) or a torch tensor (H,W / C,H,W / 1,C,H,W; uint8 or float in [0, 1]) and gives back the same
-type, size, dtype and mode (a path gives back a PIL image). Masks: white / True / > 0.5 = hole. Grey images
+type, size, dtype and mode (a path gives back a PIL image, or for a PNG/TIFF with 16 bits per colour channel,
+which PIL cannot hold, an (H,W,3|4) uint16 array). Masks: white / True / > 0.5 = hole. Grey images
 are filled by an RGB model as grey RGB and come back grey; an RGB image under a grey model is filled channel
 by channel. An alpha channel is filled by Telea inside the hole and kept everywhere else. Every pixel
 outside the hole is returned unchanged, bit for bit: the fill is composited in the input's own dtype.
@@ -55,11 +56,12 @@ class _Decoded:
         return 1 if self.pixels.shape[2] in (1, 2) else 3
 
 
-def _open(path: str | Path) -> Image.Image:
-    """Through the one guarded reader (pixel limit, decompression bombs, any decoder failure -> GenfillError)."""
+def _open(path: str | Path) -> Image.Image | np.ndarray:
+    """Through the one guarded reader (pixel limit, decompression bombs, any decoder failure -> GenfillError,
+    EXIF orientation applied); 16 bits per colour channel come as a uint16 array, kept to the last bit."""
     from genfill.io import open_image
 
-    return open_image(path)
+    return open_image(path, keep_depth=True)
 
 
 def _array_scale(a: np.ndarray, what: str) -> float:
@@ -151,13 +153,22 @@ def _values(a: np.ndarray) -> str:
 
 def decode_mask(mask: ImageLike, size: tuple[int, int], resize: bool = False, dilate: int = 0) -> np.ndarray:
     """Any mask form -> (H,W) bool, True = hole, for an image of `size` (H, W). A picture (path, PIL): white
-    (> 127) is a hole. An array or tensor: bool, or exactly 0/1 (1 = hole; uint8 may also be 0/255); any
-    other value is refused (a soft or 0/255 float mask would otherwise mark holes silently wrong). `resize`
-    scales a mask of another size (nearest); `dilate` grows the hole by that many pixels."""
+    (brighter than mid-grey at the file's own bit depth) is a hole. An array or tensor: bool, or exactly 0/1
+    (1 = hole; uint8 / uint16 may also be 0/255 / 0/65535); any other value is refused (a soft or 0/255 float
+    mask would otherwise mark holes silently wrong). `resize` scales a mask of another size (nearest);
+    `dilate` grows the hole by that many pixels."""
+    from genfill.validate import integer
+
+    dilate = integer("dilate", dilate, 0, 4096)
+    picture = isinstance(mask, (str, Path, Image.Image))
     if isinstance(mask, (str, Path)):
         mask = _open(mask)
     if isinstance(mask, Image.Image):
-        m = np.asarray(mask.convert("L")) > 127
+        from genfill.io import to_8bit
+
+        # Thresholded at the mask's own depth: 16-bit and float masks are scaled to 8 bits first (PIL's own
+        # convert("L") clips them: a 31 % grey 16-bit region would become hole, a float 1.0 no hole).
+        m = np.asarray(to_8bit(mask).convert("L")) > 127
     else:
         a = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
         while a.ndim > 2 and a.shape[0] == 1:
@@ -168,19 +179,22 @@ def decode_mask(mask: ImageLike, size: tuple[int, int], resize: bool = False, di
             raise GenfillError(f"mask: expected (H,W) or (H,W,C), got shape {mask.shape}")
         if a.dtype == bool:
             m = a
-        elif a.dtype == np.uint8:  # 0/1, or 0/255 as a mask picture stores it
-            top = 1 if ((a == 0) | (a == 1)).all() else 255
-            if top == 255 and not ((a == 0) | (a == 255)).all():
-                raise GenfillError(f"mask: uint8 values must be 0 and 1 or 0 and 255 (hole), got {_values(a)}: "
-                                   "threshold it first (mask > 127)")
+        elif not picture and a.dtype in (np.uint8, np.uint16):  # 0/1, or 0/max as a mask picture stores it
+            full = np.iinfo(a.dtype).max
+            top = 1 if ((a == 0) | (a == 1)).all() else full
+            if top == full and not ((a == 0) | (a == full)).all():
+                raise GenfillError(f"mask: {a.dtype} values must be 0 and 1 or 0 and {full} (hole), got "
+                                   f"{_values(a)}: threshold it first (mask > {full // 2})")
             m = a == top
+        elif a.dtype == np.uint16:  # a 16-bit picture file: its own depth, brighter than mid-grey of 65535
+            m = a > 32767
         elif a.dtype.kind == "f":  # exactly 0/1: a soft or 0/255 float mask is a mistake, not a hole
             if not ((a == 0) | (a == 1)).all():
                 raise GenfillError(f"mask: float values must be exactly 0 (known) or 1 (hole), got {_values(a)}: "
                                    "threshold it first (mask > 0.5)")
             m = a == 1
         else:
-            raise GenfillError(f"mask: dtype {a.dtype} is not supported (bool, uint8 or float in [0, 1])")
+            raise GenfillError(f"mask: dtype {a.dtype} is not supported (bool, uint8, uint16 or float in [0, 1])")
     if m.shape != tuple(size):
         if not resize:
             raise GenfillError(f"mask is {m.shape[1]}x{m.shape[0]} but the image is {size[1]}x{size[0]}: pass "
@@ -256,6 +270,7 @@ class Inpainter:
         `samples=K` returns a list of K different fills instead (see `fill_samples`)."""
         if samples is not None:
             return self.fill_samples(image, mask, samples, seed, mask_resize, dilate).fills
+        _check_seed(seed)
         d = _decode(image)
         hole = decode_mask(mask, d.pixels.shape[:2], mask_resize, dilate)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
@@ -296,6 +311,7 @@ class Inpainter:
         if self.sample_fn is None:
             raise GenfillError(self.single)
         check_samples(k)
+        _check_seed(seed)
         d = _decode(image)
         hole = decode_mask(mask, d.pixels.shape[:2], mask_resize, dilate)
         h, w = hole.shape
@@ -359,6 +375,13 @@ class Inpainter:
         # RGB image, grey model: the channels as three grey images, their windows batched together
         return torch.cat(fill_native_many([x[i : i + 1] for i in range(c)], [hole] * c, fill_fn, self.size,
                                           self.feather))
+
+
+def _check_seed(seed: int | None) -> None:
+    from genfill.validate import seed as valid_seed
+
+    if seed is not None:
+        valid_seed("seed", seed)
 
 
 def _model_fill_fn(model: torch.nn.Module, options: dict) -> FillFn:
@@ -470,7 +493,12 @@ def plan_files(inputs: Sequence[str | Path], output: str | Path, mask: str | Pat
         else:
             raise GenfillError(f"image not found: {p}")
     # One file and an -o with a suffix is a file (x.tiff must not become a folder; .gif is refused clearly).
-    single = len(found) == 1 and not Path(inputs[0]).is_dir() and bool(out.suffix) and not out.is_dir()
+    single = len(found) == 1 and not Path(inputs[0]).is_dir() and bool(out.suffix) and not _is_dir(out)
+    if not single:
+        for item in inputs:
+            if Path(item).is_dir() and _same_folder(Path(item), out):
+                raise GenfillError(f"the output folder {out} is the input folder {item}: the fills would land on "
+                                   "or next to the originals; name another folder")
     if single:
         image_format(out)
     jobs, seen = [], set()
@@ -485,6 +513,20 @@ def plan_files(inputs: Sequence[str | Path], output: str | Path, mask: str | Pat
                                "or --mask-kind KIND")
         jobs.append(FileJob(src, m, dst))
     return jobs
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long, a loop: not a folder we can write into
+        return False
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (b.exists() and a.samefile(b))
+    except OSError:
+        return False
 
 
 def _counted(items: list, bar) -> Iterator:
@@ -518,40 +560,59 @@ def fill_files(painter: Inpainter, inputs: Sequence[str | Path], output: str | P
         check_samples(samples)
     if mask_kind:
         check_params(mask_kind, mask_params or {})  # an unknown kind or keyword fails before any work
-    jobs = plan_files(inputs, output, mask, generated=bool(mask_kind))
-    if samples is not None:
-        outputs = {j.output for j in jobs}
-        for j in jobs:
-            j.samples = samples_path(j.output)
-            if j.samples in outputs:
-                raise GenfillError(f"{j.samples} would be both a fill and the samples picture of {j.output}: "
-                                   "rename the input")
-    bar = Progress(len(jobs), "fill", "img", enabled=progress and len(jobs) > 1)
-    for i, job in enumerate(_counted(jobs, bar)):
-        im = _open(job.source)
-        m = job.mask
-        if m is None:
-            m = fixed_masks(mask_kind, 1, im.height, im.width, seed=seed, start=i,
-                            **(mask_params or {}))[0, 0].numpy() > 0.5
-        try:
-            hole = decode_mask(m, (im.height, im.width), mask_resize, dilate)
-        except GenfillError as exc:
-            raise GenfillError(f"{job.mask or job.source}: {exc}") from exc
-        _save_pil(painter.fill(im, hole, seed=seed + i), job.output)
-        if samples is not None:
-            from genfill.io import save_image
+    from genfill.io import check_not_input, guard_inputs, note_input
+    from genfill.validate import integer, seed as valid_seed
 
-            save_image(painter.fill_samples(im, hole, samples, seed=seed + i).panel(), job.samples)
-        job.hole_ratio = float(hole.mean())
+    integer("dilate", dilate, 0, 4096)
+    with guard_inputs():
+        jobs = plan_files(inputs, output, mask, generated=bool(mask_kind))
+        valid_seed("seed", seed, margin=len(jobs) - 1)  # image i is filled with seed + i
+        if samples is not None:
+            outputs = {j.output for j in jobs}
+            for j in jobs:
+                j.samples = samples_path(j.output)
+                if j.samples in outputs:
+                    raise GenfillError(f"{j.samples} would be both a fill and the samples picture of {j.output}: "
+                                       "rename the input")
+        # Every image and mask is an input before the first write: no output may land on any of them.
+        for j in jobs:
+            note_input(j.source)
+            if j.mask is not None:
+                note_input(j.mask)
+        for j in jobs:
+            for target in (j.output, j.samples):
+                if target is not None:
+                    check_not_input(target)
+        bar = Progress(len(jobs), "fill", "img", enabled=progress and len(jobs) > 1)
+        for i, job in enumerate(_counted(jobs, bar)):
+            im = _open(job.source)
+            h, w = (im.height, im.width) if isinstance(im, Image.Image) else im.shape[:2]
+            m = job.mask
+            if m is None:
+                m = fixed_masks(mask_kind, 1, h, w, seed=seed, start=i, **(mask_params or {}))[0, 0].numpy() > 0.5
+            try:
+                hole = decode_mask(m, (h, w), mask_resize, dilate)
+            except GenfillError as exc:
+                raise GenfillError(f"{job.mask or job.source}: {exc}") from exc
+            _save_pil(painter.fill(im, hole, seed=seed + i), job.output)
+            if samples is not None:
+                from genfill.io import save_image
+
+                save_image(painter.fill_samples(im, hole, samples, seed=seed + i).panel(), job.samples)
+            job.hole_ratio = float(hole.mean())
     return jobs
 
 
-def _save_pil(im: Image.Image, path: Path) -> None:
-    """Atomically, in the format the suffix names (JPEG has no alpha: it is dropped there)."""
+def _save_pil(im: Image.Image | np.ndarray, path: Path) -> None:
+    """Atomically, in the format the suffix names (JPEG has no alpha: it is dropped there); a uint16 colour
+    array (a 16-bit input) stays 16-bit in a PNG or TIFF."""
     import io
 
-    from genfill.io import atomic_write_bytes, image_format
+    from genfill.io import atomic_write_bytes, image_format, save_array
 
+    if isinstance(im, np.ndarray):
+        save_array(path, im)
+        return
     fmt = image_format(path)  # the suffix's format, or a clear error (never PNG bytes in a .gif)
     if fmt == "JPEG" and im.mode not in ("L", "RGB"):
         im = im.convert("RGB")

@@ -10,15 +10,16 @@ from genfill.errors import GenfillError
 
 
 def _params(items: list[str] | None) -> dict:
-    """KEY=VALUE pairs (values parsed as YAML scalars) for mask keywords."""
-    import yaml
+    """KEY=VALUE pairs (values parsed as YAML by the bounded loader, numbers checked) for mask keywords."""
+    from genfill.typed import load_yaml
+    from genfill.validate import check_tree
 
     out = {}
     for item in items or []:
         if "=" not in item:
             raise GenfillError(f"expected KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
-        out[k] = yaml.safe_load(v)
+        out[k] = check_tree(f"--mask-param {k}", load_yaml(v, f"--mask-param {k}"))
     return out
 
 
@@ -236,17 +237,30 @@ def cmd_cache(args) -> None:
 def cmd_serve(args) -> None:
     from genfill.serve.app import Limits, serve
 
-    if args.max_upload_mb <= 0 or args.max_pixels <= 0 or args.timeout <= 0:
-        raise GenfillError("--max-upload-mb, --max-pixels and --timeout must be positive")
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=int(args.max_pixels),
                     timeout_s=args.timeout)
     serve(args.checkpoint or [], peers=args.peers, host=args.host, port=args.port, device=args.device, limits=limits)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (exit code 2, like every other error a user causes)."""
+
+    def error(self, message: str):
+        if message.startswith("argument ") and ": " in message:  # "argument -n: must be ..." -> "-n must be ..."
+            name, _, why = message[len("argument "):].partition(": ")
+            message = f"{name.split('/')[-1]} {why}"
+        self.exit(2, f"genfill: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from genfill.config import EVAL_MASKS, EVAL_SEED, PEER_NAMES
+    from genfill.validate import SEED_MAX, arg_float, arg_int
 
-    p = argparse.ArgumentParser(prog="genfill", description="Train, compare and run image inpainting and "
+    # Every number the CLI takes is checked here: finite, in range, integers that fit (genfill.validate).
+    seed_arg = arg_int(0, SEED_MAX)
+    count = arg_int(1, 1_000_000)
+
+    p = _Parser(prog="genfill", description="Train, compare and run image inpainting and "
                                 "generation models.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or progress lines (any command)")
@@ -256,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     def ckpt_args(sp):
         sp.add_argument("-c", "--checkpoint", required=True, help="checkpoint file or run directory")
         sp.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--seed", type=seed_arg, default=0)
 
     sp = sub.add_parser("train", help="train a model from a YAML config")
     sp.add_argument("--config", "-c", required=True, help="YAML file or preset name (see configs/)")
@@ -283,20 +297,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "<stem>_mask.png next to <stem>.png is its mask)")
     sp.add_argument("-c", "--checkpoint", help="run directory, checkpoint, exported folder, or a peer name")
     sp.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=seed_arg, default=0)
     sp.add_argument("--mask", help="one mask image for all inputs: brighter than mid-grey = hole")
     sp.add_argument("--mask-kind", help="generate a mask at each image's size: square, box, center, freeform, "
                     "thin, medium, thick, mixed")
     sp.add_argument("--mask-param", action="append", metavar="KEY=VALUE", help="mask keyword, e.g. size=24")
     sp.add_argument("--mask-resize", action="store_true", help="scale a mask of another size (nearest)")
-    sp.add_argument("--dilate", type=int, default=0, metavar="N", help="grow every hole by N pixels")
+    sp.add_argument("--dilate", type=arg_int(0, 4096), default=0, metavar="N", help="grow every hole by N pixels")
     sp.add_argument("--method", help="telea | ns | biharmonic | patchmatch | mean (a classical peer, no -c), or the model's "
                                      "fill method (VAE: auto | encode | optimize; AVAE: auto | generator | decoder)")
     sp.add_argument("-o", "--output", required=True, help="output image (one input) or folder (mirrors the "
                     "input tree, PNG files)")
     sp.add_argument("--mean", action="store_true", help="a sampler's mean fill (best PSNR, blurry) instead of "
                     "one sample (sharp; --seed picks it)")
-    sp.add_argument("--samples", type=int, default=None, metavar="K",
+    sp.add_argument("--samples", type=arg_int(1, 1_000_000), default=None, metavar="K",
                     help="also draw K different fills of each hole (sampler, vae, beta_vae, avae, vqvae_prior) into "
                          "<output>_samples.png with a heat map of their per-pixel spread (--seed seeds them)")
     sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
@@ -312,8 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("sample", help="draw new images from a generative model")
     ckpt_args(sp)
-    sp.add_argument("-n", type=int, default=100)
-    sp.add_argument("--nrow", type=int, default=None)
+    sp.add_argument("-n", type=count, default=100)
+    sp.add_argument("--nrow", type=count, default=None)
     sp.add_argument("-o", "--output", default="samples.png")
     sp.set_defaults(func=cmd_sample)
 
@@ -321,15 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
     ckpt_args(sp)
     sp.add_argument("images", nargs="*", help="pairs of images to morph between (default: test faces)")
     sp.add_argument("--random", action="store_true", help="morph between random prior draws")
-    sp.add_argument("--rows", type=int, default=None, help="morph rows (default 4; with image files: one per pair)")
-    sp.add_argument("--steps", type=int, default=8)
+    sp.add_argument("--rows", type=count, default=None, help="morph rows (default 4; with image files: one per pair)")
+    sp.add_argument("--steps", type=count, default=8)
     sp.add_argument("-o", "--output", default="morph.png")
     sp.set_defaults(func=cmd_interpolate)
 
     sp = sub.add_parser("demo", help="the whole journey on built-in faces: train, fill, sample, morph, report")
     sp.add_argument("--out-dir", default="runs", help="parent of runs/demo")
-    sp.add_argument("--minutes", type=float, default=4.0, help="training budget")
-    sp.add_argument("--count", type=int, default=20000, help="faces to draw for the built-in dataset")
+    sp.add_argument("--minutes", type=arg_float(0, 10_000, low_open=True), default=4.0, help="training budget")
+    sp.add_argument("--count", type=arg_int(3, 2**31 - 1), default=20000, help="faces to draw for the built-in dataset")
     sp.add_argument("--config", default=None, help="config to train (default: unet-faces64, the best filler "
                     "in the budget; vae-faces64 also samples and morphs)")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -342,8 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--data", help="YAML file or config name whose data: section to use, faces64, or a "
                         "folder of your images (all scored) (default: the checkpoint's own data, else faces64)")
         sp.add_argument("--masks", default=",".join(EVAL_MASKS), help="comma-separated mask kinds")
-        sp.add_argument("-n", type=int, default=500, help="test images (each under every mask kind)")
-        sp.add_argument("--seed", type=int, default=EVAL_SEED, help="mask seed (the same holes for every method)")
+        sp.add_argument("-n", type=count, default=500, help="test images (each under every mask kind)")
+        sp.add_argument("--seed", type=seed_arg, default=EVAL_SEED, help="mask seed (the same holes for every method)")
         sp.add_argument("--fid", action=argparse.BooleanOptionalAction, default=None,
                         help="FID and KID per mask kind (default: on from 200 test images; Inception features "
                              "of the test images and the classical peers' fills are cached per protocol)")
@@ -355,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"checkpoint, run directory, or peer ({', '.join(PEER_NAMES)}); repeatable")
     eval_args(sp)
     sp.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
-    sp.add_argument("--samples", type=int, default=None, metavar="K",
+    sp.add_argument("--samples", type=arg_int(1, 1_000_000), default=None, metavar="K",
                     help="also draw K fills per image from models that can: diversity, best-of-K and "
                          "mean-over-K quality, calibration of their spread")
     sp.add_argument("-o", "--output", help="output folder (default: RUN/eval, or runs/eval-PEER)")
@@ -391,9 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this computer only)")
     sp.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     sp.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (for the models)")
-    sp.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request (photo + mask)")
-    sp.add_argument("--max-pixels", type=float, default=40e6, help="largest image, width x height")
-    sp.add_argument("--timeout", type=float, default=120.0, help="seconds one fill may take, queue included")
+    positive = arg_float(0, 1e12, low_open=True)
+    sp.add_argument("--max-upload-mb", type=positive, default=20.0, help="largest request (photo + mask)")
+    sp.add_argument("--max-pixels", type=positive, default=40e6, help="largest image, width x height")
+    sp.add_argument("--timeout", type=positive, default=120.0, help="seconds one fill may take, queue included")
     sp.set_defaults(func=cmd_serve)
     for sp in sub.choices.values():  # `genfill --threads N CMD` and `genfill CMD --threads N` alike
         sp.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N", help=THREADS_HELP)
@@ -406,21 +421,28 @@ THREADS_HELP = ("CPU threads for torch and OpenCV (default: $GENFILL_THREADS, el
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error (2) or --help (0): a code for in-process callers too
+        return exc.code if isinstance(exc.code, int) else 2
     from genfill.progress import is_quiet, set_quiet
 
     was_quiet = is_quiet()
     set_quiet(args.quiet)  # `genfill --quiet CMD` and `genfill CMD --quiet` both silence every bar
+    from genfill.io import guard_inputs
+
     try:
         if args.func not in (cmd_configs, cmd_cache):  # those two never import torch
             from genfill.device import set_threads
 
             set_threads(args.threads)
-        args.func(args)
+        with guard_inputs():  # no command writes onto a file it reads (genfill.io)
+            args.func(args)
     except GenfillError as exc:
         if args.debug:
             raise
-        print(f"genfill: error: {exc}", file=sys.stderr)
+        # One line, whatever the message quotes (a file name or a config key may hold a newline).
+        print("genfill: error: " + " ".join(str(exc).replace("\r", "\n").split("\n")), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("genfill: interrupted", file=sys.stderr)

@@ -16,7 +16,7 @@ import yaml
 
 from genfill.augment import AugmentConfig
 from genfill.errors import GenfillError, did_you_mean
-from genfill.typed import from_dict, read_yaml, to_dict
+from genfill.typed import YAMLSyntaxError, from_dict, load_yaml, read_yaml, to_dict
 
 __all__ = ["DataConfig", "MaskConfig", "TrainConfig", "RunConfig", "SSLConfig", "PretrainConfig",
            "load_pretrain_config", "build_pretrain_config", "from_dict", "to_dict", "read_yaml",
@@ -81,7 +81,7 @@ class DataConfig:
             raise GenfillError(f"data.name: unknown dataset {self.name!r} (valid: {', '.join(DATASETS)})")
         _int_at_least("data.size", self.size, 8, 4096)
         _require(self.channels in (1, 3), "data.channels", "1 or 3", self.channels)
-        _int_at_least("data.count", self.count, 3)
+        _int_at_least("data.count", self.count, 3, 2**31 - 1)
         _int_at_least("data.seed", self.seed, 0, SEED_MAX)
         _require(self.cache_dir is None or (isinstance(self.cache_dir, str) and self.cache_dir != ""
                                              and "\0" not in self.cache_dir),
@@ -264,9 +264,9 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         if not all(k.strip() for k in keys):
             raise GenfillError(f"--set expects a dotted key before '=' (e.g. train.lr=1e-3), got {item!r}")
         try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = text
+            value = load_yaml(text, f"--set {dotted}")
+        except YAMLSyntaxError:
+            value = text  # not YAML (e.g. a path with a colon): the text itself
         node = raw
         for k in keys[:-1]:
             node = node.setdefault(k, {})
@@ -368,9 +368,18 @@ def list_configs() -> list[ConfigInfo]:
     return sorted(seen.values(), key=lambda c: (order[c.section], c.name))
 
 
+def _read_input(path: str | Path) -> dict:
+    """read_yaml, the file noted as the command's input (genfill.io: no output may replace it)."""
+    from genfill.io import note_input
+
+    raw = read_yaml(path)
+    note_input(path)
+    return raw
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML config (or the defaults), apply overrides, validate everything including the model."""
-    raw = read_yaml(path) if path else {}
+    raw = _read_input(path) if path else {}
     apply_overrides(raw, overrides or [])
     return build_config(raw)
 
@@ -378,7 +387,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def load_pretrain_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PretrainConfig:
     """A `genfill pretrain` config (YAML + overrides), validated: the model kind must have an encoder, the train
     keys the loop does not read must be left alone."""
-    raw = read_yaml(path) if path else {}
+    raw = _read_input(path) if path else {}
     apply_overrides(raw, overrides or [])
     return build_pretrain_config(raw)
 
@@ -410,9 +419,10 @@ def build_config(raw: dict) -> RunConfig:
     from genfill.models import model_config
 
     cfg.model = {"kind": cfg.model.get("kind"), **to_dict(model_config(cfg.model))}
-    from genfill.data.masks import check_params
+    from genfill.data.masks import check_mask
 
-    check_params(cfg.masks.kind, cfg.masks.params)
+    # The values too, at the training size (a square of size 0 is refused here, not after the data is built).
+    check_mask(cfg.masks.kind, cfg.masks.params, cfg.data.size, cfg.data.size)
     check_training(cfg)
     return cfg
 

@@ -74,6 +74,9 @@ def default_threads() -> int:
     return max(1, min(usable_cores() - busy, MAX_DEFAULT_THREADS))
 
 
+MAX_THREADS = 4096
+
+
 def thread_count(arg: int | None) -> int | None:
     """The thread count asked for: --threads, else $GENFILL_THREADS, else None (OMP_NUM_THREADS is then torch's
     own business when set, genfill's default when not). A value that is not a positive integer is a GenfillError."""
@@ -86,8 +89,9 @@ def thread_count(arg: int | None) -> int | None:
             n = int(value)
         except (TypeError, ValueError):
             n = 0
-        if n < 1 or str(value).strip() != str(n):
-            raise GenfillError(f"{source}: must be a whole number of threads >= 1, got {value!r}")
+        if not 1 <= n <= MAX_THREADS or str(value).strip() != str(n):  # torch takes a 32-bit count
+            raise GenfillError(f"{source}: must be a whole number of threads from 1 to {MAX_THREADS}, got "
+                               f"{str(value)[:40]!r}")
         return n
     if os.environ.get("OMP_NUM_THREADS"):
         return None

@@ -304,9 +304,13 @@ def load_eval(path: str | Path) -> tuple[dict, Path]:
     if not path.is_file():
         raise GenfillError(f"no evaluation at {path}")
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_bytes())
     except json.JSONDecodeError as exc:
         raise GenfillError(f"{path} is not valid JSON (line {exc.lineno})") from exc
+    except ValueError as exc:  # not UTF-8
+        raise GenfillError(f"{path} is not valid JSON ({exc.__class__.__name__})") from exc
     if not isinstance(doc, dict) or doc.get("format") != EVAL_FORMAT or "protocol" not in doc:
         raise GenfillError(f"{path} is not a genfill eval.json")
+    if not isinstance(doc.get("methods"), dict) or not doc["methods"]:
+        raise GenfillError(f"{path} is not a complete genfill eval.json: it has no methods")
     return doc, path.parent

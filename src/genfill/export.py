@@ -62,8 +62,9 @@ def _weights(model: nn.Module, ckpt: dict, state: dict | None = None) -> tuple[d
 
 
 def export_model(src: str | Path, out_dir: str | Path, half: bool = False, onnx: bool = False) -> ExportResult:
-    """Export a run directory or checkpoint to `out_dir` (see the module docstring)."""
-    from safetensors.torch import save_file
+    """Export a run directory or checkpoint to `out_dir` (see the module docstring): a new or empty folder, or
+    one holding an earlier export of the same source (replaced whole: a stale model.onnx is removed)."""
+    from safetensors.torch import save
 
     from genfill.io import atomic_write_bytes, atomic_write_json, make_dir
     from genfill.models import load_model
@@ -77,18 +78,16 @@ def export_model(src: str | Path, out_dir: str | Path, half: bool = False, onnx:
         v = v.detach().cpu().contiguous()
         tensors[k] = v.half() if half and v.is_floating_point() else v.clone()
     out = Path(out_dir)
+    _check_export_target(out, ckpt["path"])
     make_dir(out)
-    tmp = out / ".model.safetensors.tmp"
-    try:
-        save_file(tensors, str(tmp), metadata={"format": EXPORT_FORMAT})
-        atomic_write_bytes(out / "model.safetensors", tmp.read_bytes())
-    finally:
-        tmp.unlink(missing_ok=True)
+    # The bytes in memory, then one atomic write: no fixed-name temp file a kill could leave behind.
+    atomic_write_bytes(out / "model.safetensors", save(tensors, metadata={"format": EXPORT_FORMAT}))
     config = {"format": EXPORT_FORMAT, "kind": ckpt["kind"], "model_config": ckpt["model_config"],
               "image_size": ckpt["image_size"], "channels": ckpt["channels"],
               "dtype": "float16" if half else "float32", "weights": which, "source": ckpt["path"],
               "step": ckpt.get("step"), "num_parameters": model.num_parameters()}
     atomic_write_json(out / "config.json", config)
+    written = ["model.safetensors", "config.json"]
     result = ExportResult(out, {})
     say(f"{out / 'model.safetensors'}: {model.num_parameters():,} parameters ({which} weights)")
     if onnx:
@@ -98,24 +97,74 @@ def export_model(src: str | Path, out_dir: str | Path, half: bool = False, onnx:
         export_onnx(model, out / "model.onnx", onnx_metadata(model, config))
         say(f"{out / 'model.onnx'}: checking it against torch with onnxruntime ...")
         result.onnx_max_abs = onnx_parity(model, out / "model.onnx")
-    result.sizes = {p.name: p.stat().st_size for p in sorted(out.iterdir()) if not p.name.startswith(".")}
+        written.append("model.onnx")
+    elif (out / "model.onnx").is_file():
+        # An ONNX graph of an earlier export of this same source, now out of date: not left next to these weights.
+        (out / "model.onnx").unlink()
+    result.sizes = {name: (out / name).stat().st_size for name in sorted(written)}
     result.sizes["source .pt"] = Path(ckpt["path"]).stat().st_size
     return result
 
 
-def read_export_config(out_dir: str | Path) -> dict:
-    path = Path(out_dir) / "config.json"
+EXPORT_FILES = ("config.json", "model.safetensors", "model.onnx")
+
+
+def _check_export_target(out: Path, source: str) -> None:
+    """Export into a new or empty folder, or over an export of the same source (re-exporting it); refuse a
+    folder holding another model's export or anything else, so no file of another run is left next to these
+    weights or replaced."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise GenfillError(f"cannot export to {out}: a file is in the way")
     try:
-        config = json.loads(path.read_text())
+        names = [p.name for p in out.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp"))]
+    except OSError as exc:
+        raise GenfillError(f"cannot export to {out}: {exc.strerror}") from None
+    if not names:
+        return
+    other = sorted(set(names) - set(EXPORT_FILES))
+    if other:
+        raise GenfillError(f"{out} holds {other[0]}, which is not part of a genfill export: export into a new or "
+                           "empty folder")
+    try:
+        previous = json.loads((out / "config.json").read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        previous = None
+    if previous is None or Path(previous).resolve() != Path(source).resolve():
+        of = f"the export of {previous}" if isinstance(previous, str) else "files of another export"
+        raise GenfillError(f"{out} holds {of}: export {source} into a new or empty folder")
+
+
+def read_export_config(out_dir: str | Path) -> dict:
+    """An export's config.json, checked: its format, kind, model keywords, image size and channels."""
+    from genfill.io import note_input
+    from genfill.validate import integer
+
+    path = Path(out_dir) / "config.json"
+    if not path.is_file():
+        raise GenfillError(f"{out_dir} is not a complete genfill export: config.json is missing")
+    note_input(path)
+    try:
+        config = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
         raise GenfillError(f"{path} is not a readable genfill export config ({exc.__class__.__name__})") from exc
     if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
         raise GenfillError(f"{path} is not a genfill export (format {EXPORT_FORMAT})")
+    from genfill.models import model_class
+
+    model_class(config.get("kind"))  # a known kind, or the list of known ones
+    if not isinstance(config.get("model_config"), dict):
+        raise GenfillError(f"{path}: model_config must be a mapping of the model's keywords")
+    integer(f"{path}: image_size", config.get("image_size"), 8, 4096)  # data.size's range
+    if config.get("channels") not in (1, 3) or isinstance(config.get("channels"), bool):
+        raise GenfillError(f"{path}: channels must be 1 or 3, got {config.get('channels')!r}")
     return config
 
 
 def load_export(out_dir: str | Path, device: str | torch.device = "cpu"):
-    """(model in eval mode on `device`, config) from an exported folder; fp16 weights load as fp32."""
+    """(model in eval mode on `device`, config) from an exported folder; fp16 weights load as fp32. Every
+    tensor must have the name and shape the config's model has."""
     from genfill.models import build_model, saved_config
 
     out = Path(out_dir)
@@ -123,11 +172,17 @@ def load_export(out_dir: str | Path, device: str | torch.device = "cpu"):
     spec = {"kind": config["kind"], **saved_config(config["kind"], config["model_config"])}
     model = build_model(spec, config["image_size"], config["channels"])
     state = _read_safetensors(out)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("discriminator.")]
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not k.startswith("discriminator.")]
+    unexpected = [k for k in state if k not in own]
     if missing or unexpected:
         raise GenfillError(f"{out}: weights do not match its config (missing {missing[:3]}, "
                            f"unexpected {unexpected[:3]})")
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise GenfillError(f"{out}: weight {k} is {tuple(v.shape)} but its config's model has "
+                               f"{tuple(own[k].shape)} (config.json does not match model.safetensors)")
+    model.load_state_dict(state, strict=False)
     return model.to(device).eval(), config
 
 
@@ -164,18 +219,27 @@ def init_from(model: nn.Module, path: str | Path) -> str:
 
 
 def is_export_dir(path: str | Path) -> bool:
+    """A folder with either file of an export (a missing one is then named by `load_export`, not taken for a
+    run directory without checkpoints)."""
     p = Path(path)
-    return p.is_dir() and (p / "config.json").is_file() and (p / "model.safetensors").is_file()
+    return p.is_dir() and ((p / "config.json").is_file() or (p / "model.safetensors").is_file())
 
 
 def _read_safetensors(out: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from genfill.io import note_input
+
+    path = out / "model.safetensors"
+    if not path.is_file():
+        raise GenfillError(f"{out} is not a complete genfill export: model.safetensors is missing")
+    note_input(path)
     try:
-        return load_file(str(out / "model.safetensors"))
+        return load_file(str(path))
     except (OSError, SafetensorError) as exc:
-        raise GenfillError(f"{out / 'model.safetensors'} is not readable ({exc})") from exc
+        why = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise GenfillError(f"{path} is not readable ({why})") from exc
 
 
 # ---------------------------------------------------------------- ONNX

@@ -1,14 +1,24 @@
-"""Files: atomic writes, image reading/writing, checkpoints that load with `weights_only=True`."""
+"""Files: atomic writes, image reading/writing, checkpoints that load with `weights_only=True`.
+
+Inside `guard_inputs()` (every `genfill` command runs in one) each file read through this module (images,
+masks, configs, checkpoints, exports) is an input, and no write through this module may land on one: the
+same resolved path or the same inode (a hard link) is refused before anything is written.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import errno
+import hashlib
+import re
 import json
 import os
 import stat
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,24 +87,175 @@ def check_target(path: str | Path) -> Path:
     return path
 
 
+# ---------------------------------------------------------------- inputs are never outputs
+
+
+@dataclass
+class _Inputs:
+    """The files one command has read: by (device, inode) and by resolved path; `own` are folders the
+    command owns (its run, on --resume), where rewriting what it read is its job."""
+
+    inodes: dict[tuple[int, int], str] = field(default_factory=dict)
+    paths: dict[Path, str] = field(default_factory=dict)
+    own: list[Path] = field(default_factory=list)
+
+
+_INPUTS: contextvars.ContextVar[_Inputs | None] = contextvars.ContextVar("genfill_inputs", default=None)
+
+
+@contextlib.contextmanager
+def guard_inputs():
+    """A scope in which every file read through genfill.io is protected from being written (nested scopes
+    share the outermost one)."""
+    if _INPUTS.get() is not None:
+        yield
+        return
+    token = _INPUTS.set(_Inputs())
+    try:
+        yield
+    finally:
+        _INPUTS.reset(token)
+
+
+def _resolved(path: str | Path) -> Path:
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop, a name too long
+        return Path(os.path.abspath(path))
+
+
+def note_input(path: str | Path) -> None:
+    """Record `path` as an input of the current command (a no-op outside `guard_inputs`)."""
+    inputs = _INPUTS.get()
+    if inputs is None:
+        return
+    inputs.paths[_resolved(path)] = str(path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    inputs.inodes[(st.st_dev, st.st_ino)] = str(path)
+
+
+def own_folder(folder: str | Path) -> None:
+    """The current command owns `folder` (a run it resumes): it may rewrite the files it read there."""
+    inputs = _INPUTS.get()
+    if inputs is not None:
+        inputs.own.append(_resolved(folder))
+
+
+def input_named(path: str | Path) -> str | None:
+    """The input `path` is (as the user named it), or None: same resolved path or same inode."""
+    inputs = _INPUTS.get()
+    if inputs is None:
+        return None
+    target = _resolved(path)
+    if any(target.is_relative_to(folder) for folder in inputs.own):
+        return None
+    if target in inputs.paths:
+        return inputs.paths[target]
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return inputs.inodes.get((st.st_dev, st.st_ino))
+
+
+def check_not_input(path: str | Path) -> None:
+    """Refuse to write onto a file this command reads (an image, a mask, a config, a checkpoint)."""
+    source = input_named(path)
+    if source is not None:
+        same = "" if str(source) == str(path) else f" (it is the input {source})"
+        raise GenfillError(f"refusing to write {path}: it is an input of this command{same}; name another output")
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+def _temp_prefix(name: str) -> str:
+    """Temp files of target NAME are `.NAME.PID.XXXXXXXX.tmp`; a long NAME is hashed so the temp name stays
+    under the 255-byte limit whenever NAME itself is legal."""
+    if len(name.encode("utf-8", "surrogateescape")) > 200:
+        name = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    return f".{name}."
+
+
+_LIVE_TEMPS: set[str] = set()  # names of this process's temp files being written (threads share folders)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, someone else's
+        return True
+    return True
+
+
+_SWEPT: set[str] = set()  # folders this process has swept (once each: a folder of 10,000 outputs is listed once)
+_TEMP_TAIL = re.compile(r"\.(\d+)\.[a-z0-9_]{8}\.tmp$")  # .NAME.PID.XXXXXXXX.tmp (mkstemp's 8 characters)
+
+
+def sweep_temps(path: str | Path) -> int:
+    """Remove the temp files killed writers left next to target `path`: the fixed `.NAME.tmp` of older
+    writers for this target, and, at this process's first write into the folder, every `.NAME.PID.X.tmp`
+    whose process is gone. A live process's temp file is never touched. Returns how many were removed."""
+    path = Path(path)
+    n = 0
+    legacy = path.with_name(f".{path.name}.tmp")
+    if legacy.is_file() and not legacy.is_symlink():
+        legacy.unlink(missing_ok=True)
+        n += 1
+    folder = str(path.parent.resolve()) if path.parent.exists() else str(path.parent)
+    if folder in _SWEPT:
+        return n
+    _SWEPT.add(folder)
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return n
+    for entry in entries:
+        match = _TEMP_TAIL.search(entry.name) if entry.name.startswith(".") else None
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        stale = entry.name not in _LIVE_TEMPS if pid == os.getpid() else not _pid_alive(pid)
+        try:
+            if stale and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                n += 1
+        except OSError:
+            pass  # another writer swept it first
+    return n
+
+
 def _atomic(path: str | Path, write) -> None:
     """The one output writer. Writes a temp file in the same folder, then renames it over `path`, so a killed
     process never leaves half a file and a failure (a full disk included) leaves the old file intact and no
-    temp file behind. New files get 0666 & ~umask (a replaced file keeps its mode); the target must be a
-    regular file or absent (see check_target)."""
+    temp file behind; temp files killed writers left are swept after the write (`sweep_temps`). New
+    files get 0666 & ~umask (a replaced file keeps its mode); the target must be a regular file or absent
+    (see check_target) and not an input of the running command (see check_not_input)."""
     path = check_target(path)
+    check_not_input(path)
     make_dir(path.parent)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_temp_prefix(path.name)}{os.getpid()}.",
+                                   suffix=".tmp")
     except OSError as exc:
         raise GenfillError(f"cannot write {path}: {_why(exc)}") from None
+    _LIVE_TEMPS.add(os.path.basename(tmp))
     try:
         try:
             old_mode = stat.S_IMODE(os.stat(path).st_mode)
         except OSError:
             old_mode = 0o666 & ~_umask()
         with os.fdopen(fd, "wb") as fh:
-            write(fh)
+            try:
+                write(fh)
+            except RuntimeError as exc:  # torch.save reports a failed write (a full disk) as RuntimeError
+                raise OSError(errno.ENOSPC if _disk_full(path.parent) else errno.EIO,
+                              str(exc).splitlines()[0] if str(exc) else "write failed") from None
             fh.flush()
             _pause_for_tests("write", path)  # the temp file is whole, the target not yet replaced
             os.fsync(fh.fileno())
@@ -107,6 +268,17 @@ def _atomic(path: str | Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        _LIVE_TEMPS.discard(os.path.basename(tmp))
+    sweep_temps(path)
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20
 
 
 def remove_stale_temps(folder: str | Path) -> int:
@@ -187,13 +359,17 @@ def archive_previous(run_dir: Path) -> Path | None:
 MAX_PIXELS = int(os.environ.get("GENFILL_MAX_PIXELS", 64_000_000))
 
 
-def open_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
-    """The one guarded image reader: a decoded PIL image, any mode, as stored. Missing, unreadable, corrupt,
-    truncated or oversized files (over `max_pixels`, default MAX_PIXELS) raise GenfillError."""
+def open_image(path: str | Path, max_pixels: int | None = None, keep_depth: bool = False) -> Image.Image | np.ndarray:
+    """The one guarded image reader: a decoded PIL image, any mode, as stored, turned upright by its EXIF
+    orientation (as every viewer shows it; image, mask and output alike). Missing, unreadable, corrupt,
+    truncated or oversized files (over `max_pixels`, default MAX_PIXELS) raise GenfillError. PIL has no mode
+    for 16 bits per colour channel: with `keep_depth`, such a PNG or TIFF comes back as an (H,W,3|4) uint16
+    numpy array (RGB(A) order, upright) instead of losing its low bytes; without, as 8-bit RGB(A)."""
     path = Path(path)
     limit = MAX_PIXELS if max_pixels is None else max_pixels
     if not path.is_file():
         raise GenfillError(f"image not found: {path}")
+    note_input(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PIL warns on damaged files; they are refused or read
@@ -204,8 +380,13 @@ def open_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
                 if w * h > limit:
                     raise GenfillError(f"image {path} is {w}x{h} = {w * h:,} pixels, over the limit of {limit:,} "
                                        f"(set GENFILL_MAX_PIXELS to raise it)")
+                deep = keep_depth and _deep_colour(im)  # before getexif(), which may load and close the file
+                orientation = _orientation(im)
+                if deep:
+                    return _orient_array(_read_deep(path), orientation)
                 im.load()
-                return im.copy() if im.mode != "P" else im.convert("RGBA" if "transparency" in im.info else "RGB")
+                out = im.copy() if im.mode != "P" else im.convert("RGBA" if "transparency" in im.info else "RGB")
+                return _orient_pil(out, orientation)
     except GenfillError:
         raise
     except Image.DecompressionBombError:
@@ -215,6 +396,86 @@ def open_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
         raise GenfillError(f"image {path} is too large to decode in memory") from None
     except Exception as exc:  # noqa: BLE001 - PIL's decoders raise many types on hostile files
         raise GenfillError(f"cannot read image {path}: {exc.__class__.__name__}") from None
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        value = im.getexif().get(0x0112, 1)  # EXIF Orientation
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: the pixels as stored
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+# EXIF orientation -> the PIL transpose that makes the picture upright (as ImageOps.exif_transpose does)
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+
+
+def _orient_pil(im: Image.Image, orientation: int) -> Image.Image:
+    if orientation in _UPRIGHT:
+        im = im.transpose(_UPRIGHT[orientation])
+        im.info.pop("exif", None)  # the pixels are upright now: a copied tag would turn them again
+    return im
+
+
+def _orient_array(a: np.ndarray, orientation: int) -> np.ndarray:
+    """The same transposes as `_orient_pil`, on an (H,W,...) array."""
+    t = {2: lambda b: b[:, ::-1], 3: lambda b: b[::-1, ::-1], 4: lambda b: b[::-1],
+         5: lambda b: b.swapaxes(0, 1), 6: lambda b: np.rot90(b, -1), 7: lambda b: np.rot90(b, 2).swapaxes(0, 1),
+         8: lambda b: np.rot90(b, 1)}.get(orientation)
+    return np.ascontiguousarray(a if t is None else t(a))
+
+
+def _deep_colour(im: Image.Image) -> bool:
+    """A PNG or TIFF with 16 bits per colour channel (PIL decodes these as 8-bit RGB(A))."""
+    if im.mode not in ("RGB", "RGBA"):
+        return False
+    if im.format == "PNG":
+        return _png_depth(im) == 16
+    if im.format == "TIFF":
+        bits = im.tag_v2.get(258) if hasattr(im, "tag_v2") else None
+        return bool(bits) and max(bits if isinstance(bits, tuple) else (bits,)) == 16
+    return False
+
+
+def _png_depth(im: Image.Image) -> int:
+    fp = getattr(im, "fp", None)
+    try:
+        pos = fp.tell()
+        fp.seek(24)  # the signature (8) + IHDR length, type, width, height (16): then the bit depth byte
+        depth = fp.read(1)[0]
+        fp.seek(pos)  # where PIL's decoder expects it
+        return depth
+    except Exception:  # noqa: BLE001 - not a seekable PNG stream
+        return 8
+
+
+def _read_deep(path: Path) -> np.ndarray:
+    import cv2
+
+    a = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if a is None or a.dtype != np.uint16 or a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise GenfillError(f"cannot read the 16-bit image {path}")
+    return a[:, :, [2, 1, 0, 3][: a.shape[2]]]  # OpenCV's BGR(A) -> RGB(A)
+
+
+def save_array(path: str | Path, a: np.ndarray) -> None:
+    """Write an (H,W,3|4) uint16 RGB(A) array as a 16-bit PNG or TIFF, atomically (PIL cannot write these);
+    any other suffix gets the 8-bit image."""
+    import cv2
+
+    fmt = image_format(path)
+    if fmt not in ("PNG", "TIFF"):
+        im = Image.fromarray(np.round(a / 257.0).astype(np.uint8))
+        if fmt == "JPEG":
+            im = im.convert("RGB")
+        _atomic(path, lambda fh: im.save(fh, format=fmt))
+        return
+    ok, buf = cv2.imencode(".png" if fmt == "PNG" else ".tiff", a[:, :, [2, 1, 0, 3][: a.shape[2]]])
+    if not ok:
+        raise GenfillError(f"cannot encode a 16-bit image for {path}")
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def read_image(path: str | Path, channels: int = 3, max_pixels: int | None = None) -> Image.Image:
@@ -311,6 +572,8 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
     """Load a genfill checkpoint without unpickling arbitrary objects (weights_only=True)."""
+    from genfill.validate import integer
+
     path = Path(path)
     if path.is_dir():
         # A run directory: take its best checkpoint, else the last.
@@ -322,6 +585,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
             raise GenfillError(f"no checkpoint in run directory {path}")
     if not path.is_file():
         raise GenfillError(f"checkpoint not found: {path}")
+    note_input(path)
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or foreign files
@@ -331,7 +595,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     for key, types_ in CHECKPOINT_KEYS.items():
         if not isinstance(ckpt.get(key), types_) or isinstance(ckpt.get(key), bool):
             raise GenfillError(f"{path} is not a complete genfill checkpoint: {key!r} is missing or of the wrong type")
-    if ckpt["image_size"] < 1 or ckpt["channels"] not in (1, 3):
-        raise GenfillError(f"{path}: image_size {ckpt['image_size']} / channels {ckpt['channels']} are not valid")
+    integer(f"{path}: image_size", ckpt["image_size"], 8, 4096)  # data.size's range
+    if ckpt["channels"] not in (1, 3):
+        raise GenfillError(f"{path}: channels {ckpt['channels']} is not valid (1 or 3)")
     ckpt["path"] = str(path)
     return ckpt

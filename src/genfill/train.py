@@ -20,14 +20,14 @@ import torch
 
 from genfill import distributed
 from genfill.config import RunConfig, TrainConfig, save_config, to_dict
-from genfill.data.cache import ImageCache, load_cache
+from genfill.data.cache import ImageCache, cache_dir, load_cache
 from genfill.data.masks import MASK_KINDS, make_masks, mask_bank
 from genfill.device import autocast, fast_path, pick_device
 from genfill.distributed import part_index
 from genfill.ema import EMA
 from genfill.errors import GenfillError
-from genfill.io import (_pause_for_tests, atomic_write_text, load_checkpoint, make_dir, remove_stale_temps,
-                        save_figure, save_image)
+from genfill.io import (_pause_for_tests, atomic_write_text, load_checkpoint, make_dir, own_folder,
+                        remove_stale_temps, save_figure, save_image)
 from genfill.pixels import composite, fill_panel
 from genfill.progress import Progress, say
 from genfill.models import GenModel, build_model, load_encoder, save_model, saved_config
@@ -365,14 +365,33 @@ def out_of_budget(tc: TrainConfig, step: int, elapsed: float) -> bool:
         tc.time_budget_s is not None and elapsed >= tc.time_budget_s)
 
 
+RUN_FILES = ("checkpoints", "config.yaml", "metrics.jsonl", "samples", "curves.png")  # what a run writes
+
+
 def check_new_run(run_dir: Path, resume: bool) -> Path:
-    """A new run must not overwrite one, a resumed run must exist. Returns its checkpoints folder."""
+    """A new run must not write into a folder that holds anything of another run (a best.pt without a last.pt
+    is still someone's run), a resumed run must exist. Returns its checkpoints folder. The run's folder is
+    the command's own from here: on --resume it rewrites the config and checkpoints it read (genfill.io)."""
     ckpt_dir = run_dir / "checkpoints"
-    if not resume and (ckpt_dir / "last.pt").exists():
-        raise GenfillError(f"{run_dir} already holds a run: pass --resume, or pick another name (--set name=...)")
+    if not resume:
+        if (ckpt_dir / "last.pt").exists():
+            raise GenfillError(f"{run_dir} already holds a run: pass --resume, or pick another name (--set name=...)")
+        found = [name for name in RUN_FILES if (run_dir / name).exists() and not _empty_dir(run_dir / name)]
+        if found:
+            raise GenfillError(f"{run_dir} holds {found[0]} of another run (no checkpoints/last.pt to resume): "
+                               "pick another name (--set name=...) or move it away")
     if resume and not (ckpt_dir / "last.pt").exists():
         raise GenfillError(f"nothing to resume: {ckpt_dir / 'last.pt'} does not exist")
+    own_folder(run_dir)
     return ckpt_dir
+
+
+def _empty_dir(path: Path) -> bool:
+    """A folder holding nothing but temp files a killed writer left (those are swept when the run opens)."""
+    try:
+        return path.is_dir() and all(p.name.startswith(".") and p.name.endswith(".tmp") for p in path.iterdir())
+    except OSError:
+        return False
 
 
 def open_run(cfg, folders: list[Path], step: int, resume: bool, main: bool = True):
@@ -432,28 +451,44 @@ def wrap_ddp(model: GenModel, forward, dev: torch.device):
 
 
 def plan(cfg: RunConfig, device: str | None = None, data: ImageCache | None = None) -> dict:
-    """What `genfill train` would do, resolved (`--dry-run`): device, world, batches, steps, cache."""
+    """What `genfill train` would do, resolved (`--dry-run`): device, world, batches, steps, cache. Bounded: a
+    cache that is not built yet is not built (that takes minutes); its size is worked out instead."""
     tc = cfg.train
     world = int(os.environ.get("WORLD_SIZE", "1"))
     dev = pick_device(device or tc.device)
     per_rank = distributed.per_rank_batch(tc.batch_size, world, tc.accumulate)
-    data = data if data is not None else load_cache(cfg.data, verbose=False)
-    n_train = len(data.split("train"))
-    steps = max(1, n_train // tc.batch_size)
-    nbytes = int(np.prod(data.images.shape)) if hasattr(data.images, "shape") else 0
-    if data.streamed:
-        place = (f"memory-mapped ({nbytes / 1e6:.1f} MB > data.memory_cap_mb {cfg.data.memory_cap_mb}), read in "
-                 f"chunks of {data.chunk_images} images by a background thread")
-    elif dev.type == "cuda":
-        place = f"in host memory ({nbytes / 1e6:.1f} MB), on the GPU when under a quarter of its free memory"
+    if data is None and not (cache_dir(cfg.data) / "meta.json").is_file():
+        n_train = unbuilt_train_size(cfg.data)
+        place = f"not built yet: {cache_dir(cfg.data)} is built by the first run"
     else:
-        place = f"in host memory ({nbytes / 1e6:.1f} MB)"
+        data = data if data is not None else load_cache(cfg.data, verbose=False)
+        n_train = len(data.split("train"))
+        nbytes = int(np.prod(data.images.shape)) if hasattr(data.images, "shape") else 0
+        if data.streamed:
+            place = (f"memory-mapped ({nbytes / 1e6:.1f} MB > data.memory_cap_mb {cfg.data.memory_cap_mb}), read "
+                     f"in chunks of {data.chunk_images} images by a background thread")
+        elif dev.type == "cuda":
+            place = f"in host memory ({nbytes / 1e6:.1f} MB), on the GPU when under a quarter of its free memory"
+        else:
+            place = f"in host memory ({nbytes / 1e6:.1f} MB)"
+    steps = max(1, n_train // tc.batch_size) if n_train is not None else None
     return {"device": (f"{dev.type} x {world} (cuda:LOCAL_RANK per rank, NCCL)" if dev.type == "cuda" and world > 1
                        else f"cpu x {world} (gloo)" if world > 1 else str(dev)),
             "world_size": world, "global_batch": tc.batch_size, "per_rank_batch": per_rank,
-            "micro_batch": per_rank // tc.accumulate, "train_images": n_train, "steps_per_epoch": steps,
-            "total_steps": total_steps(tc, steps), "epochs": tc.epochs, "cache": place,
-            "run_dir": str(cfg.run_dir)}
+            "micro_batch": per_rank // tc.accumulate,
+            "train_images": n_train if n_train is not None else "known once the cache is built",
+            "steps_per_epoch": steps if steps is not None else "known once the cache is built",
+            "total_steps": total_steps(tc, steps) if steps is not None else (
+                tc.max_steps if tc.max_steps is not None else "known once the cache is built"),
+            "epochs": tc.epochs, "cache": place, "run_dir": str(cfg.run_dir)}
+
+
+def unbuilt_train_size(cfg) -> int | None:
+    """Training images of a cache not built yet, without building it: the built-in faces' seeded 80/10/10 split
+    of data.count (datasets.seeded_split's arithmetic); None for a folder or CelebA (known after reading)."""
+    from genfill.data.datasets import split_sizes
+
+    return split_sizes(cfg.count)[0] if cfg.name == "faces64" else None
 
 
 def train(cfg: RunConfig, resume: bool = False, device: str | None = None, verbose: bool = True,

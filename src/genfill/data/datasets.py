@@ -31,12 +31,17 @@ class Source:
     info: dict  # what was read: counts, skipped files
 
 
+def split_sizes(n: int, fractions=(0.8, 0.1, 0.1)) -> tuple[int, int, int]:
+    """(train, val, test) sizes of `seeded_split` of n images, worked out without drawing anything."""
+    n_val = max(1, round(n * fractions[1])) if n >= 3 else 0
+    n_test = max(1, round(n * fractions[2])) if n >= 3 else 0
+    return n - n_val - n_test, n_val, n_test
+
+
 def seeded_split(n: int, seed: int, fractions=(0.8, 0.1, 0.1)) -> dict[str, np.ndarray]:
     """A seeded permutation cut 80/10/10; every split gets at least one image when n >= 3."""
     perm = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, round(n * fractions[1])) if n >= 3 else 0
-    n_test = max(1, round(n * fractions[2])) if n >= 3 else 0
-    n_train = n - n_val - n_test
+    n_train, n_val, n_test = split_sizes(n, fractions)
     return {
         "train": np.sort(perm[:n_train]),
         "val": np.sort(perm[n_train : n_train + n_val]),

@@ -147,6 +147,12 @@ def check_params(kind: str, params: Mapping[str, Any]) -> None:
         raise GenfillError(f"unknown parameter {unknown[0]!r} for mask kind {kind!r}; valid parameters: {valid}")
 
 
+def check_mask(kind: str, params: Mapping[str, Any], height: int, width: int) -> None:
+    """`check_params`, and the values too: the kind's geometry at height x width (its bounds), without
+    drawing a mask, so a config is refused at load time as the run would refuse it."""
+    _get_kind(kind).bounds(height, width, **params)
+
+
 def _resolve(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
     check_params(kind, params)
     return {**MASK_KINDS[kind].defaults, **params}
@@ -339,6 +345,7 @@ def _int_param(kind: str, name: str, value: Any, low: int) -> int:
 
 def _float_param(kind: str, name: str, value: Any, low: float, high: float, low_open: bool = False) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (isinstance(value, int) or math.isfinite(value))  # NaN and inf would draw nothing sensible
     ok = ok and (value > low if low_open else value >= low) and value <= high
     if not ok:
         bracket = "(" if low_open else "["

@@ -65,6 +65,14 @@ class Limits:
     timeout_s: float = 120.0  # one fill, its wait in the queue included
     max_pending: int = 16  # fills queued or running per device before 503
 
+    def __post_init__(self) -> None:  # numbers from any caller: finite, positive, integers that fit
+        from genfill.validate import integer, number
+
+        integer("max_upload_bytes", self.max_upload_bytes, 1)
+        integer("max_pixels", self.max_pixels, 1)
+        number("timeout_s", self.timeout_s, 0, low_open=True)
+        integer("max_pending", self.max_pending, 1, 1_000_000)
+
 
 class ServeError(Exception):
     """An error a client caused: becomes `{"error": message}` with this HTTP status."""
