@@ -49,6 +49,7 @@ BAD_MODEL_VALUES = {
     "vqvae_prior": ({"vqvae": "runs/nowhere", "kernel": 4}, "model.kernel"),
     "gan": ({"variant": "patch"}, "model.variant"),
     "unet": ({"prior": "median"}, "model.prior"),
+    "sampler": ({"train_samples": 1}, "model.train_samples"),
 }
 
 
