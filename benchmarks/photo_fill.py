@@ -70,10 +70,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--before", required=True, help="an older inpaint.py to compare with")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--photos", nargs="*", default=list(PHOTOS))
+    ap.add_argument("--refine-cell", type=float, help="override inpaint.REFINE_CELL (the trade-off's other side)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "photo_fill"))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+    if args.refine_cell:
+        inpaint.REFINE_CELL = args.refine_cell
     model, _ = load_model(args.checkpoint, "cpu")
     model.eval()
     before = load_module(args.before, "inpaint_before")
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     doc = {"command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
            "threads": 1, "note": "one thread; methods alternated in one process on a shared machine",
-           "rows": rows, "mean": mean, "mean_cpu_over_telea": ratio}
+           "refine_cell": inpaint.REFINE_CELL, "rows": rows, "mean": mean, "mean_cpu_over_telea": ratio}
     out_path = Path(args.out)
     atomic_write_json(out_path.with_suffix(".json"), doc)
     md = [f"# Photos filled at their own size ({doc['date']}, torch {doc['torch']}, one thread, shared machine)", "",
