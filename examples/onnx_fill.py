@@ -280,22 +280,25 @@ def harmonic_thin(img: np.ndarray, thin: np.ndarray, sweeps: int = THIN_SWEEPS) 
     slot = np.full(h * w, n)
     slot[ys * w + xs] = np.arange(n)
     inner = slot[nbrs]
-    fixed = np.where(inner[..., None] == n, flat.T[nbrs], np.float32(0))
-    u = np.zeros((n + 1, c), np.float32)
+    fixed = np.where(inner == n, flat[:, nbrs], np.float32(0))  # (C, 4, n) fixed neighbours' values
+    u = np.zeros((c, n + 1), np.float32)  # column n stays 0: what a fixed neighbour adds through u
     settled = np.zeros(n + 1, bool)
-    while not settled[:n].all():
-        ok = (inner == n) | settled[inner]
+    todo = np.arange(n)
+    while todo.size:
+        nb = inner[:, todo]
+        ok = (nb == n) | settled[nb]  # (4, todo)
         count = ok.sum(0)
-        new = (count > 0) & ~settled[:n]
-        if not new.any():
+        new = count > 0
+        if not new.any():  # no known pixel at all (the whole image is hole): mid grey
             break
-        total = np.where(ok[..., None], fixed + u[inner], np.float32(0)).sum(0)
-        u[:n][new] = total[new] / count[new, None].astype(np.float32)
-        settled[:n] |= new
-    base = fixed.sum(0)
+        total = np.where(ok, fixed[:, :, todo] + u[:, nb], np.float32(0)).sum(1)
+        u[:, todo[new]] = total[:, new] / count[new].astype(np.float32)
+        settled[todo[new]] = True
+        todo = todo[~new]
+    base = fixed.sum(1)
     for _ in range(sweeps):
-        u[:n] = (base + u[inner[0]] + u[inner[1]] + u[inner[2]] + u[inner[3]]) * np.float32(0.25)
-    img[:, ys, xs] = u[:n].T
+        u[:, :n] = (base + u[:, inner[0]] + u[:, inner[1]] + u[:, inner[2]] + u[:, inner[3]]) * np.float32(0.25)
+    img[:, ys, xs] = u[:, :n]
 
 
 REFINE_CELL = 1.5

@@ -337,8 +337,8 @@ def split_thin(hole: np.ndarray, radius: int = THIN) -> tuple[np.ndarray, np.nda
 
 
 def harmonic_thin(img: np.ndarray, thin: np.ndarray, sweeps: int = THIN_SWEEPS) -> None:
-    """Fill `img` (C,H,W) float32 in place: its `thin` pixels ((H,W) bool) are replaced by the harmonic (Laplace) fill from
-    every other pixel, in float32: peeled from the edge inwards (each pass, every thin pixel with a settled
+    """Fill `img` (C,H,W) float32 in place: its `thin` pixels ((H,W) bool) take the harmonic (Laplace) fill
+    from every other pixel, in float32: peeled from the edge inwards (each pass, every thin pixel with a settled
     4-neighbour takes their mean), then `sweeps` Jacobi sweeps over the thin pixels only (4 neighbours, the
     border clamped). A hole this narrow converges in a few dozen sweeps, and the cost is the thin pixels',
     not the image's."""
@@ -348,26 +348,28 @@ def harmonic_thin(img: np.ndarray, thin: np.ndarray, sweeps: int = THIN_SWEEPS) 
     flat = img.reshape(c, h * w)
     nbrs = np.stack([np.maximum(ys - 1, 0) * w + xs, np.minimum(ys + 1, h - 1) * w + xs,
                      ys * w + np.maximum(xs - 1, 0), ys * w + np.minimum(xs + 1, w - 1)])  # (4, n) flat indices
-    slot = np.full(h * w, n)  # each thin pixel's row in u; n (a zero row) for every other pixel
+    slot = np.full(h * w, n)  # each thin pixel's column in u; n (a zero column) for every other pixel
     slot[ys * w + xs] = np.arange(n)
-    inner = slot[nbrs]  # (4, n): the neighbour's row in u, or n when it is fixed
-    fixed = np.where(inner[..., None] == n, flat.T[nbrs], np.float32(0))  # (4, n, C) fixed neighbours' values
-    u = np.zeros((n + 1, c), np.float32)
-    settled = np.append(np.zeros(n, bool), False)
-    while not settled[:n].all():
-        ok = (inner == n) | settled[inner]  # (4, n)
+    inner = slot[nbrs]  # (4, n): the neighbour's column in u, or n when it is fixed
+    fixed = np.where(inner == n, flat[:, nbrs], np.float32(0))  # (C, 4, n) fixed neighbours' values
+    u = np.zeros((c, n + 1), np.float32)  # column n stays 0: what a fixed neighbour adds through u
+    settled = np.zeros(n + 1, bool)
+    todo = np.arange(n)
+    while todo.size:
+        nb = inner[:, todo]
+        ok = (nb == n) | settled[nb]  # (4, todo)
         count = ok.sum(0)
-        new = (count > 0) & ~settled[:n]
-        if not new.any():  # nothing known around (the whole image is hole): mid grey
-            settled[:n] = True
+        new = count > 0
+        if not new.any():  # no known pixel at all (the whole image is hole): mid grey
             break
-        total = (np.where(ok[..., None], fixed + u[inner], np.float32(0))).sum(0)
-        u[:n][new] = total[new] / count[new, None].astype(np.float32)
-        settled[:n] |= new
-    base = fixed.sum(0)
+        total = np.where(ok, fixed[:, :, todo] + u[:, nb], np.float32(0)).sum(1)
+        u[:, todo[new]] = total[:, new] / count[new].astype(np.float32)
+        settled[todo[new]] = True
+        todo = todo[~new]
+    base = fixed.sum(1)
     for _ in range(sweeps):
-        u[:n] = (base + u[inner[0]] + u[inner[1]] + u[inner[2]] + u[inner[3]]) * np.float32(0.25)
-    img[:, ys, xs] = u[:n].T
+        u[:, :n] = (base + u[:, inner[0]] + u[:, inner[1]] + u[:, inner[2]] + u[:, inner[3]]) * np.float32(0.25)
+    img[:, ys, xs] = u[:, :n]
 
 
 def _refine_jobs(img: torch.Tensor, region: Region, size: int, image: int, feather: int | None) -> list[Window | None]:
