@@ -193,3 +193,15 @@ def test_bicubic_crop_is_torchs_bicubic_cropped():
         got = bicubic_crop(a, size, box)
         # the same weights and taps; only fp32 summation order differs (a few ulps of values in [-1, 1])
         assert (got - full[:, box[0] : box[2], box[1] : box[3]]).abs().max() < 1e-5
+
+
+def test_thin_fill_of_an_image_not_filled_in_place_is_the_same():
+    # float64 (or an accelerator's tensor) cannot share numpy's float32 memory: the thin part goes through a
+    # float32 copy and back, and must come out as the in-place path's, to float32 rounding
+    x = torch.rand(3, 120, 150) * 2 - 1
+    hole = np.zeros((120, 150), bool)
+    hole[60:62, 5:145] = True
+    a = fill_native(x, hole, _content_fill, 32)
+    b = fill_native(x.double(), hole, _content_fill, 32)
+    assert b.dtype == torch.float64 and (a.double() - b).abs().max() < 1e-6
+    assert (a[:, torch.from_numpy(hole)] != x[:, torch.from_numpy(hole)]).all()
