@@ -1,6 +1,6 @@
 """Native-resolution fill: a model trained at S x S fills a photo of any size, and only the hole changes.
 
-What happens at which size (the README repeats this):
+What happens at which size (docs/fill.md repeats this):
 
 - **Image no larger than S in either side**: the whole image is reflect-padded to S x S (never stretched),
   filled in one pass, and the padding cropped off.
