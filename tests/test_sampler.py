@@ -11,7 +11,7 @@ import torch
 
 from genfill.errors import GenfillError
 from genfill.models import build_model, load_model, save_model
-from genfill.models.sampler import crps
+from genfill.models.sampler import coherent_noise, crps
 from genfill.pixels import composite
 
 SIZE = 32
@@ -147,6 +147,45 @@ def test_training_makes_samples_spread_and_mean_beat_samples_on_psnr(batch):
     assert psnr(mean, x).mean() > torch.stack([psnr(si, x) for si in s]).mean()
 
 
+def test_coherent_noise_is_smooth_with_unit_variance_and_scale_1_is_per_pixel():
+    g = torch.Generator().manual_seed(0)
+    n, c, h, w = 100, 4, 32, 40  # W not a multiple of the scale: the coarse grid is ceil(W/8)
+    z = coherent_noise(n, c, h, w, 8, g, "cpu")
+    assert z.shape == (n, c, h, w)
+    # neighbours share their coarse draws: the correlation of two horizontal neighbours is the 1-D one of
+    # their normalised bilinear weight vectors, 0.97 at the least and 0.985 on average for scale 8 (per-pixel
+    # noise: 0); 0.9 leaves room for the estimate's sampling error (~1e-3 over these 500k pairs)
+    pairs = torch.stack([z[..., :-1].flatten(), z[..., 1:].flatten()])
+    assert torch.corrcoef(pairs)[0, 1] > 0.9
+    # every position is N(0, 1): the std over n*c = 400 draws is within 6 standard errors (1/sqrt(2*400))
+    # of 1 (without dividing by the upsampling's std, midpoints between coarse points would have 0.5)
+    std = z.std(dim=(0, 1))
+    assert (std - 1).abs().max() < 6 / (2 * n * c) ** 0.5
+    # scale 1 is plain per-pixel noise: the same draws as torch.randn
+    z1 = coherent_noise(2, c, h, w, 1, torch.Generator().manual_seed(1), "cpu")
+    assert torch.equal(z1, torch.randn(2, c, h, w, generator=torch.Generator().manual_seed(1)))
+    # and the model draws it at its noise_scale: a model's sample noise is as smooth
+    model = tiny(noise_scale=4)
+    zm = model.noise(8, torch.zeros(1, 3, SIZE, SIZE), torch.Generator().manual_seed(2))
+    assert torch.corrcoef(torch.stack([zm[..., :-1].flatten(), zm[..., 1:].flatten()]))[0, 1] > 0.8
+    with pytest.raises(GenfillError, match="noise_scale"):
+        tiny(noise_scale=0)
+
+
+def test_checkpoint_without_noise_scale_loads_with_per_pixel_noise(tmp_path, batch):
+    x, m = batch
+    old = tiny(noise_scale=1).eval()
+    save_model(tmp_path / "old.pt", old)
+    ckpt = torch.load(tmp_path / "old.pt", weights_only=True)
+    del ckpt["model_config"]["noise_scale"]  # what a checkpoint written before the key holds
+    torch.save(ckpt, tmp_path / "old.pt")
+    again, _ = load_model(tmp_path / "old.pt")
+    assert again.cfg.noise_scale == 1
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    assert torch.equal(again.fill_samples(x, m, 2, g()), old.fill_samples(x, m, 2, g()))
+    assert build_model({"kind": "sampler"}, SIZE, 3).cfg.noise_scale == 8  # a new model: coherent noise
+
+
 def test_export_round_trip_and_onnx_with_noise_input(batch, tmp_path):
     from genfill.export import export_model, load_export
 
@@ -163,7 +202,9 @@ def test_export_round_trip_and_onnx_with_noise_input(batch, tmp_path):
     sess = onnx_session(tmp_path / "exp" / "model.onnx")
     names = [i.name for i in sess.get_inputs()]
     assert names == ["image", "mask", "noise"]
-    z = torch.randn(len(x), 2, SIZE, SIZE)
+    z = model.noise(len(x), x, torch.Generator().manual_seed(4))  # full-resolution coherent noise: the input
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert f"ceil(H/{model.cfg.noise_scale})" in meta["noise"]  # the metadata says how to draw it
     got = sess.run(None, {"image": x.numpy(), "mask": m.numpy(), "noise": z.numpy()})[0]
     want = composite(x, m, model.run(x, m, z)).detach().numpy()
     assert abs(got - want).max() < 1e-4

@@ -10,8 +10,10 @@
                             `size_multiple`) for a fully convolutional family (unet), else H = W = S, the
                             training size. The model's doc_string and metadata_props say all this (see
                             `onnx_metadata`; docs/onnx.md). A `sampler` takes a third input
-                            `noise` (N, noise_channels, H, W), standard Gaussian: the graph is one sampling pass (draw
-                            the noise outside, one draw per fill; all zeros gives the mean fill). Otherwise several
+                            `noise` (N, noise_channels, H, W) at full resolution: the graph is one sampling pass (draw
+                            the noise outside, one draw per fill, as `Sampler.noise` does: standard Gaussian at
+                            H/s x W/s, s = noise_scale, upsampled by the caller, not in the graph; the metadata
+                            says how; all zeros gives the mean fill). Otherwise several
                             fills (--samples) are not in the graph:
                             they draw random numbers in loops (the PixelCNN's raster order); use the
                             safetensors export through genfill.load for those.
@@ -271,6 +273,18 @@ def noise_channels(model: nn.Module) -> int:
 
 
 
+def noise_contract(model: nn.Module) -> str:
+    """How to draw a sampler's ONNX `noise` input (what `Sampler.noise` draws), in words."""
+    c, s = noise_channels(model), int(getattr(model.cfg, "noise_scale", 1))
+    head = f"float32 (N,{c},H,W), one draw per fill (all zeros: the mean fill): "
+    if s == 1:
+        return head + "standard Gaussian, independent per value"
+    return head + (f"standard Gaussian drawn at (N,{c},ceil(H/{s}),ceil(W/{s})), upsampled bilinearly to H x W "
+                   "(half-pixel centres, align_corners=False) and divided at each position by the upsampling's "
+                   "std (sqrt of the sum of squared bilinear weights; genfill.models.sampler.coherent_noise). "
+                   "Per-pixel noise is out of distribution for this model")
+
+
 def size_multiple(model: nn.Module) -> int | None:
     """The multiple H and W of the model's input must be for it to fill at any size (a fully convolutional
     family says so with a `size_multiple` attribute), or None: it fills its training size S x S only."""
@@ -282,8 +296,7 @@ def onnx_metadata(model: nn.Module, config: dict) -> dict[str, str]:
     integrator needs without reading genfill's code."""
     multiple = size_multiple(model)
     s = model.image_size
-    noise = {"noise": f"float32 (N,{noise_channels(model)},H,W), standard Gaussian, one draw per fill (all zeros: "
-                      "the mean fill)"} if noise_channels(model) else {}
+    noise = {"noise": noise_contract(model)} if noise_channels(model) else {}
     return {
         **noise,
         "genfill.format": EXPORT_FORMAT, "genfill.kind": config["kind"],
@@ -388,7 +401,7 @@ def onnx_parity(model: nn.Module, path: str | Path, n: int = 3, seed: int = 0) -
         with torch.no_grad():
             model = model.cpu().eval()
             if noise_channels(model):  # a sampler's pass with this noise
-                z = torch.randn(n, noise_channels(model), h, w, generator=g)
+                z = model.noise(n, x, g)  # the noise the model draws (coherent_noise at its noise_scale)
                 feed["noise"] = z.numpy()
                 refs = [composite(x, m, model.run(x, m, z)).numpy()]
             else:

@@ -7,7 +7,12 @@ A sample from the conditional distribution can draw an eye where the mean cannot
 
 Network: the unet's residual U-Net (`unet.ResUNet`) correcting the unet's on-device thin-plate fill
 (`unet.prior_fill`, what `unet.UNet.base_fill` computes, same `prior*` keywords), with extra input
-channels: `noise_channels` of per-pixel standard Gaussian noise z (inside the hole only) and one switch channel. Input
+channels: `noise_channels` of standard Gaussian noise z (inside the hole only) and one switch channel.
+z is drawn at (ceil(H/s), ceil(W/s)), s = `noise_scale`, upsampled bilinearly to H x W and divided by the
+upsampling's per-position standard deviation (`coherent_noise`), so every pixel is still N(0, 1) but
+neighbours within ~s pixels share their draw. Why: per-pixel noise (s = 1, what checkpoints without the key
+were trained with) lets the per-pixel CRPS be satisfied with high-frequency spread (the 120-step run filled
+big holes with vertical streaks); coarse noise can only move whole regions of the fill. Input
 (N, 2C + 1 + noise_channels + 1, H, W) = [x * (1 - m), m, base, z * m, switch]; output
 ``pred = clamp(base + m * net(...), -1, 1)``.
 
@@ -77,7 +82,8 @@ class SamplerConfig:
     smooth_iters: int = 40
     solver: str = "cg"
     # sampling
-    noise_channels: int = 4  # per-pixel Gaussian noise channels in the hole
+    noise_channels: int = 4  # Gaussian noise channels in the hole
+    noise_scale: int = 8  # noise drawn at H/s x W/s and upsampled (1: independent per pixel; module docstring)
     train_samples: int = 2  # K sample passes per training batch (the CRPS needs >= 2)
     # losses (module docstring)
     w_mean: float = 1.0  # minus PSNR of the mean pass
@@ -93,6 +99,8 @@ class SamplerConfig:
 
     def __post_init__(self) -> None:
         self.unet_config()  # the network and prior keywords validate as the unet's do
+        if self.noise_scale < 1:
+            raise GenfillError("model.noise_scale: need at least 1 (1 = independent noise per pixel)")
         if self.noise_channels < 1:
             raise GenfillError("model.noise_channels: need at least 1 (the sampler's randomness)")
         if self.train_samples < 2:
@@ -121,9 +129,32 @@ def crps(samples: Tensor, y: Tensor, m: Tensor) -> Tensor:
     return ((err - pair) * hole).sum() / hole.sum().clamp_min(1)
 
 
+def _upsample_std(n: int, size: int) -> Tensor:
+    """(size,) standard deviation, per output position, of a 1-D linear upsampling (align_corners=False) of n
+    independent N(0, 1) values to `size`: the root sum of squared interpolation weights."""
+    weights = nn.functional.interpolate(torch.eye(n)[None], size=size, mode="linear", align_corners=False)[0]
+    return weights.pow(2).sum(0).sqrt()
+
+
+def coherent_noise(n: int, channels: int, h: int, w: int, scale: int, generator: torch.Generator | None,
+                   device: torch.device | str) -> Tensor:
+    """(n, channels, h, w) noise whose every value is N(0, 1) and whose neighbours within ~`scale` pixels are
+    correlated: N(0, 1) drawn at (ceil(h/scale), ceil(w/scale)), upsampled bilinearly (align_corners=False)
+    and divided by the upsampling's per-position std (bilinear weights shrink the variance between the coarse
+    points). scale 1 is plain per-pixel noise, the same draws as torch.randn(n, channels, h, w)."""
+    if scale == 1:
+        return torch.randn(n, channels, h, w, generator=generator, device=device)
+    hc, wc = -(-h // scale), -(-w // scale)
+    z = torch.randn(n, channels, hc, wc, generator=generator, device=device)
+    up = nn.functional.interpolate(z, size=(h, w), mode="bilinear", align_corners=False)
+    std = _upsample_std(hc, h)[:, None] * _upsample_std(wc, w)[None, :]  # separable: the 2-D std
+    return up / std.to(device)
+
+
 class Sampler(GenModel):
     Config = SamplerConfig
     kind = "sampler"
+    legacy = {"noise_scale": 1}  # checkpoints before coherent noise drew it per pixel
     can_diversify = True
     encoder_prefixes = ("net.stem.", "net.enc.", "net.down.", "net.mid.")
 
@@ -192,11 +223,13 @@ class Sampler(GenModel):
         return (base.repeat(reps, 1, 1, 1) + mr.to(out.dtype) * out).clamp(-1, 1)
 
     def noise(self, n: int, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """(n, noise_channels, H, W) standard Gaussian noise on `like`'s device; from `generator`, or (None) from
-        a generator seeded by torch.initial_seed() (the module docstring: the seeded default fill)."""
+        """(n, noise_channels, H, W) noise (`coherent_noise` at `noise_scale`) on `like`'s device; from
+        `generator`, or (None) from a generator seeded by torch.initial_seed() (the module docstring: the seeded
+        default fill). What `run` and the ONNX graph's `noise` input take."""
         if generator is None:
             generator = torch.Generator(like.device).manual_seed(torch.initial_seed())
-        return torch.randn(n, self.cfg.noise_channels, *like.shape[-2:], generator=generator, device=like.device)
+        return coherent_noise(n, self.cfg.noise_channels, *like.shape[-2:], self.cfg.noise_scale, generator,
+                              like.device)
 
     # ---- inference
     @torch.no_grad()
@@ -246,7 +279,7 @@ class Sampler(GenModel):
             return ModelOutput(loss=recon, pred=pred,
                                parts={"psnr_loss": recon, "l1": hole_weighted_l1(p32, x32, m32, 6.0)})
         n, k = len(x), c.train_samples
-        z = torch.randn(k * n, c.noise_channels, *x.shape[-2:], device=x.device)
+        z = coherent_noise(k * n, c.noise_channels, *x.shape[-2:], c.noise_scale, None, x.device)
         preds = self.run(x, m, torch.cat([torch.zeros_like(z[:n]), z]))
         mean, samples = preds[:n], preds[n:]
         p32 = mean.float()
