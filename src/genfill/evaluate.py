@@ -403,7 +403,7 @@ def evaluate_methods(methods: dict[str, FillFn | GenModel], data: ImageCache, ma
         real_images = fs.images - sum(i for _, i in spent.values())
         if fs.real is None:
             fs.real = torch.stack([fs.real_rows[p] for p in sorted(fs.real_rows)])
-            fs.cache.save({**fs.base, "real": True}, fs.real)
+            fs.cache.store({**fs.base, "real": True}, fs.real)
         for name in methods:
             by_kind = {}
             for kind in mask_kinds:
@@ -413,7 +413,7 @@ def evaluate_methods(methods: dict[str, FillFn | GenModel], data: ImageCache, ma
                     by_kind[kind] = torch.cat(fs.fake[name][kind])
                     parts = fill_parts(name, kind)
                     if parts is not None:
-                        fs.cache.save(parts, by_kind[kind])
+                        fs.cache.store(parts, by_kind[kind])
             results[name].extras.update(fid_by_kind(by_kind, fs.real, fid_bootstrap, seed))
             cached = sum(len(v) for (nm, _), v in fs.cached.items() if nm == name)
             results[name].extras["inception"] = {"seconds": round(spent[name][0], 2), "images": spent[name][1],

@@ -79,7 +79,7 @@ class FeatureCache:
         self.hits += n
         return torch.from_numpy(arr[:n].astype(np.float64))
 
-    def save(self, parts: dict, feats: torch.Tensor) -> None:
+    def store(self, parts: dict, feats: torch.Tensor) -> None:
         """Store a set's rows (positions 0..N-1) with a readable description next to it."""
         if self.folder is None or len(feats) == 0:
             return
