@@ -19,7 +19,8 @@ import yaml
 from PIL import Image
 
 from genfill.cli import main
-from genfill.config import build_config, to_dict
+from genfill.config import to_dict
+from genfill.loadconfig import build_config
 from genfill.errors import GenfillError
 from genfill.io import load_checkpoint, read_image, save_image
 from genfill.train import train
