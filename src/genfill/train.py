@@ -135,7 +135,7 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
                 elapsed = distributed.broadcast_float(time.time() - t0) if tc.time_budget_s else time.time() - t0
                 lr = schedule(s, tc, horizon, elapsed)
                 with distributed.batch_part(part):
-                    loss, parts = train_step(s.model, s.forward, s.opt, s.opt_d, x, m, kl_scale(tc, s.step),
+                    loss, parts = train_step(s.model, s.forward, s.opt, s.opt_d, x, m, kl_warmup(tc, s.step),
                                              tc.amp and fast, tc.grad_clip, tc.accumulate)
                 s.step += 1
                 s.seen += tc.batch_size  # the global batch: every rank walks the same order
@@ -295,7 +295,7 @@ def schedule(s: State, tc: TrainConfig, horizon: int, elapsed: float) -> float:
     return lr
 
 
-def kl_scale(tc: TrainConfig, step: int) -> float:
+def kl_warmup(tc: TrainConfig, step: int) -> float:
     """The KL term's weight at 0-based `step`: rising linearly over train.kl_warmup_steps, then 1."""
     return min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps > 0 else 1.0
 
