@@ -23,6 +23,7 @@ import torch
 from genfill import distributed
 from genfill.config import RunConfig, TrainConfig, to_dict
 from genfill.data.cache import ImageCache, cache_dir, load_cache
+from genfill.data.datasets import split_sizes
 from genfill.data.masks import MASK_KINDS, make_masks, mask_bank
 from genfill.device import autocast, fast_path, pick_device
 from genfill.distributed import part_index
@@ -516,6 +517,4 @@ def plan(cfg: RunConfig, device: str | None = None, data: ImageCache | None = No
 def unbuilt_train_size(cfg) -> int | None:
     """Training images of a cache not built yet, without building it: the built-in faces' seeded 80/10/10 split
     of data.count (datasets.seeded_split's arithmetic); None for a folder or CelebA (known after reading)."""
-    from genfill.data.datasets import split_sizes
-
     return split_sizes(cfg.count)[0] if cfg.name == "faces64" else None
