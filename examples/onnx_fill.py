@@ -6,13 +6,16 @@
 presets, read from the model's metadata), so, like `genfill fill` (genfill/inpaint.py, which this file
 follows step for step and matches within one grey level):
 
-1. the hole is split into regions (8-connected components, merged while their margins overlap);
+1. the hole is split into its wide part (its opening by a disk of radius 4 px) and its thin rest; the wide
+   part into regions (8-connected components, merged while their margins overlap);
 2. every region gets a square window of side max(S, 3 x its side), shrunk to S x S (box filter), its hole
    pixels first set to their nearest known pixel; all windows go through the model in one batch;
 3. the predicted hole pixels are upsampled (bicubic) to the window's resolution and pasted, blended towards
    the nearest known pixel within a few pixels of the hole's edge; pixels outside the hole stay the photo's;
-4. a region too big for one window (side > S) is then refined cell by cell: each S x S cell of it is the hole
-   of a 3S x 3S window around it (shrunk 3x), filled from the coarse fill, again all in one batch.
+4. a region too big for one window (side > S) is then refined cell by cell: its box is split evenly into the
+   fewest cells of side <= 1.5 S, each the hole of a 3S x 3S window around it (shrunk 3x), filled from the
+   coarse fill, again all in one batch;
+5. the thin part (strokes up to ~9 px wide) is filled last, by a harmonic fill of its own pixels (no model).
 
 The model's inputs: image (N,3,S,S) float32 in [-1, 1] (2 * pixel / 255 - 1) and mask (N,1,S,S) float32 of
 exactly 0 and 1, 1 = hole; output `filled` the same shape, the image's own pixels outside the hole.
@@ -153,17 +156,20 @@ def _cubic(t: np.ndarray, a: float = -0.75) -> list[np.ndarray]:
     return [far(t + 1), near(t), near(1 - t), far(2 - t)]
 
 
-def bicubic_resize(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(C,h,w) -> (C,H',W') bicubic (A = -0.75, half-pixel centres, borders replicated): torch's bicubic."""
-    for axis, n_out in ((1, size[0]), (2, size[1])):
+def bicubic_resize(a: np.ndarray, size: tuple[int, int], box=None) -> np.ndarray:
+    """(C,h,w) -> (C,H',W') bicubic (A = -0.75, half-pixel centres, borders replicated): torch's bicubic.
+    `box` (top, left, bottom, right): only that part of the (H',W') result."""
+    box = box or (0, 0, size[0], size[1])
+    for axis, n_out, lo, hi in ((1, size[0], box[0], box[2]), (2, size[1], box[1], box[3])):
         n_in = a.shape[axis]
-        src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+        src = (np.arange(lo, hi) + 0.5) * (n_in / n_out) - 0.5
         i0 = np.floor(src).astype(int)
         weights = _cubic(src - i0)
         out = 0
         for k, wk in enumerate(weights):
             idx = np.clip(i0 - 1 + k, 0, n_in - 1)
-            out = out + np.take(a, idx, axis=axis) * wk.reshape([-1 if i == axis else 1 for i in range(a.ndim)])
+            out = out + np.take(a, idx, axis=axis) * wk.astype(np.float32).reshape(
+                [-1 if i == axis else 1 for i in range(a.ndim)])
         a = out
     return a.astype(np.float32)
 
@@ -188,31 +194,44 @@ def prepare(img: np.ndarray, win, hole: np.ndarray, paste: np.ndarray, size: int
         return None
     x = img[:, t:b, l:r]
     h, w = x.shape[-2:]
-    x0, dist = nearest_known(x, hole)
     scale = min(1.0, size / max(h, w))
     if scale < 1:
         sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
-        xs = area_resize(x0, (sh, sw))
         ms = (area_resize(hole[None].astype(np.float32), (sh, sw)) > 0).astype(np.float32)
+        # the shrunk window's hole pixels take their nearest known (shrunk) pixel's value
+        xs = nearest_known(area_resize(x, (sh, sw)), ms[0] > 0)[0]
     else:
-        sh, sw, xs, ms = h, w, x0, hole[None].astype(np.float32)
+        sh, sw, ms = h, w, hole[None].astype(np.float32)
+        xs = nearest_known(x, hole)[0]
+    feather = int(np.ceil(1 / scale)) + 1 if scale < 1 else 0
+    # pasting needs only the pasted pixels' box, and their nearest known pixel only within `feather` of it
+    rows, cols = np.flatnonzero(paste.any(1)), np.flatnonzero(paste.any(0))
+    pt, pl, pb, pr = rows[0], cols[0], rows[-1] + 1, cols[-1] + 1
+    g = feather + 1
+    ct, cl, cb, cr = max(pt - g, 0), max(pl - g, 0), min(pb + g, h), min(pr + g, w)
+    if hole[ct:cb, cl:cr].all():
+        x0, dist = x[:, pt:pb, pl:pr], np.full((pb - pt, pr - pl), np.inf)
+    else:
+        x0, dist = nearest_known(x[:, ct:cb, cl:cr], hole[ct:cb, cl:cr])
+        x0, dist = x0[:, pt - ct : pb - ct, pl - cl : pr - cl], dist[pt - ct : pb - ct, pl - cl : pr - cl]
     return {"win": win, "xs": pad_to(xs, size), "ms": pad_to(ms, size), "shrunk": (sh, sw), "scale": scale,
-            "x0": x0, "dist": dist, "paste": paste}
+            "feather": feather, "inner": (pt, pl, pb, pr), "x0": x0, "dist": dist, "paste": paste[pt:pb, pl:pr]}
 
 
 def paste(img: np.ndarray, job: dict, filled: np.ndarray) -> None:
     t, l, b, r = job["win"]
-    x = img[:, t:b, l:r]
-    h, w = x.shape[-2:]
+    pt, pl, pb, pr = job["inner"]
     sh, sw = job["shrunk"]
     out = filled[:, :sh, :sw]
     if job["scale"] < 1:
-        out = np.clip(bicubic_resize(out, (h, w)), -1, 1)
-    feather = int(np.ceil(1 / job["scale"])) + 1 if job["scale"] < 1 else 0
-    if feather > 0:
-        wgt = np.clip(job["dist"] / feather, 0, 1).astype(np.float32)
+        out = np.clip(bicubic_resize(out, (b - t, r - l), job["inner"]), -1, 1)
+    else:
+        out = out[:, pt:pb, pl:pr]
+    if job["feather"] > 0:
+        wgt = np.clip(job["dist"] / job["feather"], 0, 1).astype(np.float32)
         out = wgt * out + (1 - wgt) * job["x0"]
-    img[:, t:b, l:r] = np.where(job["paste"], out, x)
+    x = img[:, t + pt : t + pb, l + pl : l + pr]
+    img[:, t + pt : t + pb, l + pl : l + pr] = np.where(job["paste"], out, x)
 
 
 def run(session: ort.InferenceSession, img: np.ndarray, jobs: list, batch: int = 32) -> None:
@@ -226,15 +245,76 @@ def run(session: ort.InferenceSession, img: np.ndarray, jobs: list, batch: int =
             paste(img, j, f)
 
 
+# ---- thin parts: no window, a harmonic fill of their own pixels
+
+THIN = 4
+THIN_SWEEPS = 10
+
+
+def split_thin(hole: np.ndarray, radius: int = THIN) -> tuple[np.ndarray, np.ndarray]:
+    """(wide, thin): wide = the hole's opening by a disk of `radius` (beyond the image counts as hole)."""
+    h, w = hole.shape
+    offsets = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)
+               if dy * dy + dx * dx <= radius * radius]
+    padded = np.pad(hole, radius, constant_values=True)
+    core = np.ones_like(hole)
+    for dy, dx in offsets:  # erosion: every pixel of the disk around it is hole
+        core &= padded[radius + dy : radius + dy + h, radius + dx : radius + dx + w]
+    padded = np.pad(core, radius, constant_values=False)
+    wide = np.zeros_like(hole)
+    for dy, dx in offsets:  # dilation: within the disk of a core pixel
+        wide |= padded[radius + dy : radius + dy + h, radius + dx : radius + dx + w]
+    wide &= hole
+    return wide, hole & ~wide
+
+
+def harmonic_thin(img: np.ndarray, thin: np.ndarray, sweeps: int = THIN_SWEEPS) -> None:
+    """Fill the `thin` pixels of `img` (C,H,W) in place: peeled from the edge (each pass, a pixel with a settled
+    4-neighbour takes their mean), then `sweeps` Jacobi sweeps (4 neighbours, border clamped)."""
+    c, h, w = img.shape
+    ys, xs = np.nonzero(thin)
+    n = ys.size
+    flat = img.reshape(c, h * w)
+    nbrs = np.stack([np.maximum(ys - 1, 0) * w + xs, np.minimum(ys + 1, h - 1) * w + xs,
+                     ys * w + np.maximum(xs - 1, 0), ys * w + np.minimum(xs + 1, w - 1)])
+    slot = np.full(h * w, n)
+    slot[ys * w + xs] = np.arange(n)
+    inner = slot[nbrs]
+    fixed = np.where(inner == n, flat[:, nbrs], np.float32(0))  # (C, 4, n) fixed neighbours' values
+    u = np.zeros((c, n + 1), np.float32)  # column n stays 0: what a fixed neighbour adds through u
+    settled = np.zeros(n + 1, bool)
+    todo = np.arange(n)
+    while todo.size:
+        nb = inner[:, todo]
+        ok = (nb == n) | settled[nb]  # (4, todo)
+        count = ok.sum(0)
+        new = count > 0
+        if not new.any():  # no known pixel at all (the whole image is hole): mid grey
+            break
+        total = np.where(ok, fixed[:, :, todo] + u[:, nb], np.float32(0)).sum(1)
+        u[:, todo[new]] = total[:, new] / count[new].astype(np.float32)
+        settled[todo[new]] = True
+        todo = todo[~new]
+    base = fixed.sum(1)
+    for _ in range(sweeps):
+        u[:, :n] = (base + u[:, inner[0]] + u[:, inner[1]] + u[:, inner[2]] + u[:, inner[3]]) * np.float32(0.25)
+    img[:, ys, xs] = u[:, :n]
+
+
+REFINE_CELL = 1.5
+
+
 def fill(session: ort.InferenceSession, photo: np.ndarray, hole: np.ndarray, size: int) -> np.ndarray:
     """(H,W,3) uint8 photo, (H,W) bool hole -> the filled photo (H,W,3) uint8; only hole pixels change."""
     img = (photo.astype(np.float32) / 255).transpose(2, 0, 1) * 2 - 1
+    img = np.ascontiguousarray(img)
     height, width = hole.shape
     if height <= size and width <= size:
         run(session, img, [prepare(img, (0, 0, height, width), hole, hole, size)])
     else:
+        wide, thin = split_thin(hole)
         coarse, big = [], []
-        for pixels, box in regions(hole):
+        for pixels, box in regions(wide):
             side = max(box[2] - box[0], box[3] - box[1])
             t, l, b, r = win = square_window(box, max(size, 3 * side), height, width)
             coarse.append(prepare(img, win, hole[t:b, l:r], pixels[t:b, l:r], size))
@@ -242,10 +322,13 @@ def fill(session: ort.InferenceSession, photo: np.ndarray, hole: np.ndarray, siz
                 big.append((pixels, box))
         run(session, img, coarse)
         cells = []
+        step = max(1, int(REFINE_CELL * size))
         for pixels, (t0, l0, b0, r0) in big:
-            for ct in range(t0, b0, size):
-                for cl in range(l0, r0, size):
-                    cb, cr = min(ct + size, b0), min(cl + size, r0)
+            rows, cols = -(-(b0 - t0) // step), -(-(r0 - l0) // step)
+            for i in range(rows):
+                ct, cb = t0 + (b0 - t0) * i // rows, t0 + (b0 - t0) * (i + 1) // rows
+                for j in range(cols):
+                    cl, cr = l0 + (r0 - l0) * j // cols, l0 + (r0 - l0) * (j + 1) // cols
                     if not pixels[ct:cb, cl:cr].any():
                         continue
                     t, l, b, r = win = square_window((ct, cl, cb, cr), REFINE_SCALE * size, height, width)
@@ -253,6 +336,8 @@ def fill(session: ort.InferenceSession, photo: np.ndarray, hole: np.ndarray, siz
                     cell[ct - t : cb - t, cl - l : cr - l] = pixels[ct:cb, cl:cr]
                     cells.append(prepare(img, win, cell, cell, size))
         run(session, img, cells)
+        if thin.any():
+            harmonic_thin(img, thin)
     new = np.clip(np.round((img.transpose(1, 2, 0) + 1) / 2 * 255), 0, 255).astype(np.uint8)
     return np.where(hole[:, :, None], new, photo)
 

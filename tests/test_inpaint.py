@@ -8,13 +8,17 @@ import torch
 
 from genfill.api import decode_mask, from_model
 from genfill.errors import GenfillError
-from genfill.inpaint import fill_native, fill_native_many, hole_regions
+import torch.nn.functional as F
+from scipy import ndimage
+
+from genfill import inpaint
+from genfill.inpaint import bicubic_crop, fill_native, fill_native_many, harmonic_thin, hole_regions, split_thin
 from genfill.models import build_model
 
 
 def _holes(h: int, w: int) -> np.ndarray:
-    """A big blob and a thin stroke (each coarse + refine) and two small blobs, all far enough apart to be
-    regions of their own at 300 x 400."""
+    """A big blob (coarse + refine), a 1 px stroke and two small blobs (thin: narrower than a 9 px disk, so
+    filled without a window), all far enough apart to be regions of their own at 300 x 400."""
     m = np.zeros((h, w), bool)
     m[30:110, 40:120] = True
     m[h - 20, w - 150 : w - 70] = True
@@ -105,3 +109,99 @@ def test_0_1_masks_of_every_dtype_mean_the_same_hole():
     for m in (hole, hole.astype(np.uint8), hole.astype(np.uint8) * 255, hole.astype(np.float32),
               torch.from_numpy(hole).float()[None, None]):
         assert (decode_mask(m, (8, 8)) == hole).all()
+
+
+def _counted(calls: list):
+    def fill(x, m):
+        calls.append((x.shape[0], m.sum((1, 2, 3)).tolist()))
+        return _content_fill(x, m)
+
+    return fill
+
+
+def test_thin_strokes_across_a_big_photo_go_through_no_window():
+    calls = []
+    yy, xx = torch.meshgrid(torch.arange(300.0), torch.arange(400.0), indexing="ij")
+    x = torch.stack([yy / 150 - 1, xx / 200 - 1, (yy + xx) / 350 - 1])  # smooth ramps: harmonic is exact
+    hole = np.zeros((300, 400), bool)
+    hole[100:103, 10:390] = True  # a 3 px stroke across the photo
+    hole[20:290, 250] = True  # a 1 px scratch crossing it
+    assert not split_thin(hole)[0].any()
+    out = fill_native(x, hole, _counted(calls), 32)
+    assert calls == []  # no window, shrunk or not
+    keep = torch.from_numpy(~hole)
+    assert torch.equal(out[:, keep], x[:, keep])
+    # A harmonic fill of a linear ramp is the ramp; 10 sweeps after the peel leave it within a fraction of
+    # the ramp's step across the 3 px stroke (3 steps of 1/150), where nearest-known or a constant would not.
+    err = (out - x)[:, torch.from_numpy(hole)].abs().max()
+    assert err < 1.5 / 150
+
+
+def test_split_thin_is_the_opening_by_a_disk():
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        hole = ndimage.binary_dilation(rng.random((90, 120)) < 0.01, iterations=int(rng.integers(3, 8)))
+        hole[40:43, :] = True  # a stroke to the border: beyond the image counts as hole
+        core = ndimage.distance_transform_edt(hole) > inpaint.THIN
+        assert core.any()  # (the transform of a mask with no core at all is undefined)
+        wide = hole & (ndimage.distance_transform_edt(~core) <= inpaint.THIN)
+        got_wide, got_thin = split_thin(hole)
+        assert (got_wide == wide).all() and (got_thin == hole & ~wide).all()
+        assert got_wide.any() and got_thin.any()
+
+
+def test_harmonic_thin_obeys_the_maximum_principle_and_converges():
+    rng = np.random.default_rng(1)
+    img = rng.uniform(-1, 1, (3, 40, 50)).astype(np.float32)
+    thin = np.zeros((40, 50), bool)
+    thin[10:14, 3:47] = True
+    thin[0:40, 30] = True  # touches the border (clamped)
+    out = img.copy()
+    harmonic_thin(out, thin, sweeps=3000)
+    assert (out[:, ~thin] == img[:, ~thin]).all()
+    lo, hi = img[:, ~thin].min(), img[:, ~thin].max()
+    assert lo <= out[:, thin].min() and out[:, thin].max() <= hi
+    # converged: every thin pixel is the mean of its 4 neighbours (clamped at the border)
+    p = np.pad(out, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    avg = (p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:]) / 4
+    assert np.abs(avg - out)[:, thin].max() < 1e-4
+
+
+def test_big_wide_region_is_refined_in_the_fewest_even_cells_and_thin_parts_add_no_window():
+    calls = []
+    x = torch.rand(3, 300, 400) * 2 - 1
+    hole = np.zeros((300, 400), bool)
+    hole[100:200, 100:190] = True  # ~100 x 90: coarse, then ceil(100 / 48) x ceil(92 / 48) = 3 x 2 cells at S = 32
+    hole[150:153, :] = True  # a stroke through it to both borders: thin, no window of its own
+    out = fill_native(x, hole, _counted(calls), 32, batch=1)
+    assert len(calls) == 1 + 6
+    cell_holes = [s[0] for _, s in calls[1:]]
+    # In a 96 px window shrunk 3x, n native px cover ceil(n / 3) or one more model px: an S x S cell (32 px)
+    # at most 12 x 12, a cell of the cap (48 px) at most 17 x 17; these 6 cells (33-34 x 46 px: the wide box
+    # is 100 x 92, the stroke's junctions adding a column each side) lie in between.
+    assert all(12 * 12 < h <= 17 * 17 for h in cell_holes), cell_holes
+    many = fill_native(x, hole, _content_fill, 32)  # the result does not depend on the batch
+    assert torch.equal(out, many)
+    keep = torch.from_numpy(~hole)
+    assert torch.equal(out[:, keep], x[:, keep]) and (out[:, torch.from_numpy(hole)] != x[:, torch.from_numpy(hole)]).all()
+
+
+def test_bicubic_crop_is_torchs_bicubic_cropped():
+    a = torch.rand(3, 21, 17) * 2 - 1
+    for size, box in (((64, 51), (5, 7, 40, 30)), ((63, 50), (0, 0, 63, 50)), ((21, 17), (3, 4, 9, 10))):
+        full = F.interpolate(a[None], size=size, mode="bicubic", align_corners=False)[0]
+        got = bicubic_crop(a, size, box)
+        # the same weights and taps; only fp32 summation order differs (a few ulps of values in [-1, 1])
+        assert (got - full[:, box[0] : box[2], box[1] : box[3]]).abs().max() < 1e-5
+
+
+def test_thin_fill_of_an_image_not_filled_in_place_is_the_same():
+    # float64 (or an accelerator's tensor) cannot share numpy's float32 memory: the thin part goes through a
+    # float32 copy and back, and must come out as the in-place path's, to float32 rounding
+    x = torch.rand(3, 120, 150) * 2 - 1
+    hole = np.zeros((120, 150), bool)
+    hole[60:62, 5:145] = True
+    a = fill_native(x, hole, _content_fill, 32)
+    b = fill_native(x.double(), hole, _content_fill, 32)
+    assert b.dtype == torch.float64 and (a.double() - b).abs().max() < 1e-6
+    assert (a[:, torch.from_numpy(hole)] != x[:, torch.from_numpy(hole)]).all()
