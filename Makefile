@@ -30,7 +30,7 @@ bench: venv
 # Curated mutation testing (not part of `test`): plants one realistic bug at a time in a copy of the tree and
 # runs the tests that cover it; prints the score and the survivors, writes benchmarks/results/mutate.json.
 mutate: venv
-	$(BIN)/python benchmarks/mutate.py
+	$(BIN)/python tools/mutate.py
 
 reproduce: venv
 	$(BIN)/genfill reproduce --preset quick

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 
-from genfill.config import load_config
+from genfill.loadconfig import load_config
 from genfill.data.cache import load_cache
 from genfill.evaluate import evaluate_methods
 from genfill.io import atomic_write_json

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     common = [f"out_dir={out / 'runs'}", f"data.cache_dir={out / 'data'}"]
     sets = {p: common + (smoke_overrides(p) if args.smoke else [f"train.device={device}"])
             + ([f"train.time_budget_s={args.train_seconds}"] if args.train_seconds else []) for p in names}
-    data_cmd = [py, "-c", "import sys; from genfill.config import load_config; from genfill.data.cache import load_cache; "
+    data_cmd = [py, "-c", "import sys; from genfill.loadconfig import load_config; from genfill.data.cache import load_cache; "
                 "load_cache(load_config(sys.argv[1], sys.argv[2:]).data)", str(CONFIGS / f"{names[0]}.yaml"),
                 *[s for s in sets[names[0]] if s.startswith("data.")]]
     r.run("data", data_cmd)

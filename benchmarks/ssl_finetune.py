@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from genfill.config import EVAL_SEED, load_config, load_pretrain_config, resolve_config
+from genfill.config import EVAL_SEED, resolve_config
+from genfill.loadconfig import load_config, load_pretrain_config
 from genfill.evaljob import evaluate_specs
 from genfill.io import atomic_write_text, load_checkpoint, make_dir
 from genfill.pretrain import pretrain

@@ -29,7 +29,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "threads"))
     a = ap.parse_args()
     from genfill.api import from_model
-    from genfill.config import load_config, resolve_config
+    from genfill.config import resolve_config
+    from genfill.loadconfig import load_config
     from genfill.models import build_model
     from genfill.train import prepare, train_step  # noqa: F401  (the real step)
 

@@ -13,8 +13,8 @@ For each family (a config in configs/ whose model kind is in genfill.models.REGI
   TFLOP/s = flops * steps/s of the fast path, as a share of the bf16 matmul rate measured here (n x n @ n x n).
 - peak memory of each path (CUDA only: torch.cuda.max_memory_allocated).
 - loop: the real loop, `genfill.train.train()` itself, on a synthetic uint8 cache resident on the device with
-  the config's mask bank: images/s by train.py's own clock (after the first step; validation and checkpoints
-  excluded) next to the step-only figure of the same path (fast on CUDA, eager fp32 elsewhere), so the gap
+  the config's mask bank: images/s by the loop's clock (`LoopClock`: after the first step; validation and
+  checkpoints excluded) next to the step-only figure of the same path (fast on CUDA, eager fp32 elsewhere), so the gap
   between them is visible; the share of the loop's time the data + mask stream alone takes
   (train.train_batches, timed without steps); and an epoch EXTRAPOLATED to 162,770 images (CelebA train).
 - fill latency (eval mode, torch.inference_mode, the fast path's autocast) at batch 1 and a large batch.
@@ -37,15 +37,17 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from genfill.config import RunConfig, load_config
+from genfill.config import RunConfig
+from genfill.loadconfig import load_config
 from genfill.data.cache import ImageCache
 from genfill.data.masks import fixed_masks, make_masks
 from genfill.errors import GenfillError
@@ -53,6 +55,7 @@ from genfill.io import atomic_write_json
 from genfill.models import REGISTRY, GenModel, build_model, save_model
 from genfill.pixels import from_unit
 from genfill.device import autocast, fast_path, pick_device
+import genfill.train
 from genfill.train import mask_source, prepare, train, train_batches, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -276,10 +279,45 @@ def loss_agreement(spec: dict, cfg: RunConfig, size: int, x: torch.Tensor, m: to
             "ok": rel <= LOSS_RTOL}
 
 
+class LoopClock:
+    """train()'s step loop timed from outside, by wrapping the batches it steps through
+    (genfill.train.train_batches): the clock runs from the end of the run's first step (lazy init, compile,
+    autotune excluded; the device drained there) to the end of each epoch's last step, so validation and
+    checkpoints fall outside; `images` counts those trained in that time."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.seconds, self.images, self.first = device, 0.0, 0, True
+
+    @contextmanager
+    def wrapping(self) -> Iterator["LoopClock"]:
+        real = genfill.train.train_batches
+
+        def timed_batches(data, cfg, batch_size, *args, **kwargs):
+            t = time.perf_counter()
+            try:
+                for batch in real(data, cfg, batch_size, *args, **kwargs):
+                    try:
+                        yield batch  # the loop steps on it before asking for the next (or stopping)
+                    finally:
+                        if self.first:  # the clock starts after the run's first step
+                            sync(self.device)
+                            self.first, t = False, time.perf_counter()
+                        else:
+                            self.images += batch_size
+            finally:
+                self.seconds += time.perf_counter() - t
+
+        genfill.train.train_batches = timed_batches
+        try:
+            yield self
+        finally:
+            genfill.train.train_batches = real
+
+
 def real_loop(spec: dict, cfg: RunConfig, size: int, batch: int, device: torch.device, settings: Settings,
               workdir: Path) -> dict:
     """`genfill.train.train()` itself on a synthetic uint8 cache resident on the device: its own loop's
-    images/s (train.py's clock: after the first step, validation and checkpoints excluded) on the path
+    images/s (`LoopClock`: after the first step, validation and checkpoints excluded) on the path
     train() picks (fast on CUDA, eager fp32 elsewhere; compiled with --compile), masks from the config's
     bank; the epoch time extrapolated from it to CelebA's train split; and the share of the loop's time
     that the data + mask stream alone (train.train_batches, the same stream, timed without the steps)
@@ -297,8 +335,9 @@ def real_loop(spec: dict, cfg: RunConfig, size: int, batch: int, device: torch.d
                       val_images=batch, sample_every_epoch=False, log_every=10**9, compile=settings.compile,
                       device=str(device), accumulate=1),
     )
-    res = train(run_cfg, verbose=False, data=cache)
-    loop_ips = res.loop_images / res.loop_seconds
+    with LoopClock(device).wrapping() as clock:
+        train(run_cfg, verbose=False, data=cache)
+    loop_ips = clock.images / clock.seconds
 
     data = cache.to(device)
     draw_masks, mask_device = mask_source(run_cfg, size, device)  # the bank train() drew, from its cache
@@ -314,10 +353,10 @@ def real_loop(spec: dict, cfg: RunConfig, size: int, batch: int, device: torch.d
     masks = f"bank of {run_cfg.masks.bank_size}" if run_cfg.masks.bank_size else "per step"
     return {"resident": str(data.images.device), "path": ("fast" if fast else "eager") +
             ("+compile" if settings.compile else ""), "masks": masks,
-            "timed_steps": steps, "timed_images": res.loop_images, "measured_s": res.loop_seconds,
+            "timed_steps": steps, "timed_images": clock.images, "measured_s": clock.seconds,
             "images_per_s": loop_ips, "extrapolated_images": CELEBA_TRAIN,
             "epoch_s_extrapolated": CELEBA_TRAIN / loop_ips, "data_masks_s": data_s,
-            "data_masks_share": data_s / res.loop_seconds}
+            "data_masks_share": data_s / clock.seconds}
 
 
 def fill_latency(model: GenModel, cfg: RunConfig, size: int, batch: int, fast: bool, repeats: int) -> float:

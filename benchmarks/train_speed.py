@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from genfill.config import load_config
+from genfill.loadconfig import load_config
 from genfill.data.masks import fixed_masks
 from genfill.io import atomic_write_json, atomic_write_text
 from genfill.models import build_model

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from genfill.config import build_config
+from genfill.loadconfig import build_config
 
 # Two threads by default; OMP_NUM_THREADS=1 (what `make mutate` runs each mutation with) is honoured.
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 2))

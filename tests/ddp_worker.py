@@ -8,7 +8,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from genfill.config import build_config
+from genfill.loadconfig import build_config
 from genfill.train import train
 
 torch.set_num_threads(1)

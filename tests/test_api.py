@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import genfill
-from genfill.config import build_config
+from genfill.loadconfig import build_config
 from genfill.errors import GenfillError
 from genfill.inpaint import fill_native, hole_regions, pad_to
 

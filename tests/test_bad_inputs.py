@@ -71,7 +71,8 @@ def trained(tmp_path_factory, cache_root):
     """A tiny trained VAE run, its config file, and its export (module-wide: trained once)."""
     from conftest import tiny_raw
 
-    from genfill.config import build_config, to_dict
+    from genfill.config import to_dict
+    from genfill.loadconfig import build_config
     from genfill.export import export_model
     from genfill.train import train
 
@@ -393,7 +394,7 @@ CONFIG_CASES = {
 
 @pytest.mark.parametrize("case", sorted(CONFIG_CASES))
 def test_config_loader_bad_input(case, tmp_path):
-    from genfill.config import load_config
+    from genfill.loadconfig import load_config
 
     text, pattern = CONFIG_CASES[case]
     path = tmp_path / "c.yaml"
@@ -411,7 +412,8 @@ def test_config_loader_bad_input(case, tmp_path):
 def test_config_values_that_are_fine_still_load(tmp_path):
     """The bounds refuse nothing a real config holds: every shipped config loads, 1e-3 strings and ints for
     floats included."""
-    from genfill.config import list_configs, load_config, load_pretrain_config
+    from genfill.config import list_configs
+    from genfill.loadconfig import load_config, load_pretrain_config
 
     shipped = [c for c in list_configs() if c.section in ("train", "pretrain")]
     assert len(shipped) >= 5

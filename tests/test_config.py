@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from genfill.config import RunConfig, apply_overrides, build_config, from_dict, load_config, to_dict
+from genfill.config import RunConfig, apply_overrides, from_dict, to_dict
+from genfill.loadconfig import build_config, load_config
 from genfill.errors import GenfillError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -100,7 +101,8 @@ def test_round_trip_through_yaml(tmp_path):
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_is_valid(path):
-    from genfill.config import load_pretrain_config, read_yaml
+    from genfill.config import read_yaml
+    from genfill.loadconfig import load_pretrain_config
 
     (load_pretrain_config if "ssl" in read_yaml(path) else load_config)(path)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from genfill.config import build_config
+from genfill.loadconfig import build_config
 from genfill.io import load_checkpoint
 from genfill.models import build_model
 from genfill.train import train

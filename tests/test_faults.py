@@ -1,7 +1,7 @@
 """kill -9 a tiny training run at chosen points (inside a step, inside a checkpoint write, halfway through a
 metrics line), then `--resume`: the weights equal an uninterrupted run's, no temp file is left, and every
-line of metrics.jsonl parses. A test-only hook (GENFILL_TEST_PAUSE, see genfill.io._pause_for_tests) holds
-the run at the point until the kill lands, so each kill is deterministic."""
+line of metrics.jsonl parses. The run goes through tests/killpoint.py, which monkeypatches a pause in at the
+point and holds the run there until the kill lands, so each kill is deterministic."""
 
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ import torch
 import yaml
 
 from conftest import tiny_raw
-from genfill.config import build_config
+from genfill.loadconfig import build_config
 from genfill.io import load_checkpoint
 from genfill.train import train
+
+KILLPOINT = Path(__file__).resolve().parent / "killpoint.py"  # runs the command with the kill point installed
 
 # 60 faces: 48 training images in batches of 8 = 6 steps an epoch; 2 epochs = 12 steps.
 TRAIN = {"epochs": 2, "max_steps": None, "sample_every_epoch": False, "log_every": 1}
@@ -53,9 +55,9 @@ def test_kill_9_then_resume_matches_a_straight_run(point, reference, tmp_path, c
     # the reference trained in this process: the child gets its thread count, so the same sums
     env = {**os.environ, "PYTHONPATH": str(src),
            "OMP_NUM_THREADS": str(torch.get_num_threads()),
-           "GENFILL_TEST_PAUSE": f"{where}:60", "GENFILL_TEST_PAUSE_SKIP": str(skip),
-           "GENFILL_TEST_PAUSE_MARKER": str(marker)}
-    proc = subprocess.Popen([sys.executable, "-m", "genfill.cli", "train", "-c", str(cfg_file), "--quiet"],
+           "KILLPOINT": f"{where}:60", "KILLPOINT_SKIP": str(skip), "KILLPOINT_MARKER": str(marker)}
+    proc = subprocess.Popen([sys.executable, str(KILLPOINT), "-m", "genfill.cli", "train", "-c", str(cfg_file),
+                             "--quiet"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 120

@@ -20,12 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from genfill.config import RunConfig, build_config, load_config
+from genfill.config import RunConfig
+from genfill.loadconfig import build_config, load_config
 from genfill.data.masks import load_mask_file
 from genfill.errors import GenfillError
 from genfill.io import load_checkpoint, read_image
 from genfill.models import REGISTRY
-from genfill.train import read_metrics
+from genfill.runs import read_metrics
 
 FUZZ = settings(max_examples=300, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

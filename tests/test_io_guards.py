@@ -38,8 +38,9 @@ def test_a_sigkilled_write_leaves_a_temp_that_the_next_write_sweeps(tmp_path):
     target = tmp_path / "out.png"
     marker = tmp_path / "paused"
     code = f"from genfill.io import atomic_write_bytes; atomic_write_bytes({str(target)!r}, b'new' * 1000)"
-    proc = subprocess.Popen([sys.executable, "-c", code], env=_env(
-        GENFILL_TEST_PAUSE="write:out.png:60", GENFILL_TEST_PAUSE_MARKER=str(marker)))
+    killpoint = Path(__file__).resolve().parent / "killpoint.py"  # pauses the write where the kill lands
+    proc = subprocess.Popen([sys.executable, str(killpoint), "-c", code], env=_env(
+        KILLPOINT="write:out.png:60", KILLPOINT_MARKER=str(marker)))
     deadline = time.time() + 60
     while not marker.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -139,7 +140,7 @@ def test_resume_rewrites_its_own_config_it_read(tmp_path, make_cfg, capsys):
 
 
 def test_a_new_run_refuses_a_folder_with_anything_of_a_run(tmp_path, make_cfg):
-    from genfill.train import check_new_run
+    from genfill.runs import check_new_run
 
     run = tmp_path / "r"
     check_new_run(run, resume=False)  # absent: fine

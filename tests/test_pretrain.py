@@ -8,7 +8,8 @@ import torch
 
 from conftest import tiny_raw
 from genfill.cli import main
-from genfill.config import SSLConfig, build_config, build_pretrain_config
+from genfill.config import SSLConfig
+from genfill.loadconfig import build_config, build_pretrain_config
 from genfill.errors import GenfillError
 from genfill.io import load_checkpoint
 from genfill.models import build_model, load_encoder

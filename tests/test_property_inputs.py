@@ -96,7 +96,7 @@ def test_every_model_field_takes_any_value_with_exit_0_or_2(config_file, capsys,
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(value=VALUES)
 def test_every_pretrain_field_is_refused_or_taken_as_a_genfill_error(field, value):
-    from genfill.config import build_pretrain_config
+    from genfill.loadconfig import build_pretrain_config
 
     raw = {"model": {"kind": "unet"}}
     node = raw

@@ -19,7 +19,8 @@ import yaml
 from PIL import Image
 
 from genfill.cli import main
-from genfill.config import build_config, to_dict
+from genfill.config import to_dict
+from genfill.loadconfig import build_config
 from genfill.errors import GenfillError
 from genfill.io import load_checkpoint, read_image, save_image
 from genfill.train import train
@@ -139,7 +140,7 @@ def test_every_output_write_goes_through_the_writer():
     """Only io.py opens files for writing (metrics.jsonl's append-only log is the one named exception)."""
     pattern = re.compile(r"\.write_text\(|\.write_bytes\(|open\([^)]*[\"'][wax]b?\+?[\"']|np\.save\(|"
                          r"torch\.save\(|\.savefig\((?!buf)|\.save\((?!fh|buf)|shutil\.copy|\.mkdir\(")
-    allowed = {("train.py", 'open(log_path, "a")')}
+    allowed = {("runs.py", 'open(log_path, "a")')}
     bad = []
     for path in SRC.rglob("*.py"):
         if path.name == "io.py":

@@ -1,4 +1,4 @@
-from genfill.config import build_config
+from genfill.loadconfig import build_config
 from genfill.reproduce import _link_earlier_runs
 
 

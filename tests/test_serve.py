@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from genfill.api import Inpainter  # noqa: E402
 from genfill.cli import main  # noqa: E402
-from genfill.config import build_config  # noqa: E402
+from genfill.loadconfig import build_config  # noqa: E402
 from genfill.serve.app import Limits, create_app, load_methods  # noqa: E402
 
 from conftest import tiny_raw  # noqa: E402

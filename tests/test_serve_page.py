@@ -25,7 +25,7 @@ from PIL import Image
 pytest.importorskip("fastapi", reason="genfill serve needs the serve extra: pip install 'genfill[serve]'")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the page test needs playwright (the browser extra)")
 
-from genfill.config import build_config  # noqa: E402
+from genfill.loadconfig import build_config  # noqa: E402
 from genfill.serve.app import bind, create_app, load_methods, make_server, url_of  # noqa: E402
 
 from conftest import tiny_raw  # noqa: E402

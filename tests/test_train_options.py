@@ -13,7 +13,8 @@ from genfill.errors import GenfillError
 from genfill.io import load_checkpoint
 from genfill.models import build_model, load_model
 from genfill.models.blocks import gaussian_kl
-from genfill.train import lr_factor, train, train_step, validate
+from genfill.runs import lr_factor
+from genfill.train import train, train_step, validate
 
 
 def test_constant_schedule_with_warmup():

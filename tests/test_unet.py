@@ -8,7 +8,8 @@ import shutil
 import pytest
 import torch
 
-from genfill.config import load_config, resolve_config
+from genfill.config import resolve_config
+from genfill.loadconfig import load_config
 from genfill.errors import GenfillError
 from genfill.losses import adversarial_g_loss, hole_weighted_l1, perceptual_loss
 from genfill.models import build_model, composite, load_model

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from genfill.config import load_config
+from genfill.loadconfig import load_config
 from genfill.errors import GenfillError
 from genfill.models import REGISTRY, build_model
 

@@ -122,7 +122,7 @@ def vq_run(tmp_path_factory, cache_root):
     """One tiny finished VQ-VAE run for the module (tests that delete it copy it first)."""
     from conftest import tiny_raw
 
-    from genfill.config import build_config
+    from genfill.loadconfig import build_config
     from genfill.train import train
 
     cfg = build_config(tiny_raw(tmp_path_factory.mktemp("vqruns"), cache_root, TINY_VQ, name="vq",

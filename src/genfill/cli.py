@@ -32,7 +32,8 @@ def _load(args, expect_kind: str | None = None):
 
 
 def cmd_train(args) -> None:
-    from genfill.config import load_config, resolve_config
+    from genfill.config import resolve_config
+    from genfill.loadconfig import load_config
     from genfill.train import train
 
     cfg = load_config(resolve_config(args.config), args.set)
@@ -53,7 +54,8 @@ def cmd_train(args) -> None:
 
 
 def cmd_pretrain(args) -> None:
-    from genfill.config import load_pretrain_config, resolve_config
+    from genfill.config import resolve_config
+    from genfill.loadconfig import load_pretrain_config
     from genfill.pretrain import pretrain
 
     cfg = load_pretrain_config(resolve_config(args.config), args.set)

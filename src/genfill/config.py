@@ -16,7 +16,9 @@ import yaml
 
 from genfill.augment import AugmentConfig
 from genfill.errors import GenfillError, did_you_mean
+from genfill.io import atomic_write_text
 from genfill.typed import YAMLSyntaxError, from_dict, load_yaml, read_yaml, to_dict
+from genfill.usercache import cache_root
 
 __all__ = ["DataConfig", "MaskConfig", "TrainConfig", "RunConfig", "SSLConfig", "PretrainConfig",
            "load_pretrain_config", "build_pretrain_config", "from_dict", "to_dict", "read_yaml",
@@ -90,8 +92,6 @@ class DataConfig:
     @property
     def cache_root(self) -> Path:
         """The folder built data goes to: `cache_dir` when set, else the per-user cache."""
-        from genfill.usercache import cache_root
-
         return Path(self.cache_dir) if self.cache_dir else cache_root()
 
 
@@ -368,96 +368,5 @@ def list_configs() -> list[ConfigInfo]:
     return sorted(seen.values(), key=lambda c: (order[c.section], c.name))
 
 
-def _read_input(path: str | Path) -> dict:
-    """read_yaml, the file noted as the command's input (genfill.io: no output may replace it)."""
-    from genfill.io import note_input
-
-    raw = read_yaml(path)
-    note_input(path)
-    return raw
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config (or the defaults), apply overrides, validate everything including the model."""
-    raw = _read_input(path) if path else {}
-    apply_overrides(raw, overrides or [])
-    return build_config(raw)
-
-
-def load_pretrain_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PretrainConfig:
-    """A `genfill pretrain` config (YAML + overrides), validated: the model kind must have an encoder, the train
-    keys the loop does not read must be left alone."""
-    raw = _read_input(path) if path else {}
-    apply_overrides(raw, overrides or [])
-    return build_pretrain_config(raw)
-
-
-def build_pretrain_config(raw: dict) -> PretrainConfig:
-    if "masks" in raw:
-        raise GenfillError("this is a `genfill train` config (it has a masks: section); genfill pretrain takes a "
-                           "config with an ssl: section (e.g. ssl-simclr-faces64)")
-    cfg = from_dict(PretrainConfig, raw)
-    from genfill.models import model_class, model_config
-
-    cfg.model = {"kind": cfg.model.get("kind"), **to_dict(model_config(cfg.model))}
-    if not model_class(cfg.model["kind"]).encoder_prefixes:
-        raise GenfillError(f"model.kind: a {cfg.model['kind']} model has no encoder to pretrain (kinds with one: "
-                           f"unet, vae, beta_vae)")
-    default = TrainConfig()
-    for key in PRETRAIN_UNUSED:
-        if getattr(cfg.train, key) != getattr(default, key):
-            raise GenfillError(f"train.{key}: genfill pretrain does not use it (leave it out)")
-    check_schedule(cfg.train)
-    return cfg
-
-
-def build_config(raw: dict) -> RunConfig:
-    if "ssl" in raw:
-        raise GenfillError("this is a `genfill pretrain` config (it has an ssl: section), not a training config")
-    cfg = from_dict(RunConfig, raw)
-    # Validate the model section against the chosen kind's own config dataclass now, not at step 0.
-    from genfill.models import model_config
-
-    cfg.model = {"kind": cfg.model.get("kind"), **to_dict(model_config(cfg.model))}
-    from genfill.data.masks import check_mask
-
-    # The values too, at the training size (a square of size 0 is refused here, not after the data is built).
-    check_mask(cfg.masks.kind, cfg.masks.params, cfg.data.size, cfg.data.size)
-    check_training(cfg)
-    return cfg
-
-
-SCHEDULES = ("constant", "cosine")
-
-
-def check_training(cfg: RunConfig) -> None:
-    """The training keys' ranges (types are checked by from_dict)."""
-    tc = cfg.train
-    if cfg.masks.bank_size < 0:
-        raise GenfillError(f"masks.bank_size: must be >= 0 (0 = draw masks every step), got {cfg.masks.bank_size}")
-    if tc.init_encoder_from:
-        from genfill.models import model_class
-
-        if not model_class(cfg.model["kind"]).encoder_prefixes:
-            raise GenfillError(f"train.init_encoder_from: a {cfg.model['kind']} model has no encoder to load "
-                               "(kinds with one: unet, vae, beta_vae)")
-    check_schedule(tc)
-    if not 0.0 <= tc.ema < 1.0:
-        raise GenfillError(f"train.ema: must be in [0, 1) (0 = off; e.g. 0.999), got {tc.ema}")
-    if tc.accumulate < 1 or tc.batch_size % tc.accumulate:
-        raise GenfillError(f"train.accumulate: must be >= 1 and divide train.batch_size ({tc.batch_size}), "
-                           f"got {tc.accumulate}")
-
-
-def check_schedule(tc: TrainConfig) -> None:
-    """The learning-rate schedule's keys (shared by train and pretrain configs)."""
-    if tc.schedule not in SCHEDULES:
-        raise GenfillError(f"train.schedule: {tc.schedule!r} is not one of {', '.join(SCHEDULES)}")
-    if tc.warmup_steps < 0:
-        raise GenfillError(f"train.warmup_steps: must be >= 0, got {tc.warmup_steps}")
-
-
 def save_config(cfg: RunConfig, path: str | Path) -> None:
-    from genfill.io import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

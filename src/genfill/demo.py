@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from genfill.config import load_config, resolve_config, to_dict
+from genfill.config import resolve_config, to_dict
+from genfill.loadconfig import load_config
 from genfill.data.cache import load_cache
 from genfill.device import pick_device
 from genfill.evaljob import evaluate_specs, load_eval

@@ -90,6 +90,12 @@ def main_first() -> Iterator[None]:
 
 def per_rank_batch(global_batch: int, world: int, accumulate: int = 1) -> int:
     """The per-rank batch for a global `train.batch_size`; world (and accumulate) must divide it."""
+    check_batch(global_batch, world, accumulate)
+    return global_batch // world
+
+
+def check_batch(global_batch: int, world: int, accumulate: int = 1) -> None:
+    """A global `train.batch_size` that `world` ranks share, each in `accumulate` micro-batches, or why not."""
     if global_batch % world:
         raise GenfillError(f"train.batch_size {global_batch} is the global batch: it must be divisible by the "
                            f"world size {world}")
@@ -97,7 +103,6 @@ def per_rank_batch(global_batch: int, world: int, accumulate: int = 1) -> int:
     if b % accumulate:
         raise GenfillError(f"train.accumulate {accumulate} must divide the per-rank batch {b} "
                            f"(train.batch_size {global_batch} / world size {world})")
-    return b
 
 
 def part_index(n_global: int, part: tuple[int, int] | None, micro: int = 1) -> torch.Tensor | slice:

@@ -257,7 +257,6 @@ def _atomic(path: str | Path, write) -> None:
                 raise OSError(errno.ENOSPC if _disk_full(path.parent) else errno.EIO,
                               str(exc).splitlines()[0] if str(exc) else "write failed") from None
             fh.flush()
-            _pause_for_tests("write", path)  # the temp file is whole, the target not yet replaced
             os.fsync(fh.fileno())
         os.chmod(tmp, old_mode)
         check_target(path)  # nothing swapped a link or device in while we wrote
@@ -291,30 +290,6 @@ def remove_stale_temps(folder: str | Path) -> int:
                 p.unlink(missing_ok=True)
                 n += 1
     return n
-
-
-_PAUSE_HITS = [0]
-
-
-def _pause_for_tests(point: str, name: str | Path = "") -> None:
-    """Test hook for the kill -9 fault test (tests/test_faults.py); a no-op unless GENFILL_TEST_PAUSE is set.
-    GENFILL_TEST_PAUSE=POINT:NAME:SECONDS sleeps at the (GENFILL_TEST_PAUSE_SKIP + 1)-th time the code passes
-    POINT with NAME, after writing GENFILL_TEST_PAUSE_MARKER, so the test's kill lands exactly there. Points:
-    write (NAME = the file name, inside the atomic write), step (NAME = the step number, before the step),
-    metrics (NAME = the row's step, halfway through writing its line)."""
-    spec = os.environ.get("GENFILL_TEST_PAUSE")
-    if not spec:
-        return
-    want, want_name, seconds = spec.split(":")
-    if want != point or Path(str(name)).name != want_name:
-        return
-    _PAUSE_HITS[0] += 1
-    if _PAUSE_HITS[0] <= int(os.environ.get("GENFILL_TEST_PAUSE_SKIP", "0")):
-        return
-    marker = os.environ.get("GENFILL_TEST_PAUSE_MARKER")
-    if marker:
-        Path(marker).write_text(f"{point} {want_name}\n")  # test-only signal, not an output
-    time.sleep(float(seconds))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -47,10 +47,10 @@ from genfill.io import load_checkpoint, save_image
 from genfill.models import GenModel, build_model, save_model
 from genfill.pixels import make_grid
 from genfill.progress import Progress, say
+from genfill.runs import (adam, check_finite, check_new_run, check_resumable, finished, lr_factor, open_run,
+                          out_of_budget, plot_curves, restore_rng, rng_state, set_lr, steps_per_epoch, to_device,
+                          total_steps, write_log)
 from genfill.ssl_losses import barlow_twins, byol_loss, ema_update, nt_xent
-from genfill.train import (adam, check_finite, check_new_run, check_resumable, finished, lr_factor, open_run,
-                           out_of_budget, plot_curves, restore_rng, rng_state, set_lr, to_device, total_steps,
-                           write_log)
 
 # what a pretrain checkpoint must hold to resume
 PRETRAIN_KEYS = ("optim", "step", "epoch", "rng", "rng_aug", "torch_rng", "pretrain", "ssl_heads")
@@ -197,7 +197,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, device: str | None = Non
                    ssl_heads=net.heads_state(), optim=opt.state_dict(), step=step, epoch=epoch,
                    epoch_order=order, epoch_seen=seen, **rng_state(dev, rng=g, rng_aug=g_aug))
 
-    horizon = total_steps(tc, n_train // tc.batch_size)
+    horizon = total_steps(tc, steps_per_epoch(tc, n_train))
     t0 = time.time()
     last: dict = {}
     stop = False

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genfill.config import (EVAL_MASKS, EVAL_SEED, PEER_NAMES, from_dict, load_config, read_yaml, resolve_config,
-                            to_dict)
+from genfill.config import EVAL_MASKS, EVAL_SEED, PEER_NAMES, from_dict, read_yaml, resolve_config, to_dict
+from genfill.loadconfig import load_config
 from genfill.errors import GenfillError
 
 

@@ -8,11 +8,11 @@ cover that module run (`pytest -x -q`, one thread, a time limit), and the pristi
 mutation is *killed* when a test fails, *survives* when every test passes, and is *stale* (left out of the
 score, and reported) when its text no longer occurs exactly once, i.e. the code changed under it.
 
-    python benchmarks/mutate.py                 # all mutations, 2 workers (one thread each)
-    python benchmarks/mutate.py --jobs 1        # on a busy machine
-    python benchmarks/mutate.py --only gan-w-adv,vae-beta   # some of them
-    python benchmarks/mutate.py --list          # what would run, and with which tests
-    python benchmarks/mutate.py --baseline      # first check the unmutated tree passes every selected test
+    python tools/mutate.py                 # all mutations, 2 workers (one thread each)
+    python tools/mutate.py --jobs 1        # on a busy machine
+    python tools/mutate.py --only gan-w-adv,vae-beta   # some of them
+    python tools/mutate.py --list          # what would run, and with which tests
+    python tools/mutate.py --baseline      # first check the unmutated tree passes every selected test
 
 Which tests run: `MODULE_TESTS` maps a module to the test files that cover it; a mutation may name a
 narrower selection (`tests=`: files or test ids) when its module's files are slow and the behaviour is
@@ -58,6 +58,7 @@ MODULE_TESTS: dict[str, list[str]] = {
     "models/unet.py": ["tests/test_loss_settings.py", "tests/test_unet.py"],
     "ema.py": ["tests/test_train_options.py"],
     "train.py": ["tests/test_train_loop.py", "tests/test_train.py", "tests/test_train_options.py"],
+    "runs.py": ["tests/test_train_options.py", "tests/test_train.py", "tests/test_pretrain.py"],
     "io.py": ["tests/test_train_loop.py", "tests/test_train.py"],
     "cli.py": ["tests/test_cli.py"],
     "api.py": ["tests/test_api.py"],
@@ -192,22 +193,22 @@ MUTATIONS: list[Mutation] = [
              "return self.predict(x, m).to(x.dtype)", "unet fill changes known pixels"),
     # ---- training
     Mutation("train-kl-warmup-off", "train.py",
-             "kl_scale = min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps > 0 else 1.0",
-             "kl_scale = 1.0", "KL warm-up switched off", tests=[T_LOOP], issue17=True),
-    Mutation("train-best-always", "train.py", 'if last_val["loss"] < best_val:', "if True:",
+             "return min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps > 0 else 1.0",
+             "return 1.0", "KL warm-up switched off", tests=[T_LOOP], issue17=True),
+    Mutation("train-best-always", "train.py", 'if last_val["loss"] < s.best_val:', "if True:",
              "best.pt written when validation got worse", tests=[T_LOOP], issue17=True),
-    Mutation("train-val-on-test", "train.py", "last_val = validate(shown, data, cfg, dev)",
-             'last_val = validate(shown, data, cfg, dev, "test")', "validation reads the test split",
+    Mutation("train-val-on-test", "train.py", "last_val = validate(s.shown, data, cfg, dev)",
+             'last_val = validate(s.shown, data, cfg, dev, "test")', "validation reads the test split",
              tests=[T_LOOP], issue17=True),
-    Mutation("train-lr-warmup", "train.py", "warm = min(1.0, (step + 1) / w) if w > 0 else 1.0",
+    Mutation("train-lr-warmup", "runs.py", "warm = min(1.0, (step + 1) / w) if w > 0 else 1.0",
              "warm = min(1.0, step / w) if w > 0 else 1.0", "lr warm-up starts at 0 (first step wasted)",
              tests=["tests/test_train_options.py"]),
-    Mutation("train-cosine-sign", "train.py", "return warm * 0.5 * (1.0 + math.cos(",
+    Mutation("train-cosine-sign", "runs.py", "return warm * 0.5 * (1.0 + math.cos(",
              "return warm * 0.5 * (1.0 - math.cos(", "cosine schedule runs backwards",
              tests=["tests/test_train_options.py"]),
-    Mutation("train-resume-rng", "train.py", '        g.set_state(ckpt["rng"])', "        pass",
+    Mutation("train-resume-rng", "runs.py", '            g.set_state(ckpt[key].cpu())', "            pass",
              "resume reshuffles the data", tests=["tests/test_train_options.py", "tests/test_train.py"]),
-    Mutation("train-resume-optim", "train.py", '        opt.load_state_dict(ckpt["optim"])', "        pass",
+    Mutation("train-resume-optim", "train.py", '        s.opt.load_state_dict(ckpt["optim"])', "        pass",
              "resume restarts Adam's moments", tests=["tests/test_train_options.py", "tests/test_train.py"]),
     Mutation("train-accumulate-scale", "train.py", "            (out.loss / k).backward()",
              "            out.loss.backward()", "accumulation sums k gradients instead of averaging",
@@ -379,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     score = len(killed) / len(scored) if scored else 0.0
     result = {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python benchmarks/mutate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python tools/mutate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "score": round(score, 4), "mutations": len(scored), "killed": len(killed), "survived": len(survivors),
         "timeouts": sum(r["status"] == "timeout" for r in scored), "stale": [r["id"] for r in stale],
         "seconds": round(time.perf_counter() - t0, 1), "results": ordered,
