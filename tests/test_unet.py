@@ -145,9 +145,9 @@ def test_adversarial_term_after_warm_up():
 
 def test_perceptual_net_is_frozen_and_not_part_of_the_model():
     model = build_model({**TINY, "w_perceptual": 1.0}, 32, 3)
-    net = model._lpips[0]
+    net = model.frozen_lpips()
     assert not any(p.requires_grad for p in net.parameters()) and not net.training
-    assert not any(k.startswith("_lpips") for k in model.state_dict())
+    assert not any(k.startswith(("_frozen", "_lpips")) for k in model.state_dict())
     ids = {id(p) for p in net.parameters()}
     assert not ids & {id(p) for p in model.parameters()}
     before = [p.clone() for p in net.parameters()]

@@ -58,6 +58,23 @@ class GenModel(nn.Module):
         self.image_size = image_size
         self.channels = channels
         self.discriminator: nn.Module | None = None  # adversarial models assign theirs
+        # Frozen nets a loss needs (the perceptual term's LPIPS): held outside the module tree (not in
+        # state_dict, parameters() or the optimiser), moved along with the model by _apply below.
+        self._frozen: list[nn.Module] = []
+
+    def frozen_lpips(self) -> nn.Module:
+        """The frozen LPIPS AlexNet of a perceptual term, loaded on first use and kept beside the model."""
+        if not self._frozen:
+            from genfill.metrics.lpips import LPIPS
+
+            self._frozen.append(LPIPS.from_pretrained("alexnet"))
+        return self._frozen[0]
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        for net in self._frozen:
+            net._apply(fn, *args, **kwargs)
+        return self
 
     # ---- training
     def forward(self, x: Tensor, m: Tensor, kl_scale: float = 1.0) -> ModelOutput:  # pragma: no cover

@@ -168,20 +168,11 @@ class Sampler(GenModel):
         nn.init.normal_(head.weight, std=1e-3)
         if cfg.w_adv > 0:
             self.discriminator = PatchDiscriminator(channels + 1, cfg.d_base, cfg.d_layers, cfg.d_norm)
-        self._lpips: list[nn.Module] = []  # frozen, outside the module tree (as the unet holds it)
-        if cfg.w_perceptual > 0:
-            from genfill.metrics.lpips import LPIPS
-
-            self._lpips.append(LPIPS.from_pretrained("alexnet"))
+        if cfg.w_perceptual > 0:  # load the perceptual term's frozen LPIPS now, not at the first step
+            self.frozen_lpips()
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self._d_steps = 0  # discriminator steps in this process (lazy R1; not saved)
         self._r1 = torch.zeros(())  # the last R1 penalty, logged on the steps in between
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        for net in self._lpips:
-            net._apply(fn, *args, **kwargs)
-        return self
 
     @torch.compiler.disable  # TorchScript loops (genfill.models.thinplate): dynamo need not trace them
     def base_fill(self, x: Tensor, m: Tensor) -> Tensor:
@@ -289,7 +280,7 @@ class Sampler(GenModel):
         xr, mr = x32.repeat(k, 1, 1, 1), m32.repeat(k, 1, 1, 1)
         fakes = composite(xr, mr, samples.float())
         if c.w_perceptual > 0:
-            parts["perceptual"] = perceptual_loss(fakes, xr, self._lpips[0])
+            parts["perceptual"] = perceptual_loss(fakes, xr, self.frozen_lpips())
             loss = loss + self.gate() * c.w_perceptual * parts["perceptual"]
         with torch.no_grad():  # is the noise used? mean |X_1 - X_2| over hole values ([-1, 1] units)
             hole = m32.expand_as(x32)

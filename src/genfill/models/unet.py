@@ -274,21 +274,10 @@ class UNet(GenModel):
         self.net = ResUNet(2 * channels + 1, channels * (2 if cfg.uncertainty else 1), cfg)
         if cfg.w_adv > 0:
             self.discriminator = PatchDiscriminator(channels, cfg.d_base, cfg.d_layers, cfg.d_norm)
-        # The frozen LPIPS net of the perceptual term: held outside the module tree (not in state_dict,
-        # parameters() or the optimiser), moved along with the model by _apply below.
-        self._lpips: list[nn.Module] = []
-        if cfg.w_perceptual > 0:
-            from genfill.metrics.lpips import LPIPS
-
-            self._lpips.append(LPIPS.from_pretrained("alexnet"))
+        if cfg.w_perceptual > 0:  # load the perceptual term's frozen LPIPS now, not at the first step
+            self.frozen_lpips()
         # Training forwards run so far: gates the perceptual/adversarial terms without a host sync.
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        for net in self._lpips:
-            net._apply(fn, *args, **kwargs)
-        return self
 
     @torch.compiler.disable  # TorchScript loops (genfill.models.thinplate): dynamo need not trace them
     def base_fill(self, x: Tensor, m: Tensor) -> Tensor:
@@ -367,7 +356,7 @@ class UNet(GenModel):
             loss = loss + c.w_nll * nll
             parts["nll"] = nll
         if c.w_perceptual > 0:
-            perc = perceptual_loss(composite(x32, m32, p32), x32, self._lpips[0])
+            perc = perceptual_loss(composite(x32, m32, p32), x32, self.frozen_lpips())
             loss = loss + self.adv_gate() * c.w_perceptual * perc
             parts["perceptual"] = perc
         if self.training:
