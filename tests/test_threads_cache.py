@@ -51,11 +51,19 @@ def test_env_threads_and_bad_values(keep_threads, monkeypatch, capsys):
 
 def test_default_threads_leave_busy_cores_alone(monkeypatch):
     monkeypatch.setattr(device, "usable_cores", lambda: 8)
+    monkeypatch.setattr(device, "runnable_now", lambda: 64)  # busy right now: the load average decides
     monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
     assert device.default_threads() == 4  # idle: the cap
     monkeypatch.setattr(os, "getloadavg", lambda: (5.6, 0.0, 0.0))
     assert device.default_threads() == 2
     monkeypatch.setattr(os, "getloadavg", lambda: (30.0, 0.0, 0.0))
+    assert device.default_threads() == 1
+    # A finished job still weighs on the 1-minute average; what runs now decides then (make test, then make demo).
+    monkeypatch.setattr(device, "runnable_now", lambda: 1)
+    assert device.default_threads() == 4  # 8 cores, 1 thread busy: the cap
+    monkeypatch.setattr(device, "runnable_now", lambda: 6)
+    assert device.default_threads() == 2
+    monkeypatch.setattr(device, "runnable_now", lambda: None)  # no /proc: the load average alone
     assert device.default_threads() == 1
     monkeypatch.delenv("GENFILL_THREADS", raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
@@ -123,3 +131,14 @@ def test_configs_lists_every_shipped_config_with_a_line(capsys, monkeypatch, tmp
     assert "unet-faces64" in lines and "quick" in lines and "ssl-byol-faces64" in lines
     assert lines["mine"].split(None, 1)[1] == "My own faces run: a test"  # ./configs/ joins, first sentence only
     assert all(len(line) <= 130 for line in lines.values())
+
+
+def test_runnable_now_reads_this_machine():
+    """On Linux the running count of /proc/loadavg is parsed (a format change would silently give None)."""
+    import pathlib
+
+    got = device.runnable_now()
+    if pathlib.Path("/proc/loadavg").exists():
+        assert isinstance(got, int) and got >= 0
+    else:
+        assert got is None

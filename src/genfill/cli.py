@@ -418,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 THREADS_HELP = ("CPU threads for torch and OpenCV (default: $GENFILL_THREADS, else OMP_NUM_THREADS when set, else "
-                "the idle cores: usable cores minus the load average, 1 to 4)")
+                "the idle cores: usable cores minus the busy ones now, 1 to 4)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,7 +60,8 @@ def usable_cores() -> int:
 
 def default_threads() -> int:
     """genfill's CPU thread count when neither --threads nor GENFILL_THREADS nor OMP_NUM_THREADS says: the
-    cores left idle (usable cores minus the 1-minute load average, at least 1), at most MAX_DEFAULT_THREADS.
+    cores left idle (usable cores minus the busy ones: the 1-minute load average, or the threads runnable right
+    now where that is fewer; at least 1), at most MAX_DEFAULT_THREADS.
     torch's own default takes every core, and when other processes keep them busy its threads wait on each
     other: on a 2-core machine under load average ~10, one 512x512 fill took 1.4 s with 1 thread and 17 s
     with 2, a unet-faces64 training step 5.3 s against 28 s (benchmarks/results/threads.md). Small models
@@ -71,7 +72,27 @@ def default_threads() -> int:
         busy = round(os.getloadavg()[0])
     except (AttributeError, OSError):  # no load average (Windows): assume the cores are free
         busy = 0
+    now = runnable_now()
+    if now is not None:  # the 1-minute average lags: right after `make test` it still counts the finished run
+        busy = min(busy, now)
     return max(1, min(usable_cores() - busy, MAX_DEFAULT_THREADS))
+
+
+def runnable_now(samples: int = 3, gap_s: float = 0.01) -> int | None:
+    """Other threads runnable right now (Linux: /proc/loadavg's running count, this process's own one taken
+    off), the most of a few samples `gap_s` apart so a momentary lull does not read as idle; None elsewhere."""
+    import time
+
+    seen = []
+    for i in range(samples):
+        try:
+            with open("/proc/loadavg") as fh:
+                seen.append(int(fh.read().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            return None
+        if i + 1 < samples:
+            time.sleep(gap_s)
+    return max(0, *seen)
 
 
 MAX_THREADS = 4096
