@@ -170,14 +170,12 @@ class TrainConfig:
                  "auto, cpu, cuda, cuda:N or mps", self.device)
 
 
-@dataclass
-class RunConfig:
-    name: str = "run"
-    out_dir: str = "runs"
-    data: DataConfig = field(default_factory=DataConfig)
-    masks: MaskConfig = field(default_factory=MaskConfig)
-    model: dict[str, Any] = field(default_factory=lambda: {"kind": "vae"})
-    train: TrainConfig = field(default_factory=TrainConfig)
+class RunFolder:
+    """What a run config with `name` and `out_dir` fields shares (train and pretrain): the name is checked when
+    the config is made, and the run lives in `out_dir/name`."""
+
+    name: str
+    out_dir: str
 
     def __post_init__(self) -> None:
         _check_run_name(self.name, self.out_dir)
@@ -185,6 +183,16 @@ class RunConfig:
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
+
+
+@dataclass
+class RunConfig(RunFolder):
+    name: str = "run"
+    out_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    masks: MaskConfig = field(default_factory=MaskConfig)
+    model: dict[str, Any] = field(default_factory=lambda: {"kind": "vae"})
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def _check_run_name(name: Any, out_dir: Any) -> None:
@@ -234,7 +242,7 @@ PRETRAIN_UNUSED = ("lr_d", "kl_warmup_steps", "ema", "sync_bn", "accumulate", "c
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(RunFolder):
     """A `genfill pretrain` config: the inpainter whose encoder is pretrained (`model`, the same section a
     `genfill train` config has, so the encoder fits the model that is fine-tuned), the SSL method, the
     loop's settings (the `train` keys; masks are not used)."""
@@ -245,13 +253,6 @@ class PretrainConfig:
     model: dict[str, Any] = field(default_factory=lambda: {"kind": "unet"})
     ssl: SSLConfig = field(default_factory=SSLConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-    def __post_init__(self) -> None:
-        _check_run_name(self.name, self.out_dir)
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.out_dir) / self.name
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
