@@ -21,13 +21,12 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from genfill.config import EVAL_MASKS, EVAL_SEED, DataConfig
 from genfill.data.cache import load_cache
-from genfill.evaluate import evaluate_methods
-from genfill.metrics.fid import InceptionFeatures, fid_from_features, kid_from_features
+from genfill.evaluate import evaluate_methods, fid_kid
+from genfill.metrics.fid import InceptionFeatures, fid_kid_bootstrap
 from genfill.models import GenModel, load_model
 from genfill.peers import PEERS
 
@@ -52,23 +51,10 @@ def methods_from(runs: list[str], peers: list[str]) -> tuple[dict, dict]:
 
 
 def bootstrap_fid(fake: torch.Tensor, real: torch.Tensor, draws: int, seed: int = 0) -> dict:
-    """FID and KID of paired features (row i of both = test image i), with a bootstrap over images."""
-    rng = np.random.default_rng(seed)
-    n = len(real)
-    kid = lambda a, b: kid_from_features(a, b, subsets=20, subset_size=min(1000, n))[0]  # noqa: E731
-    point = {"fid": fid_from_features(fake, real), "kid": kid(fake, real)}
-    boots = {"fid": [], "kid": []}
-    for _ in range(draws):
-        idx = torch.from_numpy(rng.integers(0, n, n))
-        boots["fid"].append(fid_from_features(fake[idx], real[idx]))
-        boots["kid"].append(kid(fake[idx], real[idx]))
-    out = {"n": n, "draws": draws}
-    for k, v in point.items():
-        b = np.asarray(boots[k])
-        out[k] = v
-        out[f"{k}_std"] = float(b.std(ddof=1)) if draws > 1 else None
-        out[f"{k}_p05"], out[f"{k}_p95"] = (float(np.quantile(b, 0.05)), float(np.quantile(b, 0.95))) if draws else (None, None)
-    return out
+    """FID and KID of paired features (row i of both = test image i), with a bootstrap over images when
+    `draws` >= 2: genfill.metrics.fid.fid_kid_bootstrap (fid/kid, *_std, *_lo/*_hi), else the point values."""
+    out = fid_kid_bootstrap(fake, real, draws, seed) if draws >= 2 else fid_kid(fake, real)
+    return {**out, "n": len(real), "draws": draws}
 
 
 @torch.no_grad()
