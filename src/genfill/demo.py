@@ -20,7 +20,7 @@ from genfill.evaljob import evaluate_specs, load_eval
 from genfill.io import archive_previous, atomic_write_json
 from genfill.models import load_model
 from genfill.peers import biharmonic, telea
-from genfill.report import esc, figure, make_pictures, results_sections, write_page
+from genfill.report import esc, figure, make_pictures, results_sections, winners, write_page
 from genfill.progress import say
 from genfill.sample import interpolate, sample_grid
 from genfill.train import train
@@ -69,15 +69,16 @@ def run_demo(out_dir: str = "runs", minutes: float = 4.0, count: int = 20000, de
     kinds = list(DEMO_MASKS)
     psnr = {k: {name: e["summary"]["mask"][k]["psnr"] for name, e in doc["methods"].items()} for k in kinds}
     lpips = {k: {name: e["summary"]["mask"][k].get("lpips") for name, e in doc["methods"].items()} for k in kinds}
+    best = winners(doc)
     summary = {
         "train_seconds": round(res.seconds, 1), "steps": res.step, "epochs": res.epoch,
         "parameters": model.num_parameters(), "eval_images": doc["protocol"]["n"], "eval_seed": cfg.masks.eval_seed,
         "kind": ckpt["kind"], "psnr": psnr,
-        "winner": {k: max(v, key=lambda name: v[name] if v[name] is not None else -1e9) for k, v in psnr.items()},
-        # the perception axis: the lowest LPIPS per kind (None where LPIPS weights are missing)
+        # the report's winners per kind: distortion by PSNR, perception by LPIPS here (FID is off; None where
+        # the LPIPS weights are missing)
+        "winner": {k: best[k]["distortion"][0] for k in kinds},
         "lpips": lpips,
-        "winner_lpips": {k: min(v, key=lambda name: v[name]) if all(x is not None for x in v.values()) else None
-                         for k, v in lpips.items()},
+        "winner_lpips": {k: best.get(k, {}).get("perception", (None,))[0] for k in kinds},
     }
 
     # ---- pictures: the report's shared ones (same images for every method), then what only a demo shows
