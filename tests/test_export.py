@@ -127,7 +127,19 @@ def test_train_init_from_a_checkpoint_or_an_export(make_cfg, tmp_path):
         train(wrong, verbose=False)
 
 
-def test_unet_onnx_is_a_compact_graph_at_any_size_with_its_contract_inside(tmp_path):
+def _preset_model() -> dict:
+    from genfill.config import resolve_config
+    from genfill.typed import read_yaml
+
+    return read_yaml(resolve_config("unet-faces64"))["model"]
+
+
+@pytest.mark.parametrize("spec", [
+    {"kind": "unet", "widths": [8, 16, 32], "prior": "biharmonic", "smooth_iters": 40},
+    {"kind": "unet", "widths": [8, 16, 32], "prior": "biharmonic", "smooth_iters": 40, "unshuffle": 2},
+    "preset",  # the net unet-faces64 trains (and the demo exports)
+])
+def test_unet_onnx_is_a_compact_graph_at_any_size_with_its_contract_inside(tmp_path, spec):
     """The thin-plate prior's loops stay ONNX Loops (the unrolled trace had ~137k nodes), H and W are dynamic
     (parity at S x S and 1.5 S x 2 S, checked by export_model), and the model says what goes in and out."""
     import onnx
@@ -135,8 +147,9 @@ def test_unet_onnx_is_a_compact_graph_at_any_size_with_its_contract_inside(tmp_p
 
     from genfill.export import export_model
 
-    spec = {"kind": "unet", "widths": [8, 16, 32], "prior": "biharmonic", "smooth_iters": 40}
-    src = _checkpoint(tmp_path, spec)
+    spec, size = (_preset_model(), 64) if spec == "preset" else (spec, 32)
+    src = _checkpoint(tmp_path, spec, size=size)
+    multiple = build_model(spec, size, 3).size_multiple
     res = export_model(src, tmp_path / "exp", onnx=True)
     assert res.onnx_max_abs is not None and res.onnx_max_abs <= 1e-3, res.onnx_max_abs
     proto = onnx.load(str(tmp_path / "exp" / "model.onnx"))
@@ -148,12 +161,13 @@ def test_unet_onnx_is_a_compact_graph_at_any_size_with_its_contract_inside(tmp_p
     assert count(proto.graph) < 5000
     assert sum(n.op_type == "Loop" for n in proto.graph.node) >= 2  # Jacobi sweeps and CG iterations
     meta = {p.key: p.value for p in proto.metadata_props}
-    assert meta["genfill.kind"] == "unet" and meta["size_multiple"] == "4" and "[-1, 1]" in meta["image"]
+    assert meta["genfill.kind"] == "unet" and meta["size_multiple"] == str(multiple) and "[-1, 1]" in meta["image"]
     assert "exactly 0" in meta["mask"] and "mask" in proto.doc_string
     assert {i.name: i.doc_string for i in proto.graph.input}["mask"] == meta["mask"]
     session = ort.InferenceSession(str(tmp_path / "exp" / "model.onnx"), providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 24, 40)).astype(np.float32)
-    m = np.zeros((1, 1, 24, 40), np.float32)
+    h, w = 6 * multiple, 10 * multiple  # not square: a size the export was not traced at
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, h, w)).astype(np.float32)
+    m = np.zeros((1, 1, h, w), np.float32)
     m[..., 8:16, 10:30] = 1
     out = session.run(None, {"image": x, "mask": m})[0]
     assert out.shape == x.shape and np.array_equal(out[m.repeat(3, 1) == 0], x[m.repeat(3, 1) == 0])

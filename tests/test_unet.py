@@ -40,6 +40,7 @@ def _perturb_output(model):
 @pytest.mark.parametrize("opts", [
     {}, {"prior": "biharmonic", "smooth_iters": 5}, {"gated": True}, {"context": "dilated"}, {"context": "ffc", "context_blocks": 1}, {"attention": True},
     {"prior": "none"}, {"norm": "batch", "widths": [8, 16, 32]}, {"gated": True, "context": "ffc", "blocks": 2},
+    {"unshuffle": 2}, {"unshuffle": 4, "widths": [8]},
 ])
 def test_forward_fill_predict(opts):
     model = _perturb_output(build_model({**TINY, **opts}, 32, 3))
@@ -56,6 +57,51 @@ def test_forward_fill_predict(opts):
     assert torch.equal(filled[keep], x[keep])  # known pixels exactly, not approximately
     assert torch.equal(filled, composite(x, m, pred))
     assert not torch.equal(filled[~keep], x[~keep])
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_unshuffle_stem_runs_no_conv_at_full_resolution_at_any_multiple_of_its_factor(factor):
+    """`unshuffle: f`: every conv sees at most H/f x W/f; sizes that are multiples of f * 2^(levels-1) run
+    as they are (forward and backward shapes), others are padded and cropped, and known pixels stay exact."""
+    model = _perturb_output(build_model({**TINY, "widths": [8, 16, 32], "unshuffle": factor}, 32, 3))
+    assert model.size_multiple == factor * 4
+    seen = []
+    for conv in model.net.modules():
+        if isinstance(conv, torch.nn.Conv2d):
+            conv.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[-2:]))
+    for h, w in [(factor * 4, factor * 4), (factor * 8, factor * 12), (factor * 4 + 3, factor * 8 - 1)]:
+        seen.clear()
+        g = torch.Generator().manual_seed(h * w)
+        x = torch.rand(2, 3, h, w, generator=g) * 2 - 1
+        m = (torch.rand(2, 1, h, w, generator=g) > 0.6).float()
+        out = model(x, m)
+        out.loss.backward()
+        assert out.pred.shape == x.shape and model.net.stem.weight.grad.shape == model.net.stem.weight.shape
+        padded = (-h % model.size_multiple + h, -w % model.size_multiple + w)
+        assert max(s[0] for s in seen) == padded[0] // factor and max(s[1] for s in seen) == padded[1] // factor
+        keep = (m == 0).expand_as(x)
+        filled = model.fill(x, m)
+        assert torch.equal(filled[keep], x[keep]) and not torch.equal(filled[~keep], x[~keep])
+
+
+def test_unshuffle_1_is_the_older_net_and_old_checkpoints_predict_as_saved(tmp_path):
+    """A config or checkpoint without `unshuffle` is the older net: the same parameters, the same draws from
+    the seed, and a checkpoint saved before the key existed predicts exactly what the saved model did."""
+    torch.manual_seed(3)
+    old = _perturb_output(build_model({**TINY, "widths": [8, 16, 32]}, 32, 3)).eval()
+    torch.manual_seed(3)
+    explicit = _perturb_output(build_model({**TINY, "widths": [8, 16, 32], "unshuffle": 1}, 32, 3)).eval()
+    assert old.cfg.unshuffle == 1 and old.size_multiple == 4
+    sd, sd1 = old.state_dict(), explicit.state_dict()
+    assert list(sd) == list(sd1) and all(torch.equal(sd[k], sd1[k]) for k in sd)
+    save_model(tmp_path / "new.pt", old)
+    ckpt = load_checkpoint(tmp_path / "new.pt")
+    del ckpt["model_config"]["unshuffle"]
+    ckpt.pop("path", None)
+    save_checkpoint(tmp_path / "old.pt", ckpt)
+    loaded = load_model(tmp_path / "old.pt")[0]
+    x, m = _batch()
+    assert loaded.cfg.unshuffle == 1 and torch.equal(loaded.predict(x, m), old.predict(x, m))
 
 
 def test_odd_sizes_are_padded_and_cropped():
@@ -162,7 +208,7 @@ def test_perceptual_net_is_frozen_and_not_part_of_the_model():
 
 
 @pytest.mark.parametrize("bad", [{"prior": "poisson"}, {"context": "fft"}, {"widths": []}, {"norm": "layer"},
-                                 {"hole_weight": -1.0}, {"adversarial": "wgan"}])
+                                 {"hole_weight": -1.0}, {"adversarial": "wgan"}, {"unshuffle": 0}])
 def test_bad_config_is_a_genfill_error(bad):
     with pytest.raises(GenfillError):
         build_model({**TINY, **bad}, 32, 3)

@@ -29,6 +29,16 @@ Network (widths w0..wL, `blocks` residual blocks per level):
     optional SAGAN self-attention at the bottleneck (`attention: true`)
     decoder: nearest 2x up + conv, concat skip, ResBlock x blocks; GroupNorm-SiLU-conv3x3 to C (zero init)
 
+`unshuffle: f` (default 1, the older net) wraps that in a space-to-depth stem and a depth-to-space head:
+the input is pixel-unshuffled (each f x f patch becomes f*f channels, (N, (2C+1) f^2, H/f, W/f)) before the
+stem conv, and the head's conv gives C f^2 channels that are pixel-shuffled back to (N, C, H, W). No block
+runs at full resolution: at 64x64 with 16 channels the convolutions are memory-bound and the GroupNorm,
+SiLU and residual adds of the full-resolution level cost as much as the three coarser levels together.
+The thin-plate prior already carries the full-resolution detail (thin strokes); the net learns a residual
+in the hole, which a 2x2-patch head renders well. unet-faces64 uses f = 2 with widths [32, 64, 128] (the
+older [16, 32, 64, 128] minus its 64x64 level): about as many weights, ~2x fewer CPU seconds per training
+step at the same fill quality after the same steps (benchmarks/results/train_speed.md).
+
 ResBlock: x + conv(act(norm(conv(act(norm(x)))))) (GroupNorm + SiLU by default; 1x1 skip when the width
 changes). `gated: true` makes every 3x3 conv in the blocks a gated convolution (Yu et al. 2019, DeepFill
 v2): conv to 2x channels, features * sigmoid(gate), so the net can learn where the hole's invalid pixels are.
@@ -85,6 +95,10 @@ class UNetConfig:
     gated: bool = False  # gated 3x3 convolutions in the residual blocks
     context: str = "none"  # global-context bottleneck: none | dilated | ffc
     context_blocks: int = 2
+    # Space-to-depth factor of the stem: the input is pixel-unshuffled by this factor (f x f pixels become
+    # f*f channels) before the first conv and the output pixel-shuffled back, so no block runs at full
+    # resolution (1 = the older net, a conv stem at full resolution; module docstring).
+    unshuffle: int = 1
     prior: str = "harmonic"  # classical fill the net corrects: harmonic | none
     prior_iters: int = 24  # Jacobi sweeps per multigrid level
     smooth_iters: int = 40  # biharmonic prior: thin-plate iterations after the harmonic fill
@@ -107,6 +121,8 @@ class UNetConfig:
             raise GenfillError("model.widths: need at least one positive width")
         if self.blocks < 0 or self.context_blocks < 0 or self.prior_iters < 0 or self.smooth_iters < 0 or self.warmup_steps < 0:
             raise GenfillError("model: blocks, context_blocks, prior_iters and warmup_steps must be >= 0")
+        if self.unshuffle < 1:
+            raise GenfillError(f"model.unshuffle: {self.unshuffle} must be >= 1 (1 = no space-to-depth stem)")
         if self.recon not in RECONS:
             raise GenfillError(f"model.recon: {self.recon!r} is not one of {', '.join(RECONS)}")
         if self.solver not in SOLVERS:
@@ -211,12 +227,14 @@ def prior_fill(cfg: UNetConfig, x: Tensor, m: Tensor, levels: int) -> Tensor:
 
 
 class ResUNet(nn.Module):
-    """(N, in_ch, H, W) -> (N, out_ch, H, W), unbounded; H and W are padded to a multiple of 2^(levels-1)."""
+    """(N, in_ch, H, W) -> (N, out_ch, H, W), unbounded; H and W are padded to a multiple of
+    unshuffle * 2^(levels-1)."""
 
     def __init__(self, in_ch: int, out_ch: int, c: UNetConfig) -> None:
         super().__init__()
-        w, nn_, act, g = c.widths, c.norm, c.activation, c.gated
-        self.stem = nn.Conv2d(in_ch, w[0], 3, padding=1)
+        w, nn_, act, g, f = c.widths, c.norm, c.activation, c.gated, c.unshuffle
+        self.factor = f
+        self.stem = nn.Conv2d(in_ch * f * f, w[0], 3, padding=1)
         self.enc = nn.ModuleList(nn.Sequential(*[ResBlock(w[i], w[i], nn_, act, g) for _ in range(c.blocks)])
                                  for i in range(len(w) - 1))
         self.down = nn.ModuleList(nn.Conv2d(w[i], w[i + 1], 3, stride=2, padding=1) for i in range(len(w) - 1))
@@ -231,15 +249,15 @@ class ResUNet(nn.Module):
         self.dec = nn.ModuleList(nn.Sequential(ResBlock(2 * w[i], w[i], nn_, act, g),
                                                *[ResBlock(w[i], w[i], nn_, act, g) for _ in range(c.blocks - 1)])
                                  for i in range(len(w) - 1))
-        self.out = nn.Sequential(norm(nn_, w[0]), activation(act), nn.Conv2d(w[0], out_ch, 3, padding=1))
+        self.out = nn.Sequential(norm(nn_, w[0]), activation(act), nn.Conv2d(w[0], out_ch * f * f, 3, padding=1))
         nn.init.zeros_(self.out[-1].weight)  # start as "no correction": pred = the classical fill
         nn.init.zeros_(self.out[-1].bias)
-        self.multiple = 2 ** (len(w) - 1)
+        self.multiple = f * 2 ** (len(w) - 1)
 
     def encode(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """The encoder half (stem, down path, bottleneck): the bottleneck features (N, widths[-1], H/2^L, W/2^L)
-        and the skips the decoder concatenates. H and W must be multiples of `multiple`."""
-        z = self.stem(x)
+        """The encoder half (stem, down path, bottleneck): the bottleneck features (N, widths[-1], H/M, W/M) with
+        M = `multiple` (unshuffle * 2^(levels-1)) and the skips the decoder concatenates. H and W must be multiples of `multiple`."""
+        z = self.stem(F.pixel_unshuffle(x, self.factor) if self.factor > 1 else x)
         skips = []
         for enc, down in zip(self.enc, self.down):
             z = enc(z)
@@ -258,7 +276,8 @@ class ResUNet(nn.Module):
         for i in reversed(range(len(self.up))):
             z = self.up[i](F.interpolate(z, scale_factor=2.0, mode="nearest"))
             z = self.dec[i](torch.cat([z, skips[i]], 1))
-        return self.out(z)[..., :h, :w]
+        z = self.out(z)
+        return (F.pixel_shuffle(z, self.factor) if self.factor > 1 else z)[..., :h, :w]
 
 
 class UNet(GenModel):
