@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from genfill.config import resolve_config
-from genfill.loadconfig import load_config
+from genfill.loadconfig import load_config, load_pretrain_config
 from genfill.errors import GenfillError
 from genfill.losses import adversarial_g_loss, hole_weighted_l1, perceptual_loss
 from genfill.models import build_model, composite, load_model
@@ -220,6 +220,9 @@ def test_presets_load():
     gpu = load_config(resolve_config("unet-faces64-gpu"))
     assert gpu.model["kind"] == "unet" and gpu.train.batch_size >= 256 and gpu.train.compile and gpu.train.fast
     assert gpu.train.amp and gpu.train.schedule == "cosine" and gpu.train.ema > 0 and gpu.train.warmup_steps > 0
+    # The SSL presets pretrain unet-faces64's encoder: their nets must be the preset's, or the weights do not fit.
+    for ssl in ("ssl-simclr-faces64", "ssl-byol-faces64", "ssl-barlow-faces64"):
+        assert load_pretrain_config(resolve_config(ssl)).model == cpu.model, ssl
 
 
 def test_train_and_reload(make_cfg):
