@@ -5,7 +5,7 @@ both after the same number of steps.
     git show dc0d1f9:src/genfill/models/unet.py > /tmp/old_unet.py
     git show dc0d1f9:configs/unet-faces64.yaml > /tmp/old_preset.yaml
     OMP_NUM_THREADS=2 python benchmarks/train_speed.py --old /tmp/old_unet.py --old-config /tmp/old_preset.yaml \
-        [--steps N] [--quality DIR [--quality-steps 300] [--seeds 0 1]]
+        [--steps N] [--profile] [--quality DIR [--quality-steps 300] [--seeds 0 1]]
 
 Speed: four models train on the same batches (32 synthetic smooth images under mixed masks, each config's
 optimiser settings), one step of each in turn, so all see the same machine load: the old preset with the
@@ -15,8 +15,11 @@ are recorded; on a shared machine the CPU-time ratio is the fairer one. The loss
 printed too, but only the first two rows train the same net (equal loss = equal prior); the nets' quality is
 what `--quality` measures.
 
+Profile (`--profile`): each preset's step split into data, prior, network forward, loss, backward and
+optimiser (CPU ms), and its network's time by resolution and op type.
+
 Quality (`--quality DIR`): the old and the current preset each train `--quality-steps` steps per seed on
-faces64 (the demo's budget is ~300 steps of 32) into DIR/old-s<seed> and DIR/new-s<seed>, then each is
+faces64 (the demo's budget is ~300 steps of 32; one thread, `--quality-threads`) into DIR/old-s<seed> and DIR/new-s<seed>, then each is
 evaluated on faces64 test (`--eval-n` images, mask seed 1234, thin/medium/thick/square, no FID): PSNR and
 LPIPS per kind. Runs and evaluations already in DIR are reused, so an interrupted run continues. Equal
 quality is judged against the run-to-run noise measured here: the spread between the seeds of one preset.
@@ -122,6 +125,64 @@ def speed(args, old_cfg_path: str) -> dict:
     return out
 
 
+def profile(config: str, old_unet: str | None, steps: int = 8) -> dict:
+    """Where a training step of `config`'s net goes, in CPU ms per batch (medians over `steps`): drawing the
+    batch and masks, the prior, the network forward, the loss, backward, the clipped Adam step; and the
+    network's forward + backward split by the resolution the ops ran at and by op type (torch.profiler,
+    self time). `old_unet` swaps in that module's prior (the baseline's)."""
+    from collections import Counter
+
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    cfg = load_config(config)
+    torch.manual_seed(0)
+    model = build_model(read_yaml(config)["model"], cfg.data.size, 3).train()
+    if old_unet:
+        model.base_fill = old_base_fill(Path(old_unet))(model)
+    model, _, opt, _ = prepare(model, cfg.train, torch.device("cpu"), False)
+    batch, size, g = cfg.train.batch_size, cfg.data.size, torch.Generator().manual_seed(0)
+    phases: dict[str, list[float]] = {k: [] for k in ("data + masks", "prior", "network forward", "loss",
+                                                        "backward", "optimiser")}
+    for step in range(steps + 2):
+        t = [time.process_time()]
+        x = torch.nn.functional.avg_pool2d(torch.rand(batch, 3, size, size, generator=g) * 2 - 1, 5, 1, 2)
+        m = fixed_masks("mixed", batch, size, size, seed=step)
+        t.append(time.process_time())
+        opt.zero_grad(set_to_none=True)
+        base = model.base_fill(x, m)
+        t.append(time.process_time())
+        out = model.net(torch.cat([x * (1 - m), m, base], 1))
+        pred = (base + m * out).clamp(-1, 1)
+        t.append(time.process_time())
+        loss = -10 * torch.log10(((pred - x) ** 2 * m).flatten(1).sum(1) / (3 * m.flatten(1).sum(1)) + 1e-10).mean()
+        t.append(time.process_time())
+        loss.backward()
+        t.append(time.process_time())
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+        opt.step()
+        t.append(time.process_time())
+        if step >= 2:  # warm-up
+            for k, a, b in zip(phases, t, t[1:]):
+                phases[k].append(1000 * (b - a))
+    x7 = torch.randn(batch, 7, size, size)
+    with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(2):
+            model.net(x7).square().mean().backward()
+    by_res, by_op = Counter(), Counter()
+    for e in prof.key_averages(group_by_input_shape=True):
+        res = max((s[-1] for s in e.input_shapes if isinstance(s, list) and len(s) == 4), default=0)
+        ms = e.self_cpu_time_total / 2e3
+        by_res[res if res >= 4 else 0] += ms
+        by_op["convolution" if "conv" in e.key else "group norm" if "group_norm" in e.key
+              else "SiLU" if "silu" in e.key else "other"] += ms
+    total = sum(by_res.values())
+    return {"phases_cpu_ms": {k: statistics.median(v) for k, v in phases.items()},
+            "network_share_by_resolution": {f"{k} px" if k else "other": v / total
+                                            for k, v in sorted(by_res.items(), reverse=True)},
+            "network_share_by_op": {k: v / total for k, v in by_op.most_common()}}
+
+
 def quality(args, old_cfg_path: str) -> dict:
     """Train (or reuse) DIR/{old,new}-s<seed> for --quality-steps steps and score each on faces64 test."""
     qdir = Path(args.quality)
@@ -169,6 +230,19 @@ def markdown(doc: dict) -> str:
             for k, v in sp.items()], "",
           f"Speed-ups are over `{base}`; the losses of rows 3-4 come from another net and say nothing about its "
           "quality (the table below does).", ""]
+    if doc.get("profile"):
+        pr = doc["profile"]
+        names = list(pr)
+        phases = list(pr[names[0]]["phases_cpu_ms"])
+        md += ["## Where a step goes (CPU ms per batch, medians; the network's forward + backward by resolution "
+               "and op, torch.profiler self time)", "", "| phase | " + " | ".join(names) + " |",
+               "|---|" + "---|" * len(names),
+               *[f"| {ph} | " + " | ".join(f"{pr[n]['phases_cpu_ms'][ph]:.0f}" for n in names) + " |" for ph in phases],
+               "| total | " + " | ".join(f"{sum(pr[n]['phases_cpu_ms'].values()):.0f}" for n in names) + " |", "",
+               *[f"- {n}: network time by resolution " + ", ".join(f"{k} {v:.0%}" for k, v in
+                                                                  pr[n]["network_share_by_resolution"].items())
+                 + "; by op " + ", ".join(f"{k} {v:.0%}" for k, v in pr[n]["network_share_by_op"].items())
+                 for n in names], ""]
     q = doc.get("quality")
     if q:
         md += [f"## Quality after the same {q['steps']} steps (faces64 test, n={q['n']}, mask seed {q['mask_seed']}, "
@@ -197,6 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quality-steps", type=int, default=300)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--eval-n", type=int, default=500)
+    ap.add_argument("--profile", action="store_true", help="also split a step of each preset into its phases")
+    ap.add_argument("--quality-threads", type=int, default=1, help="torch threads of the (untimed) quality runs")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_speed"))
     args = ap.parse_args(argv)
     old_cfg_path = args.old_config or args.config
@@ -205,18 +281,27 @@ def main(argv: list[str] | None = None) -> None:
            "threads": torch.get_num_threads(), "batch": load_config(args.config).train.batch_size,
            "load_average": round(os.getloadavg()[0], 2), "steps": args.steps,
            "note": "alternating steps in one process; the machine may be shared: read the ratios"}
+    if args.profile:
+        doc["profile"] = {"old preset, old prior": profile(old_cfg_path, args.old),
+                          "new preset": profile(args.config, None)}
     doc["speed"] = speed(args, old_cfg_path)
     base = next(iter(doc["speed"].values()))
     doc["speedup"] = {k: v["steps_per_s"] / base["steps_per_s"] for k, v in doc["speed"].items()}
     doc["speedup_cpu_time"] = {k: v["steps_per_cpu_s"] / base["steps_per_cpu_s"] for k, v in doc["speed"].items()}
     doc["load_average_after_speed"] = round(os.getloadavg()[0], 2)
+    write(doc, Path(args.out))  # the speed figures now: the quality runs take many minutes
     if args.quality:
+        # Untimed: one thread, which on a shared machine trains faster than two (benchmarks/results/threads.md)
+        torch.set_num_threads(args.quality_threads)
         doc["quality"] = quality(args, old_cfg_path)
-    out = Path(args.out)
+        write(doc, Path(args.out))
+
+
+def write(doc: dict, out: Path) -> None:
     atomic_write_json(out.with_suffix(".json"), doc)
     md = markdown(doc)
     atomic_write_text(out.with_suffix(".md"), md)
-    print(md)
+    print(md, flush=True)
 
 
 if __name__ == "__main__":
