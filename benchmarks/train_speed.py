@@ -257,7 +257,7 @@ def markdown(doc: dict) -> str:
                  f"{v['seed_spread']:.4f} | {'yes' if v['equal_or_better'] else 'NO'} |"
                  for k, v in q["verdict"].items()], "",
                "Equal or better: the new preset's mean over seeds is better, or worse by no more than the spread "
-               "between two seeds of the same preset (PSNR higher is better, LPIPS lower).", ""]
+               "(max - min) between the seeds of one preset, the larger of the two presets' (PSNR higher is better, LPIPS lower).", ""]
     return "\n".join(md)
 
 
