@@ -116,9 +116,46 @@ def test_sampler_stores_training_images_at_start_and_its_samples_draw_on_them(tm
     assert torch.equal(again.exemplars.images, model.exemplars.images)
     torch.manual_seed(5)
     assert torch.equal(again.fill(x, m), a)
+    # the export carries the bank (safetensors); ONNX is refused before anything is written
+    from genfill.export import export_model, load_export
+
+    export_model(res.run_dir, tmp_path / "exp")
+    exported, _ = load_export(tmp_path / "exp")
+    torch.manual_seed(5)
+    assert torch.equal(exported.fill(x, m), a)
+    with pytest.raises(GenfillError, match="exemplars has no ONNX export"):
+        export_model(res.run_dir, tmp_path / "exp2", onnx=True)
+    assert not (tmp_path / "exp2").exists()
 
 
 def test_bad_exemplar_settings_are_refused():
     for bad in ({"exemplars": -1}, {"exemplar_k": 0}, {"exemplar_ramp": [3, 1]}, {"exemplar_ramp": [1]}):
         with pytest.raises(GenfillError, match="exemplar"):
             build_model({**TINY, **bad}, SIZE, 3)
+
+
+def test_untrained_sample_passes_are_the_exemplar_fills_and_training_moves_only_the_mean(tmp_path):
+    """train_samples 0: a training step runs the mean pass alone; a sample is the exemplar fill itself (the
+    same whatever the weights); validation's loss is the mean pass's."""
+    model = build_model({**TINY, "train_samples": 0, "w_adv": 0.0}, SIZE, 3)
+    imgs = smooth_images(30, 1)
+    model.exemplars.index(torch.arange(30), lambda i: imgs[i], 30, torch.Generator().manual_seed(0))
+    x, m = smooth_images(2, 4), square_hole(2)
+    model.train()
+    out = model(x, m)
+    assert set(out.parts) == {"psnr_loss"} and out.fake is None and model.discriminator is None
+    model.eval()
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    before = model.fill_samples(x, m, 2, g())
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.add_(0.5)
+    assert torch.equal(model.fill_samples(x, m, 2, g()), before)  # the network plays no part in a sample
+    base = model.base_fill(x, m)
+    assert torch.allclose(before[0], model.sample_base(x, m, base, 1, g()).clamp(-1, 1) * m + x * (1 - m))
+    ev = model(x, m)
+    assert torch.equal(ev.loss, ev.parts["mean_psnr_loss"]) and not torch.equal(ev.loss, ev.parts["psnr_loss"])
+    with pytest.raises(GenfillError, match="train_samples"):
+        build_model({**TINY, "train_samples": 0, "exemplars": 0, "w_adv": 0.0}, SIZE, 3)
+    with pytest.raises(GenfillError, match="train_samples"):
+        build_model({**TINY, "train_samples": 0}, SIZE, 3)  # w_adv 1: nothing for a discriminator to judge

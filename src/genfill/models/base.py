@@ -96,6 +96,10 @@ class GenModel(nn.Module):
         exemplars) stores them, from the training split's `positions` through read(positions) -> images in
         [-1, 1], choosing with `generator`. Most families keep none."""
 
+    def shape_state(self, state: dict[str, Tensor]) -> None:
+        """Before a saved state is checked against this model: state whose shape depends on the data it was
+        made from (not the config) takes the saved shape. Most families have none."""
+
     def epoch_stats(self) -> dict[str, float]:
         """Extra numbers logged once an epoch (codebook usage, ...); reset after reading."""
         return {}

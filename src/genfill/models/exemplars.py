@@ -60,7 +60,7 @@ class ExemplarBank(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         saved = state_dict.get(prefix + "images")
         if saved is not None and saved.shape != self.images.shape:  # a bank of another size: take its shape
-            self.images = torch.empty_like(saved, device=self.images.device)
+            self.images = torch.zeros_like(saved, device=self.images.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()

@@ -43,6 +43,14 @@ sample copies. Losses (`w_*` weights):
 
 The perceptual and adversarial terms start after `warmup_steps` training forwards (a buffer, no host sync).
 
+Exemplars (`exemplars: N > 0`, genfill.models.exemplars): N training images are stored in the model when
+training starts (`index`), and a sample pass corrects, instead of the thin-plate fill, that fill moved towards
+one of the `exemplar_k` stored images nearest in the query's known pixels (drawn with the noise's generator),
+seam-corrected, by depth into the hole (`exemplar_ramp`: thin strokes keep the thin-plate fill). The noise
+still enters; the mean pass is unchanged. With `train_samples: 0` only the mean pass trains (a unet's step)
+and a sample is that exemplar fill itself, uncorrected: the CPU preset's choice. Why: a network trained for minutes on a CPU cannot draw an eye in a
+big hole, the stored faces can (benchmarks/results/perception_ab.md). Such a model has no ONNX export.
+
 Inference: `fill(x, m)` is one sample; its noise comes from a generator seeded by `torch.initial_seed()`, so
 `torch.manual_seed(s)` (what `genfill.load(...).fill(..., seed=s)` and `genfill fill --seed s` do) picks the
 sample and the same seed gives the same fill, call after call (eval's forward pass, `predict` and `fill`
@@ -85,7 +93,7 @@ class SamplerConfig:
     # sampling
     noise_channels: int = 4  # Gaussian noise channels in the hole
     noise_scale: int = 8  # noise drawn at H/s x W/s and upsampled (1: independent per pixel; module docstring)
-    train_samples: int = 2  # K sample passes per training batch (the CRPS needs >= 2)
+    train_samples: int = 2  # K sample passes per training batch (the CRPS needs >= 2; 0: exemplars only, below)
     # losses (module docstring)
     w_mean: float = 1.0  # minus PSNR of the mean pass
     w_energy: float = 100.0  # CRPS of the samples over hole values ([-1, 1] units; ~psnr_loss's gradient scale)
@@ -110,8 +118,13 @@ class SamplerConfig:
             raise GenfillError("model.noise_scale: need at least 1 (1 = independent noise per pixel)")
         if self.noise_channels < 1:
             raise GenfillError("model.noise_channels: need at least 1 (the sampler's randomness)")
-        if self.train_samples < 2:
-            raise GenfillError("model.train_samples: need at least 2 (the CRPS compares samples with each other)")
+        if self.train_samples == 0:
+            if self.exemplars <= 0 or self.w_adv > 0 or self.w_perceptual > 0:
+                raise GenfillError("model.train_samples: 0 (untrained sample passes: a sample is its exemplar fill) "
+                                   "needs model.exemplars > 0 and w_adv = w_perceptual = 0")
+        elif self.train_samples < 2:
+            raise GenfillError("model.train_samples: need at least 2 (the CRPS compares samples with each other), "
+                               "or 0 with exemplars")
         if self.r1_every < 1 or self.warmup_steps < 0:
             raise GenfillError("model.r1_every must be >= 1 and model.warmup_steps >= 0")
         if min(self.w_mean, self.w_energy, self.w_perceptual, self.w_adv, self.r1) < 0:
@@ -214,6 +227,11 @@ class Sampler(GenModel):
         if self.cfg.exemplars > 0:
             self.exemplars.index(positions, read, self.cfg.exemplars, generator)
 
+    def shape_state(self, state: dict[str, Tensor]) -> None:
+        saved = state.get("exemplars.images")
+        if self.cfg.exemplars > 0 and saved is not None:
+            self.exemplars.images = torch.zeros_like(saved, device=self.exemplars.images.device)
+
     def sample_base(self, x: Tensor, m: Tensor, base: Tensor, reps: int, generator: torch.Generator | None) -> Tensor:
         """(reps * N) bases of sample passes: the classical fill, or with exemplars that fill moved towards a
         drawn exemplar, seam-corrected, by the depth ramp (genfill.models.exemplars)."""
@@ -259,9 +277,11 @@ class Sampler(GenModel):
                               generator or self.seeded(like), like.device)
 
     def draw(self, x: Tensor, m: Tensor, base: Tensor, reps: int, generator: torch.Generator) -> Tensor:
-        """`reps` sample passes of every image, in one batch: (reps * N) predictions."""
+        """`reps` sample passes of every image, in one batch: (reps * N) predictions. With `train_samples: 0`
+        the network never learnt a sample pass: a sample is its base (the exemplar fill) as it is."""
         z = self.noise(reps * len(x), x, generator)
-        return self.run(x, m, z, self.sample_base(x, m, base, reps, generator))
+        bases = self.sample_base(x, m, base, reps, generator)
+        return bases.clamp(-1, 1) if self.cfg.train_samples == 0 else self.run(x, m, z, bases)
 
     # ---- inference
     @torch.no_grad()
@@ -308,9 +328,17 @@ class Sampler(GenModel):
             pred = self.predict(x, m)
             p32 = pred.float()
             recon = psnr_loss(p32, x32, m32)
-            return ModelOutput(loss=recon, pred=pred,
-                               parts={"psnr_loss": recon, "l1": hole_weighted_l1(p32, x32, m32, 6.0)})
+            parts = {"psnr_loss": recon, "l1": hole_weighted_l1(p32, x32, m32, 6.0)}
+            if c.train_samples == 0:  # the loss is what training moves (the mean pass); the fill stays a sample
+                parts["mean_psnr_loss"] = psnr_loss(self.predict(x, m, mean=True).float(), x32, m32)
+                return ModelOutput(loss=parts["mean_psnr_loss"], pred=pred, parts=parts)
+            return ModelOutput(loss=recon, pred=pred, parts=parts)
         n, k = len(x), c.train_samples
+        if k == 0:  # the mean pass alone (samples are exemplar fills): the unet's step
+            mean = self.run(x, m, torch.zeros(n, c.noise_channels, *x.shape[-2:], device=x.device, dtype=x.dtype))
+            parts = {"psnr_loss": psnr_loss(mean.float(), x32, m32)}
+            self.steps += 1
+            return ModelOutput(loss=c.w_mean * parts["psnr_loss"], pred=mean, parts=parts)
         z = coherent_noise(k * n, c.noise_channels, *x.shape[-2:], c.noise_scale, None, x.device)
         base = self.base_fill(x, m)
         bases = torch.cat([base, self.sample_base(x, m, base, k, None)])
