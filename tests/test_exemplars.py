@@ -134,25 +134,34 @@ def test_bad_exemplar_settings_are_refused():
             build_model({**TINY, **bad}, SIZE, 3)
 
 
-def test_untrained_sample_passes_are_the_exemplar_fills_and_training_moves_only_the_mean(tmp_path):
-    """train_samples 0: a training step runs the mean pass alone; a sample is the exemplar fill itself (the
-    same whatever the weights); validation's loss is the mean pass's."""
+def test_untrained_sample_passes_are_the_mean_fill_moved_to_exemplars_and_training_moves_only_the_mean():
+    """train_samples 0: a training step runs the mean pass alone; a sample is the mean fill moved towards
+    the exemplar fill by depth (so a thin stroke gets the mean fill itself); validation's loss is the mean
+    pass's."""
     model = build_model({**TINY, "train_samples": 0, "w_adv": 0.0}, SIZE, 3)
     imgs = smooth_images(30, 1)
     model.exemplars.index(torch.arange(30), lambda i: imgs[i], 30, torch.Generator().manual_seed(0))
     x, m = smooth_images(2, 4), square_hole(2)
+    m[1, :, 2:4, :] = 1  # image 1 also has a 2-px stroke: no pixel of it is 2 px deep
     model.train()
     out = model(x, m)
     assert set(out.parts) == {"psnr_loss"} and out.fake is None and model.discriminator is None
     model.eval()
-    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
-    before = model.fill_samples(x, m, 2, g())
     with torch.no_grad():
-        for p in model.net.parameters():
-            p.add_(0.5)
-    assert torch.equal(model.fill_samples(x, m, 2, g()), before)  # the network plays no part in a sample
-    base = model.base_fill(x, m)
-    assert torch.allclose(before[0], model.sample_base(x, m, base, 1, g()).clamp(-1, 1) * m + x * (1 - m))
+        for p in model.net.parameters():  # a network whose mean pass differs from the classical fill
+            p.add_(0.01 * torch.randn_like(p))
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    samples = model.fill_samples(x, m, 2, g())
+    mean = model.fill(x, m, mean=True)
+    assert (mean - model.base_fill(x, m)).abs().amax() > 1e-3
+    stroke = (slice(1, 2), slice(None), slice(2, 4), slice(None))
+    assert torch.equal(samples[0][stroke], mean[stroke]) and torch.equal(samples[1][stroke], mean[stroke])
+    assert (samples[0] - mean)[:, :, 12:20, 12:20].abs().amax() > 0.05  # deep in the square: the exemplar
+    g2 = g()
+    model.noise(2, x, g2)  # the draw's order: its noise first, then the exemplar
+    ex = model.exemplars.corrected(x, m, model.exemplars.neighbours(x, m, 1, g2))
+    beta = depth_weight(m, (2.0, 5.0))
+    assert torch.allclose(samples[0], (mean + beta * (ex - mean)).clamp(-1, 1) * m + x * (1 - m), atol=1e-6)
     ev = model(x, m)
     assert torch.equal(ev.loss, ev.parts["mean_psnr_loss"]) and not torch.equal(ev.loss, ev.parts["psnr_loss"])
     with pytest.raises(GenfillError, match="train_samples"):

@@ -48,7 +48,8 @@ training starts (`index`), and a sample pass corrects, instead of the thin-plate
 one of the `exemplar_k` stored images nearest in the query's known pixels (drawn with the noise's generator),
 seam-corrected, by depth into the hole (`exemplar_ramp`: thin strokes keep the thin-plate fill). The noise
 still enters; the mean pass is unchanged. With `train_samples: 0` only the mean pass trains (a unet's step)
-and a sample is that exemplar fill itself, uncorrected: the CPU preset's choice. Why: a network trained for minutes on a CPU cannot draw an eye in a
+and a sample is the mean fill moved towards the exemplar fill by the same depth ramp, uncorrected by the
+network: the CPU preset's choice. Why: a network trained for minutes on a CPU cannot draw an eye in a
 big hole, the stored faces can (benchmarks/results/perception_ab.md). Such a model has no ONNX export.
 
 Inference: `fill(x, m)` is one sample; its noise comes from a generator seeded by `torch.initial_seed()`, so
@@ -278,10 +279,13 @@ class Sampler(GenModel):
 
     def draw(self, x: Tensor, m: Tensor, base: Tensor, reps: int, generator: torch.Generator) -> Tensor:
         """`reps` sample passes of every image, in one batch: (reps * N) predictions. With `train_samples: 0`
-        the network never learnt a sample pass: a sample is its base (the exemplar fill) as it is."""
+        the network never learnt a sample pass: a sample is the mean fill moved towards a drawn exemplar
+        (`sample_base` around the mean pass's prediction), so thin strokes keep the trained mean fill."""
         z = self.noise(reps * len(x), x, generator)
-        bases = self.sample_base(x, m, base, reps, generator)
-        return bases.clamp(-1, 1) if self.cfg.train_samples == 0 else self.run(x, m, z, bases)
+        if self.cfg.train_samples == 0:
+            mean = self.run(x, m, torch.zeros_like(z[:len(x)]), base)
+            return self.sample_base(x, m, mean, reps, generator).clamp(-1, 1)
+        return self.run(x, m, z, self.sample_base(x, m, base, reps, generator))
 
     # ---- inference
     @torch.no_grad()
