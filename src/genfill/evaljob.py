@@ -20,8 +20,9 @@ from genfill.data.datasets import source_key
 from genfill.data.masks import check_params
 from genfill.device import pick_device
 from genfill.errors import GenfillError, did_you_mean
-from genfill.evaluate import EvalResult, FillFn, evaluate_methods, sample_fid
+from genfill.evaluate import EvalResult, FillFn, evaluate_methods
 from genfill.io import atomic_write_json, atomic_write_text
+from genfill.metrics.fid_eval import sample_fid
 from genfill.metrics.uncertainty import check_samples
 from genfill.models import GenModel, load_model
 from genfill.models.base import single_fill_message
@@ -154,7 +155,7 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
     `data` may also be a data-config dict (what an eval.json stores), so a comparison can re-run a protocol.
     `names` renames methods (one per spec, None keeps the default); `report=False` skips pictures and page.
     `samples` K also scores K fills per image of every model that draws several (diversity, best-of-K and
-    mean-over-K quality, calibration; `evaluate.plural_scores`); the others are noted as drawing one.
+    mean-over-K quality, calibration; `metrics.plural_eval.plural_scores`); the others are noted as drawing one.
     `fid` None turns FID/KID per mask kind on from FID_AUTO_MIN images; their features are cached next to
     the data (`features/` under the data's cache root: `data.cache_dir`, else the per-user cache);
     `fid_bootstrap` B adds a spread over test images per kind.
