@@ -32,8 +32,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from genfill.errors import GenfillError, did_you_mean
-from genfill.inpaint import FillFn, fill_native, fill_native_many
-from genfill.pixels import from_unit, to_unit
+from genfill.inpaint import fill_native, fill_native_many
+from genfill.pixels import FillFn, from_unit, to_unit
 
 ImageLike = Any  # str | Path | PIL.Image.Image | np.ndarray | torch.Tensor
 

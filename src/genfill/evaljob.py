@@ -20,12 +20,13 @@ from genfill.data.datasets import source_key
 from genfill.data.masks import check_params
 from genfill.device import pick_device
 from genfill.errors import GenfillError, did_you_mean
-from genfill.evaluate import EvalResult, FillFn, evaluate_methods
+from genfill.evaluate import EvalResult, evaluate_methods
 from genfill.io import atomic_write_json, atomic_write_text
 from genfill.metrics.fid_eval import sample_fid
 from genfill.metrics.uncertainty import check_samples
 from genfill.models import GenModel, load_model
 from genfill.models.base import single_fill_message
+from genfill.pixels import FillFn
 from genfill.report import Pictures, make_pictures, plural_picture, plural_table, results_sections, slug, write_page
 
 EVAL_FORMAT = 1

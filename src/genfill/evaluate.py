@@ -38,10 +38,9 @@ from genfill.metrics.fid_eval import FidTally
 from genfill.metrics.plural_eval import plural_scores, plural_summary
 from genfill.metrics.uncertainty import CalibrationTally
 from genfill.models import GenModel, ModelOutput
-from genfill.pixels import composite
+from genfill.pixels import FillFn, composite
 from genfill.progress import Progress, say
 
-FillFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 METRICS = {"l1": l1, "mse": mse, "psnr": psnr, "ssim": ssim, "edge": edge_error}
 HIGHER_IS_BETTER = {"psnr", "ssim", "psnr_hole", "ssim_hole"}
 

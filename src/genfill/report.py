@@ -530,7 +530,6 @@ def md_table(headers: list[str], rows: list[list]) -> str:
 
 # ---------------------------------------------------------------- pictures
 
-FillFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 TILE = 128  # px per image in the pictures (64 px faces shown at 2x, nearest neighbour)
 
 
