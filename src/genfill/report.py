@@ -26,6 +26,7 @@ import torch
 
 from genfill.evaluate import BUCKETS
 from genfill.io import atomic_write_text, make_dir, save_image
+from genfill.pixels import FillFn
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.2em auto;max-width:1240px;color:#222;padding:0 1em;line-height:1.4}
