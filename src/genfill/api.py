@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from genfill.errors import GenfillError, did_you_mean
+from genfill.errors import GenfillError
 from genfill.inpaint import fill_native, fill_native_many
 from genfill.pixels import FillFn, from_unit, to_unit
 
@@ -416,31 +416,17 @@ def from_model(model, name: str = "model", feather: int | None = None, **options
 def load(path_or_name: str | Path, device: str | torch.device = "auto", feather: int | None = None,
          **options: Any) -> Inpainter:
     """An Inpainter from a run directory, a checkpoint (.pt), an exported folder (model.safetensors +
-    config.json), or a classical peer by name (telea, ns, biharmonic, patchmatch, mean). `options` go to the
-    model's fill (e.g. method="optimize" for a VAE, mean=True for a sampler's mean fill)."""
-    from genfill.peers import PEERS
-    from genfill.device import pick_device
+    config.json), or a classical peer by name (telea, ns, biharmonic, patchmatch, mean): `genfill.resolve`.
+    `options` go to the model's fill (e.g. method="optimize" for a VAE, mean=True for a sampler's mean fill)."""
+    from genfill.models.base import single_fill_message
+    from genfill.resolve import resolve
 
-    if isinstance(path_or_name, str) and path_or_name in PEERS:
+    filler = resolve(path_or_name, device)
+    if filler.model is None:
         if options:
-            raise GenfillError(f"the {path_or_name} peer takes no fill options (got {', '.join(options)})")
-        from genfill.models.base import single_fill_message
-
-        return Inpainter(path_or_name, PEERS[path_or_name], None, None, "cpu",
-                         single=single_fill_message(f"the {path_or_name} peer"))
-    if isinstance(path_or_name, str) and not Path(path_or_name).exists() and did_you_mean(path_or_name, PEERS):
-        raise GenfillError(f"{path_or_name!r} is neither a peer nor a run, checkpoint or export"
-                           f"{did_you_mean(path_or_name, PEERS)}; peers: {', '.join(PEERS)}")
-    from genfill.export import is_export_dir, load_export
-
-    dev = pick_device(str(device)) if not isinstance(device, torch.device) else device
-    if is_export_dir(path_or_name):
-        model, _ = load_export(path_or_name, dev)
-    else:
-        from genfill.models import load_model
-
-        model, _ = load_model(path_or_name, dev)
-    return from_model(model, str(path_or_name), feather, **options)
+            raise GenfillError(f"the {filler.name} peer takes no fill options (got {', '.join(options)})")
+        return Inpainter(filler.name, filler.fill, None, None, "cpu", single=single_fill_message(f"the {filler.name} peer"))
+    return from_model(filler.model, str(path_or_name), feather, **options)
 
 
 # ---------------------------------------------------------------- files and folders (the `fill` command)

@@ -14,8 +14,9 @@ from pathlib import Path
 from genfill.errors import GenfillError
 from genfill.evaljob import DEFAULT_MASKS, DEFAULT_SEED, EVAL_FORMAT, Protocol, evaluate_specs, load_eval
 from genfill.io import atomic_write_json, atomic_write_text, make_dir, save_figure
-from genfill.report import (Pictures, figure, make_pictures, md_table, num, protocol_text, resolve_fillers,
-                            results_sections, slug, tables, write_page)
+from genfill.report import (Pictures, figure, make_pictures, md_table, num, protocol_text, results_sections, slug,
+                            tables, write_page)
+from genfill.resolve import fillers_of
 
 __all__ = ["merge", "collect", "tables", "md_table", "markdown", "render_comparison", "write_comparison",
            "run_compare"]
@@ -114,7 +115,7 @@ def comparison_pictures(doc: dict, out_dir: Path, device: str = "cpu",
     proto = doc["protocol"]
     data = load_heldout(from_dict(DataConfig, proto["data"], prefix="data"), proto["split"], proto["n"], verbose=False)
     dev = pick_device(device)
-    return make_pictures(doc, data, resolve_fillers(doc, dev, fillers), out_dir,
+    return make_pictures(doc, data, fillers_of(doc, dev, fillers), out_dir,
                          gallery_name=lambda name: f"galleries/{slug(name)}.png")
 
 

@@ -1,6 +1,7 @@
-"""The `genfill eval` job: resolve what to evaluate (classical peers, checkpoints), fix the protocol (data,
-split, n, mask kinds, seed), score every method with the scoring library (`genfill.evaluate`), and write
-`eval.json`, `records.csv`, `summary.csv`, the pictures and `report.html` (genfill.report's shared page).
+"""The `genfill eval` job: resolve what to evaluate (classical peers, runs, checkpoints, exports:
+`genfill.resolve`), fix the protocol (data, split, n, mask kinds, seed), score every method with the scoring
+library (`genfill.evaluate`), and write `eval.json`, `records.csv`, `summary.csv`, the pictures and
+`report.html` (genfill.report's shared page).
 `genfill compare` reads what this writes.
 """
 
@@ -19,15 +20,14 @@ from genfill.data.cache import load_heldout
 from genfill.data.datasets import source_key
 from genfill.data.masks import check_params
 from genfill.device import pick_device
-from genfill.errors import GenfillError, did_you_mean
+from genfill.errors import GenfillError
 from genfill.evaluate import EvalResult, evaluate_methods
 from genfill.io import atomic_write_json, atomic_write_text
 from genfill.metrics.fid_eval import sample_fid
 from genfill.metrics.uncertainty import check_samples
-from genfill.models import GenModel, load_model
 from genfill.models.base import single_fill_message
-from genfill.pixels import FillFn
 from genfill.report import Pictures, make_pictures, plural_picture, plural_table, results_sections, slug, write_page
+from genfill.resolve import Filler, resolve
 
 EVAL_FORMAT = 1
 DEFAULT_MASKS = ",".join(EVAL_MASKS)
@@ -39,37 +39,7 @@ DEFAULT_SEED = EVAL_SEED
 FID_AUTO_MIN = 200
 
 
-
-@dataclass
-class Method:
-    """One thing to evaluate: a classical peer or a trained model."""
-
-    name: str
-    fill: FillFn
-    kind: str  # "peer" or the model kind
-    source: str  # the peer's name or the checkpoint path
-    parameters: int | None = None
-    model: GenModel | None = None  # for models
-    data: dict | None = None  # the checkpoint's own data config
-
-
-def resolve_method(spec: str, device) -> Method:
-    """A peer name (telea, ns, biharmonic, patchmatch, mean) or a checkpoint / run directory -> Method."""
-    from genfill.peers import PEERS
-
-    if spec in PEERS:
-        return Method(spec, PEERS[spec], "peer", spec)
-    path = Path(spec)
-    if not path.exists():
-        raise GenfillError(f"{spec!r} is neither a peer ({', '.join(PEERS)}) nor a checkpoint or run directory"
-                           f"{did_you_mean(spec, PEERS)}")
-    model, ckpt = load_model(path, device)
-    run_cfg = ckpt.get("run_config", {})
-    return Method(run_cfg.get("name") or path.stem, lambda x, m: model.fill(x, m), ckpt["kind"], ckpt["path"],
-                  model.num_parameters(), model, run_cfg.get("data"))
-
-
-def resolve_data(data: str | None, methods: list[Method]) -> DataConfig:
+def resolve_data(data: str | None, methods: list[Filler]) -> DataConfig:
     """--data: a YAML file or config preset name whose `data:` section is used, `faces64` (the built-in
     default), or a folder of images (every image scored, centre-cropped to the model's size); None means the
     first checkpoint's own data config, else the built-in faces64."""
@@ -168,9 +138,9 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
     if not isinstance(n, int) or n < 1:
         raise GenfillError(f"-n must be at least 1 test image, got {n}")
     dev = pick_device(device)
-    methods: list[Method] = []
+    methods: list[Filler] = []
     for i_spec, spec in enumerate(specs):
-        meth = resolve_method(spec, dev)
+        meth = resolve(spec, dev)
         if names and i_spec < len(names) and names[i_spec]:
             meth.name = names[i_spec]
         base, i = meth.name, 2
@@ -219,8 +189,7 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
     doc["timing"] = timing(results, doc["seconds"], fid_on, fid is None)
     pics = None
     if report:
-        pics = make_pictures(doc, cache, {m.name: m.model.fill if m.model is not None else m.fill for m in methods},
-                             out)
+        pics = make_pictures(doc, cache, {m.name: m.fill for m in methods}, out)
         for name, rel in pics.failures.items():
             doc["methods"][name]["gallery"] = rel
         for meth in methods:

@@ -550,26 +550,6 @@ class Pictures:
                         {k: prefix + v for k, v in self.failures.items()}, self.rows)
 
 
-def resolve_fillers(doc: dict, device, given: dict[str, FillFn] | None = None) -> dict[str, FillFn | None]:
-    """A fill function per method: given ones first, peers by name, models from their checkpoint when it
-    still exists; None when a method cannot be re-run (its pictures show "n/a")."""
-    from genfill.models import load_model
-    from genfill.peers import PEERS
-
-    out: dict[str, FillFn | None] = {}
-    for name, e in doc["methods"].items():
-        if given and name in given:
-            out[name] = given[name]
-        elif e.get("kind") == "peer" and e.get("source") in PEERS:
-            out[name] = PEERS[e["source"]]
-        elif e.get("source") and Path(e["source"]).exists():
-            model, _ = load_model(e["source"], device)
-            out[name] = model.fill
-        else:
-            out[name] = None
-    return out
-
-
 def _font(size: int):
     from PIL import ImageFont
 
