@@ -35,6 +35,8 @@ def test_a_bad_name_is_the_same_line_for_the_api_and_eval(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"genfill: error: {line}"
     with pytest.raises(GenfillError, match="run not found: .*nope is neither a peer"):
         resolve(tmp_path / "nope")
+    with pytest.raises(GenfillError, match="checkpoint not found: .*nope.pt$"):
+        genfill.load(tmp_path / "nope.pt")
 
 
 def test_a_peer_is_named_by_a_string_and_a_path_is_a_path(tmp_path, monkeypatch):

@@ -47,7 +47,9 @@ def _exists(path: Path) -> bool:
 
 
 def not_found(spec: str | Path) -> str:
-    """The one line for a spec that is neither a peer nor an existing path."""
+    """The one line for a spec that is neither a peer nor an existing path (a .pt file is a checkpoint)."""
+    if Path(spec).suffix == ".pt":
+        return f"checkpoint not found: {spec}"
     return (f"run not found: {spec}{did_you_mean(spec, PEERS)} is neither a peer ({', '.join(PEERS)}) nor a run "
             "directory, checkpoint or export")
 
