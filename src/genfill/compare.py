@@ -14,9 +14,10 @@ from pathlib import Path
 from genfill.errors import GenfillError
 from genfill.evaljob import DEFAULT_MASKS, DEFAULT_SEED, EVAL_FORMAT, Protocol, evaluate_specs, load_eval
 from genfill.io import atomic_write_json, atomic_write_text, make_dir, save_figure
-from genfill.report import (Pictures, figure, make_pictures, md_table, num, protocol_text, results_sections, slug,
-                            tables, write_page)
+from genfill.pictures import Pictures, make_pictures, slug
+from genfill.report import figure, results_sections, write_page
 from genfill.resolve import fillers_of
+from genfill.verdict import md_table, num, protocol_text, tables
 
 __all__ = ["merge", "collect", "tables", "md_table", "markdown", "render_comparison", "write_comparison",
            "run_compare"]

@@ -26,8 +26,10 @@ from genfill.io import atomic_write_json, atomic_write_text
 from genfill.metrics.fid_eval import sample_fid
 from genfill.metrics.uncertainty import check_samples
 from genfill.models.base import single_fill_message
-from genfill.report import Pictures, make_pictures, plural_picture, plural_table, results_sections, slug, write_page
+from genfill.pictures import Pictures, make_pictures, plural_picture, slug
+from genfill.report import results_sections, write_page
 from genfill.resolve import Filler, resolve
+from genfill.verdict import plural_table
 
 EVAL_FORMAT = 1
 DEFAULT_MASKS = ",".join(EVAL_MASKS)
