@@ -70,7 +70,8 @@ def cmd_pretrain(args) -> None:
 
 
 def cmd_fill(args) -> None:
-    from genfill.api import fill_files, load
+    from genfill.api import load
+    from genfill.filejobs import fill_files
     from genfill.peers import PEERS
 
     peer = args.method if args.method in PEERS else None
