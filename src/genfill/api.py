@@ -33,7 +33,13 @@ from PIL import Image
 
 from genfill.errors import GenfillError
 from genfill.inpaint import fill_native, fill_native_many
-from genfill.pixels import FillFn, from_unit, to_unit
+from genfill.io import open_image, to_8bit
+from genfill.metrics.uncertainty import check_samples
+from genfill.models.base import single_fill_message
+from genfill.peers import telea
+from genfill.pixels import FillFn, from_unit, plural_panel, to_unit
+from genfill.resolve import resolve
+from genfill.validate import integer, seed as valid_seed
 
 ImageLike = Any  # str | Path | PIL.Image.Image | np.ndarray | torch.Tensor
 
@@ -59,8 +65,6 @@ class Decoded:
 def _open(path: str | Path) -> Image.Image | np.ndarray:
     """Through the one guarded reader (pixel limit, decompression bombs, any decoder failure -> GenfillError,
     EXIF orientation applied); 16 bits per colour channel come as a uint16 array, kept to the last bit."""
-    from genfill.io import open_image
-
     return open_image(path, keep_depth=True)
 
 
@@ -158,15 +162,11 @@ def decode_mask(mask: ImageLike, size: tuple[int, int], resize: bool = False, di
     (1 = hole; uint8 / uint16 may also be 0/255 / 0/65535); any other value is refused (a soft or 0/255 float
     mask would otherwise mark holes silently wrong). `resize` scales a mask of another size (nearest);
     `dilate` grows the hole by that many pixels."""
-    from genfill.validate import integer
-
     dilate = integer("dilate", dilate, 0, 4096)
     picture = isinstance(mask, (str, Path, Image.Image))
     if isinstance(mask, (str, Path)):
         mask = _open(mask)
     if isinstance(mask, Image.Image):
-        from genfill.io import to_8bit
-
         # Thresholded at the mask's own depth: 16-bit and float masks are scaled to 8 bits first (PIL's own
         # convert("L") clips them: a 31 % grey 16-bit region would become hole, a float 1.0 no hole).
         m = np.asarray(to_8bit(mask).convert("L")) > 127
@@ -235,8 +235,6 @@ class PluralFill:
     def panel(self) -> torch.Tensor:
         """The samples picture (3,H',W') in [-1, 1]: the input (hole white), the K fills, the heat map
         (black = 0; a std of pixels.HEAT_MAX = 0.15 or more is white)."""
-        from genfill.pixels import plural_panel
-
         c = 1 if self.pixels.shape[2] in (1, 2) else 3
         t = lambda a: from_unit(torch.from_numpy(np.ascontiguousarray(a[..., :c])).movedim(-1, -3).float())  # noqa: E731
         m = torch.from_numpy(self.hole)[None, None].float()
@@ -311,8 +309,6 @@ class Inpainter:
                      mask_resize: bool = False, dilate: int = 0) -> PluralFill:
         """K different fills of `image` under `mask`, each at the image's own size by the same windows as
         `fill` (inpaint.py), drawn from one generator seeded by `seed` (None: a random seed)."""
-        from genfill.metrics.uncertainty import check_samples
-
         if self.sample_fn is None:
             raise GenfillError(self.single)
         check_samples(k)
@@ -361,8 +357,6 @@ class Inpainter:
             x = out[i] if out[i] is not None else self._fill_colour(xs[i], hole, fill_fn)
             filled = to_unit(x).cpu().permute(1, 2, 0).numpy()
             if p.shape[2] > c:  # alpha: filled inside the hole by Telea, kept outside
-                from genfill.peers import telea
-
                 a = from_unit(torch.from_numpy(np.ascontiguousarray(p[:, :, c:])).permute(2, 0, 1)[None])
                 m = torch.from_numpy(hole)[None, None].float()
                 alpha = to_unit(telea(a, m)[0]).permute(1, 2, 0).numpy()
@@ -387,8 +381,6 @@ class Inpainter:
 
 
 def _check_seed(seed: int | None) -> None:
-    from genfill.validate import seed as valid_seed
-
     if seed is not None:
         valid_seed("seed", seed)
 
@@ -410,8 +402,6 @@ def _model_sample_fn(model: torch.nn.Module) -> SampleFn:
 def from_model(model, name: str = "model", feather: int | None = None, **options: Any) -> Inpainter:
     """An Inpainter around a GenModel already in memory (eval mode, on its device). Fill options (a fill
     `method`) choose one fill, so an inpainter given some draws no samples."""
-    from genfill.models.base import single_fill_message
-
     dev = next(model.parameters()).device
     single = single_fill_message(f"a {model.kind} model")
     sample_fn = _model_sample_fn(model.eval()) if model.can_diversify else None
@@ -427,9 +417,6 @@ def load(path_or_name: str | Path, device: str | torch.device = "auto", feather:
     """An Inpainter from a run directory, a checkpoint (.pt), an exported folder (model.safetensors +
     config.json), or a classical peer by name (telea, ns, biharmonic, patchmatch, mean): `genfill.resolve`.
     `options` go to the model's fill (e.g. method="optimize" for a VAE, mean=True for a sampler's mean fill)."""
-    from genfill.models.base import single_fill_message
-    from genfill.resolve import resolve
-
     filler = resolve(path_or_name, device)
     if filler.model is None:
         if options:

@@ -23,6 +23,7 @@ from genfill.errors import GenfillError
 from genfill.metrics import fid  # through the module: a test can take its weights away
 from genfill.metrics.fid_cache import FeatureCache, peer_code
 from genfill.models import GenModel
+from genfill.peers import PEERS
 from genfill.progress import say
 
 FID_BATCH = 256  # fills gathered per Inception call (InceptionFeatures splits them into its own batches)
@@ -60,8 +61,6 @@ def fid_by_kind(fake: dict[str, torch.Tensor], real: torch.Tensor, bootstrap: in
 
 def _peer_name(fill) -> str | None:
     """The registry name of a classical peer's fill function (deterministic: its features may be cached)."""
-    from genfill.peers import PEERS
-
     return next((k for k, v in PEERS.items() if v is fill), None)
 
 
