@@ -93,7 +93,7 @@ class FidTally:
         extractor = features if features is not None else _try_inception(device)
         if extractor is None:
             return None
-        net = {"net": "inception-v3-pool3", "sha256": fid.SHA256, "quantize": True, "device": torch.device(device).type}
+        net = fid.identity(device)
         if features is not None:  # an injected extractor (tests) is another network: name it by its own identity
             net = {"net": getattr(features, "cache_id", repr(features))}
         base = {"data": data.key, "split": split, "size": data.size, "channels": data.channels, "features": net}
