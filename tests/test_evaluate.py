@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from genfill.data.masks import hole_ratio
 from genfill.errors import GenfillError
 import genfill.evaluate as ev
+import genfill.metrics.fid_eval as fid_eval
 from genfill.evaljob import Protocol, parse_masks
 from genfill.evaluate import BUCKETS, EvalResult, bucket_of, evaluate_methods, score
 from genfill.peers import PEERS
@@ -99,7 +100,7 @@ def test_missing_lpips_and_fid_packages_warn_and_cheap_metrics_still_run(tiny_da
 def test_fid_extras_use_pooled_and_per_kind_features(tiny_data, monkeypatch):
     """With a cheap stand-in for Inception: a perfect fill (the original) has FID ~0, the mean fill does not."""
     proj = torch.randn(3 * 32 * 32, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    monkeypatch.setattr(ev, "_try_inception", lambda device: (lambda x: x.flatten(1).double() @ proj))
+    monkeypatch.setattr(fid_eval, "_try_inception", lambda device: (lambda x: x.flatten(1).double() @ proj))
     res = evaluate_methods({"oracle": lambda x, m: x, "mean": PEERS["mean"]}, tiny_data,
                            parse_masks("thin,square", 32), n=6, fid=True)
     assert res["oracle"].extras["fid"] == pytest.approx(0.0, abs=1e-3)

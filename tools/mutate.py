@@ -62,6 +62,10 @@ MODULE_TESTS: dict[str, list[str]] = {
     "io.py": ["tests/test_train_loop.py", "tests/test_train.py"],
     "cli.py": ["tests/test_cli.py"],
     "api.py": ["tests/test_api.py"],
+    "resolve.py": ["tests/test_resolve.py"],
+    "filejobs.py": ["tests/test_filejobs.py"],
+    "metrics/fid_eval.py": ["tests/test_fid_cache.py", "tests/test_evaluate.py"],
+    "verdict.py": ["tests/test_verdict.py", "tests/test_report.py"],
 }
 
 
@@ -120,6 +124,16 @@ MUTATIONS: list[Mutation] = [
              "res = cv2.inpaint(u8, mask, 3, flag)", "Telea's radius ignored", issue17=True),
     Mutation("peer-mean-unknown", "peers.py", "mean = (x * known).sum(dim=(2, 3), keepdim=True) / count.clamp_min(1)",
              "mean = x.mean(dim=(2, 3), keepdim=True)", "mean fill averages the hole's own pixels"),
+    # ---- resolving names, the fill command's files, FID's feature cache, the verdict
+    Mutation("resolve-path-is-peer", "resolve.py", "if isinstance(spec, str) and spec in PEERS:",
+             "if str(spec) in PEERS:", "a path named like a peer (./telea) resolves to the peer"),
+    Mutation("filejobs-one-seed", "filejobs.py", "painter.samples_decoded(d, hole, samples, seed + i)",
+             "painter.samples_decoded(d, hole, samples, seed)", "every image's K fills drawn with the first seed"),
+    Mutation("fid-cache-key-seed", "metrics/fid_eval.py", '"params": self.mask_kinds[kind], "seed": self.seed}',
+             '"params": self.mask_kinds[kind]}', "a peer's cached features reused under another mask seed",
+             tests=["tests/test_fid_cache.py"]),
+    Mutation("verdict-best-is-max", "verdict.py", 'pick = max if how == "max" else min', "pick = max",
+             "lower-is-better metrics (LPIPS, FID) crown the worst method"),
     # ---- VAE, beta-VAE, shared blocks
     Mutation("vae-beta", "models/vae.py", "loss = recon + self.cfg.beta * kl_scale * kl", "loss = recon + kl_scale * kl",
              "VAE beta ignored", tests=[T_LOSS], issue17=True),

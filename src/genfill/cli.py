@@ -70,7 +70,8 @@ def cmd_pretrain(args) -> None:
 
 
 def cmd_fill(args) -> None:
-    from genfill.api import fill_files, load
+    from genfill.api import load
+    from genfill.filejobs import fill_files
     from genfill.peers import PEERS
 
     peer = args.method if args.method in PEERS else None
@@ -157,7 +158,7 @@ def cmd_eval(args) -> None:
     import json
 
     from genfill.evaljob import evaluate_specs, load_eval
-    from genfill.report import md_table, plural_notes, plural_table, terminal_summary
+    from genfill.verdict import md_table, plural_notes, plural_table, terminal_summary
 
     path = evaluate_specs(args.checkpoint, args.output, data=args.data, masks=args.masks, n=args.n, fid=args.fid,
                           seed=args.seed, device=args.device, lpips=not args.no_lpips, verbose=not args.quiet,

@@ -20,10 +20,12 @@ from genfill.evaljob import evaluate_specs, load_eval
 from genfill.io import archive_previous, atomic_write_json
 from genfill.models import load_model
 from genfill.peers import biharmonic, telea
-from genfill.report import esc, figure, make_pictures, results_sections, winners, write_page
+from genfill.pictures import make_pictures
+from genfill.report import esc, figure, results_sections, write_page
 from genfill.progress import say
 from genfill.sample import interpolate, sample_grid
 from genfill.train import train
+from genfill.verdict import winners
 
 # Mask kinds the demo reports; `square` is seed 002's 32x32 hole with a 16 px margin (25% of a 64x64 face).
 DEMO_MASKS = {"square": {"size": 32, "margin": 16}, "thin": {}, "medium": {}, "thick": {}, "box": {}}
