@@ -34,7 +34,8 @@ from genfill.data.cache import ImageCache
 from genfill.data.masks import hole_ratio
 from genfill.errors import GenfillError
 from genfill.metrics.basic import edge_error, l1, mse, psnr, ssim
-from genfill.metrics.fid_eval import FidTally
+from genfill.metrics.fid_cache import PeerRecords
+from genfill.metrics.fid_eval import FidTally, peer_name
 from genfill.metrics.plural_eval import plural_scores, plural_summary
 from genfill.metrics.uncertainty import CalibrationTally
 from genfill.models import GenModel, ModelOutput
@@ -231,6 +232,10 @@ def evaluate_methods(methods: dict[str, FillFn | GenModel], data: ImageCache, ma
     lp = _try_lpips(device) if lpips else None
     n_eff = min(n, len(data.split(split)))
     fs = FidTally.open(methods, data, mask_kinds, n_eff, seed, split, device, features, feature_cache) if fid else None
+    peers = PeerRecords(feature_cache, {"data": data.key, "split": split, "size": data.size, "channels": data.channels,
+                                        "metrics": sorted(METRICS), "lpips": lp is not None,
+                                        "device": torch.device(device).type},
+                        {name: peer_name(fn) for name, fn in methods.items()}, mask_kinds, seed, n_eff)
     bar = Progress(n_eff * len(mask_kinds), f"eval {', '.join(methods)}", "img", enabled=verbose)
     prev_kind = None
     for kind, pos, x, m in data.heldout_batches(mask_kinds, n, seed, split, batch_size, device):
@@ -241,14 +246,21 @@ def evaluate_methods(methods: dict[str, FillFn | GenModel], data: ImageCache, ma
         prev_kind = kind
         ratios = hole_ratio(m).tolist()
         for name, method in methods.items():
+            if peers.has(name, kind) and (fs is None or fs.has_fills(name, kind)):
+                peers.replay(name, kind, pos.tolist(), results[name])  # a peer this protocol has seen
+                continue
+            seconds = results[name].seconds
             filled, out = _fill(method, results[name], x, m)
             if out is not None:
                 runs[name].loss.add(kind, out, len(x))
             scores = _scores(filled, x, m, kind, lp, runs.get(name), samples)
             if fs is not None:
                 fs.add_fill(name, kind, filled)
-            results[name].records.extend(_records(kind, pos, ratios, scores))
+            records = _records(kind, pos, ratios, scores)
+            results[name].records.extend(records)
+            peers.keep(name, kind, records, results[name].seconds - seconds)
         bar.update(len(x))
+    peers.store()
     if fs is not None:
         fs.end_kind()  # the last kind's fills, inside the bar's time
     bar.close()

@@ -59,7 +59,7 @@ def fid_by_kind(fake: dict[str, torch.Tensor], real: torch.Tensor, bootstrap: in
     return out
 
 
-def _peer_name(fill) -> str | None:
+def peer_name(fill) -> str | None:
     """The registry name of a classical peer's fill function (deterministic: its features may be cached)."""
     return next((k for k, v in PEERS.items() if v is fill), None)
 
@@ -97,7 +97,7 @@ class FidTally:
         if features is not None:  # an injected extractor (tests) is another network: name it by its own identity
             net = {"net": getattr(features, "cache_id", repr(features))}
         base = {"data": data.key, "split": split, "size": data.size, "channels": data.channels, "features": net}
-        tally = cls(extractor, FeatureCache(feature_cache), base, {name: _peer_name(fn) for name, fn in methods.items()},
+        tally = cls(extractor, FeatureCache(feature_cache), base, {name: peer_name(fn) for name, fn in methods.items()},
                     mask_kinds, seed, spent={name: (0.0, 0) for name in methods})
         tally.real = tally.cache.load({**base, "real": True}, n)
         for name in methods:
@@ -140,6 +140,10 @@ class FidTally:
             if todo:
                 for i, f in zip(todo, self._run(x[todo])):
                     self.real_rows[int(pos[i])] = f
+
+    def has_fills(self, name: str, kind: str) -> bool:
+        """Whether (method, kind)'s fill features came from the cache (its fills need not be made)."""
+        return (name, kind) in self.cached
 
     def add_fill(self, name: str, kind: str, filled: torch.Tensor) -> None:
         """A batch of method `name`'s composited fills under `kind` (skipped when the cache had them)."""
