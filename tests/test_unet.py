@@ -15,7 +15,8 @@ from genfill.losses import adversarial_g_loss, hole_weighted_l1, perceptual_loss
 from genfill.models import build_model, composite, load_model
 from genfill.io import load_checkpoint, save_checkpoint
 from genfill.models import save_model
-from genfill.models.unet import FFCBlock, GatedConv2d, UNet, UNetConfig, _laplace, biharmonic_fill, harmonic_fill
+from genfill.models.blocks import FFCBlock, GatedConv2d
+from genfill.models.unet import UNet, UNetConfig, _laplace, biharmonic_fill, harmonic_fill
 
 TINY = {"kind": "unet", "widths": [8, 16], "blocks": 1}
 

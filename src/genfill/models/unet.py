@@ -66,7 +66,7 @@ from genfill.losses import (ADVERSARIAL_KINDS, adversarial_d_loss, adversarial_g
                             perceptual_loss, psnr_loss)
 from genfill.models.base import GenModel, ModelOutput
 from genfill.pixels import composite
-from genfill.models.blocks import PatchDiscriminator, SelfAttention, activation, norm
+from genfill.models.blocks import FFCBlock, PatchDiscriminator, ResBlock, SelfAttention, activation, norm
 # The prior lives in its own module; its names stay importable from here (the sampler family and older code).
 from genfill.models.thinplate import SOLVERS, _laplace, biharmonic_fill, harmonic_fill, levels_for  # noqa: F401
 
@@ -121,83 +121,6 @@ class UNetConfig:
             raise GenfillError("model: loss weights and hole_weight must be >= 0")
         norm(self.norm, 8)  # fail now on an unknown norm or activation, not at build time
         activation(self.activation)
-
-
-# ---- the classical fill on the device: genfill.models.thinplate (imported above)
-
-
-# ---- blocks
-
-
-class GatedConv2d(nn.Module):
-    """Gated convolution (DeepFill v2): conv to 2*out channels, features * sigmoid(gate)."""
-
-    def __init__(self, cin: int, cout: int, kernel: int = 3, dilation: int = 1) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(cin, 2 * cout, kernel, padding=dilation * (kernel // 2), dilation=dilation)
-
-    def forward(self, x: Tensor) -> Tensor:
-        f, g = self.conv(x).chunk(2, dim=1)
-        return f * torch.sigmoid(g)
-
-
-def conv3(cin: int, cout: int, gated: bool, dilation: int = 1) -> nn.Module:
-    if gated:
-        return GatedConv2d(cin, cout, 3, dilation)
-    return nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation)
-
-
-class ResBlock(nn.Module):
-    """x + conv(act(norm(conv(act(norm(x)))))); a 1x1 skip when the width changes."""
-
-    def __init__(self, cin: int, cout: int, norm_name: str, act: str, gated: bool = False, dilation: int = 1):
-        super().__init__()
-        self.n1, self.a1 = norm(norm_name, cin), activation(act, inplace=False)
-        self.c1 = conv3(cin, cout, gated, dilation)
-        self.n2, self.a2 = norm(norm_name, cout), activation(act)
-        self.c2 = conv3(cout, cout, gated, dilation)
-        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.c1(self.a1(self.n1(x)))
-        return self.skip(x) + self.c2(self.a2(self.n2(h)))
-
-
-class SpectralTransform(nn.Module):
-    """LaMa's Fourier unit: rfft2 -> 1x1 conv (norm, act) over the real and imaginary parts as channels ->
-    irfft2. Every output pixel depends on every input pixel. The FFT runs in fp32 (autocast-safe)."""
-
-    def __init__(self, channels: int, norm_name: str, act: str) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(2 * channels, 2 * channels, 1)
-        self.norm, self.act = norm(norm_name, 2 * channels), activation(act)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h, w = x.shape[-2:]
-        with torch.autocast(x.device.type, enabled=False):
-            f = torch.fft.rfft2(x.float(), norm="ortho")
-            z = torch.cat([f.real, f.imag], 1)
-            z = self.act(self.norm(self.conv(z)))
-            re, im = z.chunk(2, 1)
-            return torch.fft.irfft2(torch.complex(re, im), s=(h, w), norm="ortho").to(x.dtype)
-
-
-class FFCBlock(nn.Module):
-    """Fast Fourier convolution residual block: half the channels go through a local 3x3 conv, half through
-    the spectral transform; both halves see all channels (LaMa's l->g and g->l paths), then a 1x1 mixes."""
-
-    def __init__(self, channels: int, norm_name: str, act: str, gated: bool = False) -> None:
-        super().__init__()
-        half = channels // 2
-        self.n, self.a = norm(norm_name, channels), activation(act, inplace=False)
-        self.local = conv3(channels, channels - half, gated)
-        self.to_global = nn.Conv2d(channels, half, 1)
-        self.spectral = SpectralTransform(half, norm_name, act)
-        self.mix = nn.Conv2d(channels, channels, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.a(self.n(x))
-        return x + self.mix(torch.cat([self.local(h), self.spectral(self.to_global(h))], 1))
 
 
 def prior_fill(cfg: UNetConfig, x: Tensor, m: Tensor, levels: int) -> Tensor:
