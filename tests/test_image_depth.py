@@ -101,7 +101,7 @@ def test_16bit_grey_mask_is_thresholded_at_16_bits(tmp_path):
 
 def test_float_tiff_mask_with_ones_is_a_hole(tmp_path):
     from genfill.api import decode_mask
-    from genfill.data.masks import load_mask_file
+    from genfill.masks import load_mask_file
 
     m = np.zeros((24, 24), np.float32)
     m[4:12, 6:18] = 1.0

@@ -547,7 +547,7 @@ def fill_files(painter: Inpainter, inputs: Sequence[str | Path], output: str | P
     at each image's own size by `mask_kind` (fixed per (seed, image index)). Writes are atomic. `samples=K`
     also writes, next to each output, `<stem>_samples.png`: the input (hole white), K different fills and
     the heat map of their per-pixel spread (`PluralFill.panel`)."""
-    from genfill.data.masks import check_params, fixed_masks
+    from genfill.masks import check_params, fixed_masks
     from genfill.progress import Progress
 
     if mask and mask_kind:

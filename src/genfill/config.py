@@ -97,7 +97,7 @@ class DataConfig:
 
 @dataclass
 class MaskConfig:
-    kind: str = "mixed"  # see genfill.data.masks.mask_kinds()
+    kind: str = "mixed"  # see genfill.masks.mask_kinds()
     params: dict[str, Any] = field(default_factory=dict)  # the kind's keywords, e.g. {size: 32, margin: 16}
     eval_seed: int = EVAL_SEED  # validation/test masks are fixed per (eval_seed, image index)
     # Training masks come from a bank of this many masks drawn once at the training size (cached in

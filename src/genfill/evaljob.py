@@ -17,7 +17,7 @@ from pathlib import Path
 from genfill.config import EVAL_MASKS, EVAL_SEED, DataConfig, from_dict, read_yaml, resolve_config, to_dict
 from genfill.data.cache import load_heldout
 from genfill.data.datasets import source_key
-from genfill.data.masks import check_params
+from genfill.masks import check_params
 from genfill.device import pick_device
 from genfill.errors import GenfillError, did_you_mean
 from genfill.evaluate import EvalResult, FillFn, evaluate_methods, sample_fid

@@ -388,7 +388,7 @@ def onnx_sizes(model: nn.Module) -> list[tuple[int, int]]:
 def onnx_parity(model: nn.Module, path: str | Path, n: int = 3, seed: int = 0) -> float:
     """Max abs difference between onnxruntime and torch fills of `n` random images under fixed holes at every
     size of `onnx_sizes` (a batch size other than the one traced, so the dynamic axes are checked too)."""
-    from genfill.data.masks import fixed_masks
+    from genfill.masks import fixed_masks
 
     c = model.channels
     session = onnx_session(path)

@@ -2,7 +2,7 @@
 `load_pretrain_config` / `build_pretrain_config` (`genfill pretrain`) read the YAML (or the defaults), apply
 `--set` overrides, build the typed dataclasses of genfill.config, then check what genfill.config cannot know
 alone: the model section against the registry's config for its kind (genfill.models), the mask kind's values
-at the training size (genfill.data.masks), and the training keys' ranges. So a bad value fails at load, not at
+at the training size (genfill.masks), and the training keys' ranges. So a bad value fails at load, not at
 step 0, with one line naming the key."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from genfill.config import PRETRAIN_UNUSED, PretrainConfig, RunConfig, TrainConfig, apply_overrides
-from genfill.data.masks import check_mask
+from genfill.masks import check_mask
 from genfill.errors import GenfillError
 from genfill.io import note_input
 from genfill.models import model_class, model_config

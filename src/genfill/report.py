@@ -638,7 +638,7 @@ def _fills(x: torch.Tensor, m: torch.Tensor, fillers: dict[str, FillFn | None]) 
 def _panel(data, proto: dict, items: list[tuple[str, int]], fillers: dict[str, FillFn | None],
            row_label: Callable[[str, int, float], str], highlight: str | None = None):
     """The labelled grid of `items` [(mask kind, position in the split)]: original / masked / each method."""
-    from genfill.data.masks import masks_at
+    from genfill.masks import masks_at
     from genfill.pixels import show_masked
 
     ids = data.split(proto["split"])
@@ -693,7 +693,7 @@ def make_pictures(doc: dict, data, fillers: dict[str, FillFn | None], out_dir: P
 def plural_picture(data, proto: dict, model, k: int, path: Path, shown: int = 6) -> None:
     """Test image i under mask kind i (the headline's items), one row each: input (hole white), `shown` of
     the model's fills (seeded by the protocol's seed), the heat map of their spread (`pixels.plural_panel`)."""
-    from genfill.data.masks import masks_at
+    from genfill.masks import masks_at
     from genfill.metrics.uncertainty import spread
     from genfill.pixels import plural_panel
 

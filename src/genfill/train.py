@@ -24,7 +24,7 @@ from genfill import distributed
 from genfill.config import RunConfig, TrainConfig, to_dict
 from genfill.data.cache import ImageCache, cache_dir, load_cache
 from genfill.data.datasets import split_sizes
-from genfill.data.masks import MASK_KINDS, make_masks, mask_bank
+from genfill.masks import MASK_KINDS, make_masks, mask_bank
 from genfill.device import autocast, fast_path, pick_device
 from genfill.distributed import part_index
 from genfill.ema import EMA

@@ -23,7 +23,7 @@ import torch
 
 from genfill.config import DataConfig
 from genfill.data.datasets import faces64_split, load_source, source_key
-from genfill.data.masks import fixed_masks
+from genfill.masks import fixed_masks
 from genfill.distributed import part_index
 from genfill.errors import GenfillError
 from genfill.io import atomic_save_npy, atomic_write_json, make_dir, remove_stale_temps
