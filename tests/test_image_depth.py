@@ -144,7 +144,7 @@ def test_exif_orientation_is_applied_to_image_mask_and_output(tmp_path, capsys, 
 
 def test_exif_orientation_of_a_16bit_array_matches_pil():
     """The uint16 path turns pixels exactly as PIL's exif_transpose does for each of the 8 orientations."""
-    from genfill.io import _orient_array, _orient_pil
+    from genfill.imageread import _orient_array, _orient_pil
 
     a = np.arange(4 * 7 * 3, dtype=np.uint8).reshape(4, 7, 3)
     for orientation in range(1, 9):

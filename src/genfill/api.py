@@ -59,7 +59,7 @@ class _Decoded:
 def _open(path: str | Path) -> Image.Image | np.ndarray:
     """Through the one guarded reader (pixel limit, decompression bombs, any decoder failure -> GenfillError,
     EXIF orientation applied); 16 bits per colour channel come as a uint16 array, kept to the last bit."""
-    from genfill.io import open_image
+    from genfill.imageread import open_image
 
     return open_image(path, keep_depth=True)
 
@@ -164,7 +164,7 @@ def decode_mask(mask: ImageLike, size: tuple[int, int], resize: bool = False, di
     if isinstance(mask, (str, Path)):
         mask = _open(mask)
     if isinstance(mask, Image.Image):
-        from genfill.io import to_8bit
+        from genfill.imageread import to_8bit
 
         # Thresholded at the mask's own depth: 16-bit and float masks are scaled to 8 bits first (PIL's own
         # convert("L") clips them: a 31 % grey 16-bit region would become hole, a float 1.0 no hole).

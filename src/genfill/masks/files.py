@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from genfill.errors import GenfillError
-from genfill.io import open_image, to_8bit
+from genfill.imageread import open_image, to_8bit
 from genfill.masks.kinds import _check_hw, _register
 
 
