@@ -38,7 +38,7 @@ def cmd_train(args) -> None:
 
     cfg = load_config(resolve_config(args.config), args.set)
     if args.dry_run:
-        from genfill.train import plan
+        from genfill.trainplan import plan
 
         for k, v in plan(cfg, device=args.device).items():
             print(f"{k:16s} {v}")
