@@ -12,8 +12,7 @@ Input (N, 2C+1, H, W) = [x * (1 - m), m, base] where `base` is the classical fil
   a residual on top, in the hole only: ``pred = clamp(base + m * delta, -1, 1)``, so an untrained net
   already fills like a diffusion peer and training only has to learn what diffusion gets wrong. (Known
   pixels are composited away anyway; masking the residual keeps their L1 from pulling the hole's
-  correction towards zero: at 150 steps of 32 on faces64 the square hole gained +0.3 dB over the base
-  with the mask, nothing without it.)
+  correction towards zero.)
 - ``prior: biharmonic``: that harmonic fill refined towards the thin-plate (biharmonic) fill by
   `smooth_iters` conjugate-gradient iterations on the device (`solver: cg`; see `genfill.models.thinplate`), which
   continues gradients across thin strokes where the harmonic fill flattens them.
@@ -36,8 +35,8 @@ v2): conv to 2x channels, features * sigmoid(gate), so the net can learn where t
 Losses (`genfill.losses`), on the whole-image prediction against the original:
 ``w_l1 * recon + w_perceptual * LPIPS(composite) + w_adv * adversarial(composite)``, where recon is
 `hole_weighted_l1` (`recon: l1`) or `psnr_loss` (`recon: psnr`: minus the mean per-image PSNR, the metric
-itself; it keeps thin strokes from being drowned by big holes, and its gradients are ~100x those of the L1,
-so weigh the other terms accordingly); the
+itself; it keeps thin strokes from being drowned by big holes, and its gradients are much larger than the
+L1's, so weigh the other terms accordingly); the
 perceptual and adversarial terms are multiplied by 0 until `warmup_steps` training forwards have run (a
 step counter buffer in the model, saved in checkpoints, read as a tensor so no host sync happens). With
 `w_adv > 0` the model carries a PatchGAN discriminator (`blocks.PatchDiscriminator`) and the shared loop
@@ -51,6 +50,8 @@ the fill is trained by the same losses as without it, and b learns the expected 
 maximum-likelihood scale) of that fill at each pixel. `fill_scale` returns b; its central 90 % interval is
 pred +- ln(10) b. The unet still draws one fill: a pixel-wise Laplace draw would be noise, not another
 plausible fill, so `fill_samples` refuses.
+
+Measurements behind these choices (the masked residual, each prior alone, lr and recon): benchmarks/results/presets.md.
 """
 
 from __future__ import annotations
