@@ -186,7 +186,7 @@ MUTATIONS: list[Mutation] = [
              "l1 = hole_weighted_l1(p32, x32, m32)", "unet hole_weight ignored", tests=[T_LOSS]),
     Mutation("unet-w-perceptual", "models/unet.py", "loss = loss + self.adv_gate() * c.w_perceptual * perc",
              "loss = loss + self.adv_gate() * perc", "unet w_perceptual ignored", tests=[T_LOSS]),
-    Mutation("unet-warmup-off", "models/unet.py", "return (self.steps >= self.cfg.warmup_steps).float()",
+    Mutation("unet-warmup-off", "models/unet.py", "return (self.steps >= self.cfg.loss_warmup_steps).float()",
              "return (self.steps >= 0).float()", "unet warm-up switched off", tests=[T_LOSS]),
     Mutation("unet-steps-frozen", "models/unet.py", "            self.steps += 1", "            pass",
              "unet warm-up never ends", tests=[T_LOSS]),

@@ -40,6 +40,9 @@ class GenModel(nn.Module):
     # Config keywords added after checkpoints of the kind existed, with the value those checkpoints were
     # trained with (a saved config without the key gets it back, so an old checkpoint fills as it did).
     legacy: ClassVar[dict[str, Any]] = {}
+    # Config keywords renamed since checkpoints of the kind existed (old name -> new name): a saved config or a
+    # `model:` section with the old name loads with the same meaning (typed.renamed).
+    legacy_names: ClassVar[dict[str, str]] = {}
     # State-dict key prefixes of the model's encoder: what SSL pretraining (`genfill pretrain`) trains and
     # train.init_encoder_from moves into a new model. Empty: the family has no encoder to pretrain.
     encoder_prefixes: ClassVar[tuple[str, ...]] = ()

@@ -37,7 +37,7 @@ Losses (`genfill.losses`), on the whole-image prediction against the original:
 `hole_weighted_l1` (`recon: l1`) or `psnr_loss` (`recon: psnr`: minus the mean per-image PSNR, the metric
 itself; it keeps thin strokes from being drowned by big holes, and its gradients are much larger than the
 L1's, so weigh the other terms accordingly); the
-perceptual and adversarial terms are multiplied by 0 until `warmup_steps` training forwards have run (a
+perceptual and adversarial terms are multiplied by 0 until `loss_warmup_steps` training forwards have run (a
 step counter buffer in the model, saved in checkpoints, read as a tensor so no host sync happens). With
 `w_adv > 0` the model carries a PatchGAN discriminator (`blocks.PatchDiscriminator`) and the shared loop
 runs its discriminator step (see `train.train_step`).
@@ -95,7 +95,7 @@ class UNetConfig:
     w_l1: float = 1.0
     w_perceptual: float = 0.0  # LPIPS (AlexNet, frozen) on the composited fill
     w_adv: float = 0.0  # PatchGAN adversarial term on the composited fill (0 = no discriminator)
-    warmup_steps: int = 0  # perceptual and adversarial terms start after this many training steps
+    loss_warmup_steps: int = 0  # perceptual and adversarial terms start after this many training steps
     adversarial: str = "hinge"  # bce | hinge
     d_base: int = 32
     d_layers: int = 3
@@ -106,8 +106,9 @@ class UNetConfig:
     def __post_init__(self) -> None:
         if not self.widths or min(self.widths) < 1:
             raise GenfillError("model.widths: need at least one positive width")
-        if self.blocks < 0 or self.context_blocks < 0 or self.prior_iters < 0 or self.smooth_iters < 0 or self.warmup_steps < 0:
-            raise GenfillError("model: blocks, context_blocks, prior_iters and warmup_steps must be >= 0")
+        if min(self.blocks, self.context_blocks, self.prior_iters, self.smooth_iters, self.loss_warmup_steps) < 0:
+            raise GenfillError("model: blocks, context_blocks, prior_iters, smooth_iters and loss_warmup_steps must "
+                               "be >= 0")
         if self.recon not in RECONS:
             raise GenfillError(f"model.recon: {self.recon!r} is not one of {', '.join(RECONS)}")
         if self.solver not in SOLVERS:
@@ -189,6 +190,7 @@ class UNet(GenModel):
     Config = UNetConfig
     kind = "unet"
     legacy = {"solver": "descent"}  # checkpoints before the CG solver corrected the gradient-step fill
+    legacy_names = {"warmup_steps": "loss_warmup_steps"}  # one warm-up vocabulary (train.lr_/kl_warmup_steps)
     # The encoder (SSL pretraining, train.init_encoder_from): stem, the down path and the bottleneck (with its
     # attention and context blocks); the up path, the decoder blocks and the output head are the decoder.
     encoder_prefixes = ("net.stem.", "net.enc.", "net.down.", "net.mid.")
@@ -261,8 +263,8 @@ class UNet(GenModel):
         return z.mean((2, 3))
 
     def adv_gate(self) -> Tensor:
-        """1.0 once `warmup_steps` training forwards have run, else 0.0 (a device tensor)."""
-        return (self.steps >= self.cfg.warmup_steps).float()
+        """1.0 once `loss_warmup_steps` training forwards have run, else 0.0 (a device tensor)."""
+        return (self.steps >= self.cfg.loss_warmup_steps).float()
 
     def forward(self, x: Tensor, m: Tensor, kl_scale: float = 1.0) -> ModelOutput:
         c = self.cfg
