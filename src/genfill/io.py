@@ -29,6 +29,7 @@ from PIL import Image
 
 from genfill.errors import GenfillError
 from genfill.pixels import to_uint8
+from genfill.validate import integer
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 CHECKPOINT_FORMAT = 1
@@ -389,8 +390,6 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
     """Load a genfill checkpoint without unpickling arbitrary objects (weights_only=True)."""
-    from genfill.validate import integer
-
     path = Path(path)
     if path.is_dir():
         # A run directory: take its best checkpoint, else the last.

@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from genfill.errors import GenfillError
+from genfill.metrics.lpips import LPIPS
+from genfill.metrics.uncertainty import spread
 from genfill.pixels import composite
 
 
@@ -68,8 +70,6 @@ class GenModel(nn.Module):
     def frozen_lpips(self) -> nn.Module:
         """The frozen LPIPS AlexNet of a perceptual term, loaded on first use and kept beside the model."""
         if not self._frozen:
-            from genfill.metrics.lpips import LPIPS
-
             self._frozen.append(LPIPS.from_pretrained("alexnet"))
         return self._frozen[0]
 
@@ -137,8 +137,6 @@ class GenModel(nn.Module):
             std = scale.float() * (math.sqrt(2.0) if self.scale_distribution == "laplace" else 1.0)
             return (std / 2).mean(1, keepdim=True) * m
         if self.can_diversify:
-            from genfill.metrics.uncertainty import spread
-
             return spread(self.fill_samples(x, m, k, generator)) / 2 * m  # [-1, 1] -> [0, 1] units
         return None
 
