@@ -158,7 +158,7 @@ def test_every_numeric_cli_option_gives_exit_0_or_2(fill_files_dir, config_file,
     from genfill import device
 
     # --threads is checked (thread_count) but not applied: 4096 torch threads would slow every later test
-    monkeypatch.setattr(cli, "set_threads", lambda arg=None: device.thread_count(arg))
+    monkeypatch.setattr(device, "set_threads", lambda arg=None: device.thread_count(arg))
     for name in dir(cli):
         if name.startswith("cmd_") and name not in ("cmd_fill", "cmd_train", "cmd_configs"):
             monkeypatch.setattr(cli, name, lambda args: ran.append(args))

@@ -7,16 +7,14 @@ import argparse
 import json
 import sys
 
-# What every command (and --help) loads anyway: the configs, the number checks, the progress switch and the input
-# guard. Everything a command needs beyond them (models, data, the web app) is imported by that command.
+# What the parser itself needs (the protocol's defaults, the number checks) and the light leaves. Modules that
+# bring torch, data or models with them are imported by the command that needs them, so that --help stays
+# as cheap as genfill.config is (today config's augment and io import torch; a lighter config speeds it up).
 from genfill.config import (EVAL_MASKS, EVAL_SEED, PEER_NAMES, DataConfig, from_dict, list_configs,
                             resolve_config)
-from genfill.device import pick_device, set_threads
 from genfill.errors import GenfillError
-from genfill.io import guard_inputs
 from genfill.progress import is_quiet, set_quiet
 from genfill.typed import load_yaml
-from genfill.usercache import ENV, cache_root, clear, entries, human
 from genfill.validate import SEED_MAX, arg_float, arg_int, check_tree
 
 
@@ -32,6 +30,7 @@ def _params(items: list[str] | None) -> dict:
 
 
 def _load(args, expect_kind: str | None = None):
+    from genfill.device import pick_device
     from genfill.models import load_model
 
     model, ckpt = load_model(args.checkpoint, pick_device(args.device), expect_kind)
@@ -220,6 +219,8 @@ def cmd_configs(args) -> None:
 
 
 def cmd_cache(args) -> None:
+    from genfill.usercache import ENV, cache_root, clear, entries, human
+
     root = cache_root()
     if args.clear:
         n, freed = clear(root)
@@ -461,8 +462,12 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     was_quiet = is_quiet()
     set_quiet(args.quiet)  # `genfill --quiet CMD` and `genfill CMD --quiet` both silence every bar
+    from genfill.io import guard_inputs
+
     try:
         if args.func not in (cmd_configs, cmd_cache):  # those two run no torch work: no threads to set
+            from genfill.device import set_threads
+
             set_threads(args.threads)
         with guard_inputs():  # no command writes onto a file it reads (genfill.io)
             args.func(args)
