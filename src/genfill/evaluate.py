@@ -256,13 +256,13 @@ def _peer_name(fill) -> str | None:
 
 def _fid_state(data: ImageCache, split: str, device, features: Callable | None,
                feature_cache: str | Path | None) -> _FidState | None:
-    from genfill.metrics.fid import SHA256
+    from genfill.metrics.fid import identity
     from genfill.metrics.fid_cache import FeatureCache
 
     extractor = features if features is not None else _try_inception(device)
     if extractor is None:
         return None
-    net = {"net": "inception-v3-pool3", "sha256": SHA256, "quantize": True, "device": torch.device(device).type}
+    net = identity(device)
     if features is not None:  # an injected extractor (tests) is another network: name it by its own identity
         net = {"net": getattr(features, "cache_id", repr(features))}
     base = {"data": data.key, "split": split, "size": data.size, "channels": data.channels, "features": net}

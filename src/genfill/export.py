@@ -73,6 +73,10 @@ def export_model(src: str | Path, out_dir: str | Path, half: bool = False, onnx:
     from safetensors.torch import save
 
     model, ckpt = load_model(src, "cpu")
+    if onnx and len(getattr(model, "exemplars", ())):
+        raise GenfillError(f"{ckpt['path']}: a sampler with exemplars has no ONNX export (its lookup over "
+                           f"{len(model.exemplars):,} stored images runs in torch); export without --onnx "
+                           "(safetensors, for genfill.load) or train it with model.exemplars=0")
     state, which = _weights(model, ckpt)
     if which == "ema":
         model.load_state_dict(state, strict=False)
@@ -169,6 +173,7 @@ def load_export(out_dir: str | Path, device: str | torch.device = "cpu"):
     spec = {"kind": config["kind"], **saved_config(config["kind"], config["model_config"])}
     model = build_model(spec, config["image_size"], config["channels"])
     state = _read_safetensors(out)
+    model.shape_state(state)  # data-sized state (a sampler's stored exemplars) takes the saved shape
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.startswith("discriminator.")]
     unexpected = [k for k in state if k not in own]

@@ -101,7 +101,7 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
 
     # ---- model, optimisers, the weight average; on resume, the state last.pt holds
     fast = fast_path(tc.fast, dev)
-    s = start(cfg, data.size, data.channels, dev, fast, mask_device, resume, verbose)
+    s = start(cfg, data.size, data.channels, dev, fast, mask_device, resume, verbose, data)
     if resume:
         resume_from(s, ckpt_dir / "last.pt", cfg, data.size, data.channels, dev)
         if finished(tc, s.step, s.epoch):  # a finished run: train nothing more (not even one step), write nothing
@@ -208,7 +208,7 @@ def mask_source(cfg: RunConfig, size: int, device: torch.device, verbose: bool =
 
 
 def start(cfg: RunConfig, size: int, channels: int, dev: torch.device, fast: bool, mask_device: torch.device,
-          resume: bool, verbose: bool) -> State:
+          resume: bool, verbose: bool, data: ImageCache | None = None) -> State:
     """The model, its optimisers, the weight average and the run's random streams. Seeded here, after the data
     and the mask bank: nothing before may change the model's init."""
     tc = cfg.train
@@ -223,6 +223,8 @@ def start(cfg: RunConfig, size: int, channels: int, dev: torch.device, fast: boo
             loaded = load(model, source)
             if verbose:
                 say(f"genfill: starting from {loaded}")
+    if data is not None and not resume:  # training images a family keeps (exemplars); on resume last.pt has them
+        model.index(data.split("train"), data.batch, torch.Generator().manual_seed(tc.seed + 2))
     model, forward = wrap_ddp(model, forward, dev)  # after init_from: rank 0's weights everywhere
     ema = EMA(model, tc.ema) if tc.ema > 0 else None  # after init_from: the average starts from those weights
     return State(model, forward, opt, opt_d, ema, g=torch.Generator().manual_seed(tc.seed),

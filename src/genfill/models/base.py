@@ -94,6 +94,15 @@ class GenModel(nn.Module):
     def g_adv_loss(self, x: Tensor, m: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError
 
+    def index(self, positions: Tensor, read, generator: torch.Generator) -> None:
+        """Before the first training step: a family that keeps training images in its state (the sampler's
+        exemplars) stores them, from the training split's `positions` through read(positions) -> images in
+        [-1, 1], choosing with `generator`. Most families keep none."""
+
+    def shape_state(self, state: dict[str, Tensor]) -> None:
+        """Before a saved state is checked against this model: state whose shape depends on the data it was
+        made from (not the config) takes the saved shape. Most families have none."""
+
     def epoch_stats(self) -> dict[str, float]:
         """Extra numbers logged once an epoch (codebook usage, ...); reset after reading."""
         return {}
