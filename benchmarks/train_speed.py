@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from genfill.loadconfig import load_config
-from genfill.data.masks import fixed_masks
+from genfill.masks import fixed_masks
 from genfill.io import atomic_write_json, atomic_write_text
 from genfill.models import build_model
 from genfill.train import prepare, train_step

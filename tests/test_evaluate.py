@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from genfill.data.masks import hole_ratio
+from genfill.masks import hole_ratio
 from genfill.errors import GenfillError
 import genfill.evaluate as ev
 import genfill.metrics.fid_eval as fid_eval
@@ -69,7 +69,7 @@ def test_records_match_score_and_every_method_sees_the_same_holes(tiny_data):
     assert all(r["bucket"] == bucket_of(r["hole_ratio"]) for r in a)
     assert all(r["hole_ratio"] == pytest.approx(0.25) for r in a if r["mask"] == "square")  # 16x16 of 32x32
     # the first record re-scored by hand
-    from genfill.data.masks import fixed_masks
+    from genfill.masks import fixed_masks
     from genfill.metrics.lpips import lpips
 
     x = tiny_data.batch(tiny_data.split("test")[:1])

@@ -33,7 +33,7 @@ from PIL import Image
 
 from genfill.errors import GenfillError
 from genfill.inpaint import fill_native, fill_native_many
-from genfill.io import open_image, to_8bit
+from genfill.imageread import open_image, to_8bit
 from genfill.metrics.uncertainty import check_samples
 from genfill.models.base import single_fill_message
 from genfill.peers import telea

@@ -43,6 +43,7 @@ OURS = "genfill"
 def run_demo(out_dir: str = "runs", minutes: float = 4.0, count: int = 20000, device: str = "auto",
              verbose: bool = True, config: str | Path | None = None, eval_images: int = EVAL_IMAGES,
              overrides: list[str] | None = None) -> Path:
+    """`genfill demo` (module docstring): train, score next to the peers, draw, write `index.html`."""
     t0 = time.time()
     cfg = load_config(resolve_config(config or DEMO_CONFIG), [
         "name=demo", f"out_dir={out_dir}", f"data.count={count}", f"train.time_budget_s={minutes * 60}",
@@ -68,41 +69,14 @@ def run_demo(out_dir: str = "runs", minutes: float = 4.0, count: int = 20000, de
                           masks=DEMO_MASKS, n=eval_images, seed=cfg.masks.eval_seed, device=device, fid=False,
                           names=[ours, "OpenCV Telea", "biharmonic"], verbose=verbose, report=False)
     doc, _ = load_eval(path)
-    kinds = list(DEMO_MASKS)
-    psnr = {k: {name: e["summary"]["mask"][k]["psnr"] for name, e in doc["methods"].items()} for k in kinds}
-    lpips = {k: {name: e["summary"]["mask"][k].get("lpips") for name, e in doc["methods"].items()} for k in kinds}
-    best = winners(doc)
-    summary = {
-        "train_seconds": round(res.seconds, 1), "steps": res.step, "epochs": res.epoch,
-        "parameters": model.num_parameters(), "eval_images": doc["protocol"]["n"], "eval_seed": cfg.masks.eval_seed,
-        "kind": ckpt["kind"], "psnr": psnr,
-        # the report's winners per kind: distortion by PSNR, perception by LPIPS here (FID is off; None where
-        # the LPIPS weights are missing)
-        "winner": {k: best[k]["distortion"][0] for k in kinds},
-        "lpips": lpips,
-        "winner_lpips": {k: best.get(k, {}).get("perception", (None,))[0] for k in kinds},
-    }
+    summary = {"train_seconds": round(res.seconds, 1), "steps": res.step, "epochs": res.epoch,
+               "parameters": model.num_parameters(), "eval_images": doc["protocol"]["n"],
+               "eval_seed": cfg.masks.eval_seed, "kind": ckpt["kind"], **_scores(doc)}
 
     # ---- pictures: the report's shared ones (same images for every method), then what only a demo shows
-    fills = {ours: model.fill}
-    if model.kind == "sampler":  # its mean fill and two more seeded samples next to the default sample
-        fills[f"{ours} mean"] = lambda x, m: model.fill(x, m, mean=True)
-        for i in (1, 2):
-            fills[f"{ours} sample {i}"] = lambda x, m, i=i: model.fill_samples(x, m, 1, torch.Generator(x.device).manual_seed(i))[0]
+    fills = _our_fills(model, ours)
     pics = make_pictures(doc, data, {**fills, "OpenCV Telea": telea, "biharmonic": biharmonic}, run_dir)
-    # New faces and morphs only from a family that has a prior / latent space (the VAE family does).
-    gen_figs = []
-    if model.can_sample:
-        sample_grid(model, 100, run_dir / "samples.png", nrow=10)
-        gen_figs += ["<h2>New faces</h2>", figure("samples.png", "100 samples from the prior")]
-    if model.can_interpolate:
-        interpolate(model, run_dir / "morph.png", rows=4, steps=8, pool=data.batch(data.split("test")[:64]))
-        interpolate(model, run_dir / "morph_random.png", rows=4, steps=8)
-        gen_figs += ["<h2>Morphs</h2>", figure("morph.png", "between encoded held-out faces"),
-                     figure("morph_random.png", "between random prior draws (spherical path)")]
-    if not gen_figs:
-        gen_figs = [f"<p>A {esc(ckpt['kind'])} model fills holes only: for new faces and morphs run "
-                    "<code>genfill demo --config vae-faces64</code>.</p>"]
+    gen_figs = _new_faces(model, data, run_dir)
     summary["wall_seconds"] = round(time.time() - t0, 1)
     atomic_write_json(run_dir / "demo.json", summary)
 
@@ -113,7 +87,8 @@ def run_demo(out_dir: str = "runs", minutes: float = 4.0, count: int = 20000, de
         f"fill; every method sees the same holes (fixed per image, seed {cfg.masks.eval_seed}). Total wall time "
         f"{summary['wall_seconds'] / 60:.1f} min; reproduce with <code>make demo</code>.</p>",
     ]
-    axes = "; ".join(f"{esc(k)}: {esc(summary['winner'][k])} / {esc(summary['winner_lpips'][k] or '-')}" for k in kinds)
+    axes = "; ".join(f"{esc(k)}: {esc(summary['winner'][k])} / {esc(summary['winner_lpips'][k] or '-')}"
+                     for k in DEMO_MASKS)
     intro.append(f"<p>Winner per mask kind on each axis, distortion (PSNR) / perception (LPIPS): {axes}.</p>")
     if len(fills) > 1:
         intro.append(f"<p>The pictures show {esc(', '.join(fills))}: the first is the default fill (one seeded sample, "
@@ -124,3 +99,46 @@ def run_demo(out_dir: str = "runs", minutes: float = 4.0, count: int = 20000, de
            ("eval/summary.csv", "summary.csv"), ("metrics.jsonl", "metrics.jsonl")]
     return write_page(run_dir / "index.html", "genfill demo: inpainting built-in faces",
                       results_sections(doc, pics, intro, details, raw))
+
+
+def _scores(doc: dict) -> dict:
+    """demo.json's numbers per mask kind: PSNR and LPIPS per method, and the report's winners per kind
+    (distortion by PSNR, perception by LPIPS here: FID is off; None where the LPIPS weights are missing)."""
+    kinds = list(DEMO_MASKS)
+    best = winners(doc)
+    return {
+        "psnr": {k: {name: e["summary"]["mask"][k]["psnr"] for name, e in doc["methods"].items()} for k in kinds},
+        "winner": {k: best[k]["distortion"][0] for k in kinds},
+        "lpips": {k: {name: e["summary"]["mask"][k].get("lpips") for name, e in doc["methods"].items()}
+                  for k in kinds},
+        "winner_lpips": {k: best.get(k, {}).get("perception", (None,))[0] for k in kinds},
+    }
+
+
+def _our_fills(model, ours: str) -> dict:
+    """The trained model's fills for the pictures: its default fill, and for a sampler its mean fill and two
+    more seeded samples beside it."""
+    fills = {ours: model.fill}
+    if model.kind == "sampler":
+        fills[f"{ours} mean"] = lambda x, m: model.fill(x, m, mean=True)
+        for i in (1, 2):
+            fills[f"{ours} sample {i}"] = lambda x, m, i=i: model.fill_samples(x, m, 1, torch.Generator(x.device).manual_seed(i))[0]
+    return fills
+
+
+def _new_faces(model, data, run_dir: Path) -> list[str]:
+    """New faces and morphs, only from a family that has a prior / latent space (the VAE family does); else a
+    line saying which config has them."""
+    figs = []
+    if model.can_sample:
+        sample_grid(model, 100, run_dir / "samples.png", nrow=10)
+        figs += ["<h2>New faces</h2>", figure("samples.png", "100 samples from the prior")]
+    if model.can_interpolate:
+        interpolate(model, run_dir / "morph.png", rows=4, steps=8, pool=data.batch(data.split("test")[:64]))
+        interpolate(model, run_dir / "morph_random.png", rows=4, steps=8)
+        figs += ["<h2>Morphs</h2>", figure("morph.png", "between encoded held-out faces"),
+                 figure("morph_random.png", "between random prior draws (spherical path)")]
+    if not figs:
+        figs = [f"<p>A {esc(model.kind)} model fills holes only: for new faces and morphs run "
+                "<code>genfill demo --config vae-faces64</code>.</p>"]
+    return figs

@@ -18,7 +18,7 @@ from pathlib import Path
 from genfill.config import EVAL_MASKS, EVAL_SEED, DataConfig, from_dict, read_yaml, resolve_config, to_dict
 from genfill.data.cache import ImageCache, load_heldout
 from genfill.data.datasets import source_key
-from genfill.data.masks import check_params
+from genfill.masks import check_params
 from genfill.device import pick_device
 from genfill.errors import GenfillError
 from genfill.evaluate import EvalResult, evaluate_methods

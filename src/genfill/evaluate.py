@@ -31,7 +31,7 @@ import torch
 
 from genfill.config import EVAL_SEED
 from genfill.data.cache import ImageCache
-from genfill.data.masks import hole_ratio
+from genfill.masks import hole_ratio
 from genfill.errors import GenfillError
 from genfill.metrics.basic import edge_error, l1, mse, psnr, ssim
 from genfill.metrics.fid_cache import PeerRecords

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from genfill.api import Inpainter, decode_image, decode_mask
-from genfill.data.masks import check_params, fixed_masks
+from genfill.masks import check_params, fixed_masks
 from genfill.errors import GenfillError
 from genfill.io import (IMAGE_EXTENSIONS, atomic_write_bytes, check_not_input, guard_inputs, image_format, note_input,
                         save_array, save_image)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from genfill.data.masks import masks_at
+from genfill.masks import masks_at
 from genfill.io import make_dir, save_image
 from genfill.metrics.uncertainty import spread
 from genfill.pixels import FillFn, plural_panel, show_masked, to_uint8

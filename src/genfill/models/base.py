@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from genfill.errors import GenfillError
+from genfill.metrics.lpips import LPIPS
+from genfill.metrics.uncertainty import spread
 from genfill.pixels import composite
 
 
@@ -40,6 +42,9 @@ class GenModel(nn.Module):
     # Config keywords added after checkpoints of the kind existed, with the value those checkpoints were
     # trained with (a saved config without the key gets it back, so an old checkpoint fills as it did).
     legacy: ClassVar[dict[str, Any]] = {}
+    # Config keywords renamed since checkpoints of the kind existed (old name -> new name): a saved config or a
+    # `model:` section with the old name loads with the same meaning (typed.renamed).
+    legacy_names: ClassVar[dict[str, str]] = {}
     # State-dict key prefixes of the model's encoder: what SSL pretraining (`genfill pretrain`) trains and
     # train.init_encoder_from moves into a new model. Empty: the family has no encoder to pretrain.
     encoder_prefixes: ClassVar[tuple[str, ...]] = ()
@@ -65,8 +70,6 @@ class GenModel(nn.Module):
     def frozen_lpips(self) -> nn.Module:
         """The frozen LPIPS AlexNet of a perceptual term, loaded on first use and kept beside the model."""
         if not self._frozen:
-            from genfill.metrics.lpips import LPIPS
-
             self._frozen.append(LPIPS.from_pretrained("alexnet"))
         return self._frozen[0]
 
@@ -143,8 +146,6 @@ class GenModel(nn.Module):
             std = scale.float() * (math.sqrt(2.0) if self.scale_distribution == "laplace" else 1.0)
             return (std / 2).mean(1, keepdim=True) * m
         if self.can_diversify:
-            from genfill.metrics.uncertainty import spread
-
             return spread(self.fill_samples(x, m, k, generator)) / 2 * m  # [-1, 1] -> [0, 1] units
         return None
 

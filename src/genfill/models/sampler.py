@@ -41,7 +41,7 @@ sample copies. Losses (`w_*` weights):
                                                                 gamma `r1`, applied every `r1_every` steps and
                                                                 scaled by it (lazy R1, StyleGAN2)
 
-The perceptual and adversarial terms start after `warmup_steps` training forwards (a buffer, no host sync).
+The perceptual and adversarial terms start after `loss_warmup_steps` training forwards (a buffer, no host sync).
 
 Exemplars (`exemplars: N > 0`, genfill.models.exemplars): N training images are stored in the model when
 training starts (`index`), and a sample pass corrects, instead of the thin-plate fill, that fill moved towards
@@ -102,7 +102,7 @@ class SamplerConfig:
     w_adv: float = 1.0  # non-saturating PatchGAN term on the composited samples (0 = no discriminator)
     r1: float = 1.0  # R1 penalty gamma on real images (discriminator step)
     r1_every: int = 4  # lazy R1: every this many discriminator steps, scaled by it
-    warmup_steps: int = 0  # perceptual and adversarial terms start after this many training forwards
+    loss_warmup_steps: int = 0  # perceptual and adversarial terms start after this many training forwards
     d_base: int = 32
     d_layers: int = 3
     d_norm: str = "none"
@@ -126,8 +126,8 @@ class SamplerConfig:
         elif self.train_samples < 2:
             raise GenfillError("model.train_samples: need at least 2 (the CRPS compares samples with each other), "
                                "or 0 with exemplars")
-        if self.r1_every < 1 or self.warmup_steps < 0:
-            raise GenfillError("model.r1_every must be >= 1 and model.warmup_steps >= 0")
+        if self.r1_every < 1 or self.loss_warmup_steps < 0:
+            raise GenfillError("model.r1_every must be >= 1 and model.loss_warmup_steps >= 0")
         if min(self.w_mean, self.w_energy, self.w_perceptual, self.w_adv, self.r1) < 0:
             raise GenfillError("model: loss weights and r1 must be >= 0")
         if self.exemplars < 0 or self.exemplar_k < 1 or self.exemplar_key < 1:
@@ -181,6 +181,7 @@ class Sampler(GenModel):
     Config = SamplerConfig
     kind = "sampler"
     legacy = {"noise_scale": 1}  # checkpoints before coherent noise drew it per pixel
+    legacy_names = {"warmup_steps": "loss_warmup_steps"}  # one warm-up vocabulary (train.lr_/kl_warmup_steps)
     can_diversify = True
     encoder_prefixes = ("net.stem.", "net.enc.", "net.down.", "net.mid.")
 
@@ -322,8 +323,8 @@ class Sampler(GenModel):
 
     # ---- training
     def gate(self) -> Tensor:
-        """1.0 once `warmup_steps` training forwards have run, else 0.0 (a device tensor)."""
-        return (self.steps >= self.cfg.warmup_steps).float()
+        """1.0 once `loss_warmup_steps` training forwards have run, else 0.0 (a device tensor)."""
+        return (self.steps >= self.cfg.loss_warmup_steps).float()
 
     def forward(self, x: Tensor, m: Tensor, kl_scale: float = 1.0) -> ModelOutput:
         c = self.cfg
