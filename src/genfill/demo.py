@@ -1,9 +1,9 @@
 """`genfill demo`, the main job: on the built-in faces, train the inpainter that fills best in a few CPU
-minutes (`unet-faces64`, see DEMO_CONFIG), fill held-out faces under several mask kinds next to OpenCV's
-Telea and scikit-image's biharmonic fill, sample and morph new faces when the family can, and write
-`runs/demo/index.html`: genfill.report's shared page (a picture first, the verdict per mask kind with the
-best cell marked and win/loss lines, the same faces side by side, failure galleries), then samples, morphs
-and training curves."""
+minutes (`sampler-faces64`, see DEMO_CONFIG), fill held-out faces under several mask kinds with its mean fill
+and its samples next to OpenCV's Telea, scikit-image's biharmonic fill and PatchMatch, sample and morph new
+faces when the family can, and write `runs/demo/index.html`: genfill.report's shared page (a picture first,
+the verdict per mask kind on both axes with the best cell marked and win/loss lines, the same faces side by
+side, failure galleries), then samples, morphs and training curves."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from genfill.device import pick_device
 from genfill.evaljob import evaluate_specs, load_eval
 from genfill.io import archive_previous, atomic_write_json
 from genfill.models import load_model
-from genfill.peers import biharmonic, telea
+from genfill.peers import PEERS
+from genfill.resolve import Filler
 from genfill.pictures import make_pictures
 from genfill.report import esc, figure, results_sections, write_page
 from genfill.progress import say
@@ -30,14 +31,13 @@ from genfill.verdict import winners
 # Mask kinds the demo reports; `square` is seed 002's 32x32 hole with a 16 px margin (25% of a 64x64 face).
 DEMO_MASKS = {"square": {"size": 32, "margin": 16}, "thin": {}, "medium": {}, "thick": {}, "box": {}}
 EVAL_IMAGES = 500
-# The family that fills best in the demo's budget: in `genfill reproduce --preset quick` (90 s of 2 CPU cores
-# per model) unet-faces64 has the best mean PSNR and LPIPS of every learned family (see its config's notes).
-# The sampler (sampler-faces64: sharp samples, mean fill one flag away) costs ~3.3x the unet's step (one
-# batch of a mean copy and two sample copies; benchmarks/results/perception_ab.md), so in the demo's 4
-# minutes its mean fill would get about 100 steps where the unet gets 331 (unet_curve: 100 steps trail 331
-# by ~0.6 dB on squares): `genfill demo --config sampler-faces64` shows its samples, the default stays the unet.
-DEMO_CONFIG = "unet-faces64"
+# The family whose fills look best after the demo's budget: sampler-faces64 trains unet-faces64's network as
+# its mean pass at a unet's cost per step (train_samples 0) and draws its samples from 16,000 stored faces,
+# which put eyes and mouths in a 32 px square where every mean fill leaves a blur (FID per kind:
+# benchmarks/results/perception_ab.md). `genfill demo --config unet-faces64` trains the unet alone.
+DEMO_CONFIG = "sampler-faces64"
 OURS = "genfill"
+PEER_NAMES = {"telea": "OpenCV Telea", "biharmonic": "biharmonic", "patchmatch": "PatchMatch"}  # the demo's peers
 
 
 def run_demo(out_dir: str = "runs", minutes: float = 4.0, count: int = 20000, device: str = "auto",
@@ -60,14 +60,18 @@ def run_demo(out_dir: str = "runs", minutes: float = 4.0, count: int = 20000, de
     run_dir = cfg.run_dir
     ours = f"{OURS} {ckpt['kind']}"
 
-    # ---- numbers: ours, Telea and biharmonic on the same held-out faces and the same holes (the eval job,
-    # so the demo's numbers are what `genfill eval` would print; its files land in runs/demo/eval/)
-    # FID/KID stay off here: 3 methods x 5 kinds x 500 faces through Inception cost ~11 min of 2 CPU cores on
-    # a fresh clone (benchmarks/results/perception_speed.json), more than the demo's whole budget; the report
-    # then judges perception by LPIPS, and `genfill eval -c runs/demo -c biharmonic -c patchmatch` adds them.
-    path = evaluate_specs([str(run_dir), "telea", "biharmonic"], run_dir / "eval", data=to_dict(cfg.data),
-                          masks=DEMO_MASKS, n=eval_images, seed=cfg.masks.eval_seed, device=device, fid=False,
-                          names=[ours, "OpenCV Telea", "biharmonic"], verbose=verbose, report=False)
+    # ---- numbers: ours (a sampler's default fill, a sample, and its mean fill), Telea, biharmonic and
+    # PatchMatch on the same held-out faces and the same holes (the eval job, so the demo's numbers are what
+    # `genfill eval` would print; its files land in runs/demo/eval/). FID/KID stay off here: 5 methods x 5
+    # kinds x 500 faces through Inception cost several minutes of 2 CPU cores, more than the demo's budget;
+    # the report then judges perception by LPIPS, and `genfill eval -c runs/demo -c biharmonic -c patchmatch`
+    # adds them (benchmarks/results/perception_eval.md).
+    mean = ([Filler(f"{ours} mean", ckpt["path"], ckpt["kind"], lambda x, m: model.fill(x, m, mean=True))]
+            if model.kind == "sampler" else [])
+    path = evaluate_specs([str(run_dir), *mean, "telea", "biharmonic", "patchmatch"], run_dir / "eval",
+                          data=to_dict(cfg.data), masks=DEMO_MASKS, n=eval_images, seed=cfg.masks.eval_seed,
+                          device=device, fid=False, names=[ours, *[None] * len(mean), *PEER_NAMES.values()],
+                          verbose=verbose, report=False)
     doc, _ = load_eval(path)
     summary = {"train_seconds": round(res.seconds, 1), "steps": res.step, "epochs": res.epoch,
                "parameters": model.num_parameters(), "eval_images": doc["protocol"]["n"],
@@ -75,7 +79,7 @@ def run_demo(out_dir: str = "runs", minutes: float = 4.0, count: int = 20000, de
 
     # ---- pictures: the report's shared ones (same images for every method), then what only a demo shows
     fills = _our_fills(model, ours)
-    pics = make_pictures(doc, data, {**fills, "OpenCV Telea": telea, "biharmonic": biharmonic}, run_dir)
+    pics = make_pictures(doc, data, {**fills, **{name: PEERS[p] for p, name in PEER_NAMES.items()}}, run_dir)
     gen_figs = _new_faces(model, data, run_dir)
     summary["wall_seconds"] = round(time.time() - t0, 1)
     atomic_write_json(run_dir / "demo.json", summary)
@@ -83,16 +87,16 @@ def run_demo(out_dir: str = "runs", minutes: float = 4.0, count: int = 20000, de
     intro = [
         f"<p>A {esc(ckpt['kind'])} inpainter ({model.num_parameters():,} parameters) trained for "
         f"{res.seconds / 60:.1f} min ({res.step} steps) on {len(data.split('train')):,} built-in faces, "
-        f"scored on {doc['protocol']['n']} held-out faces next to OpenCV Telea and scikit-image's biharmonic "
-        f"fill; every method sees the same holes (fixed per image, seed {cfg.masks.eval_seed}). Total wall time "
+        f"scored on {doc['protocol']['n']} held-out faces next to OpenCV Telea, scikit-image's biharmonic "
+        f"fill and PatchMatch; every method sees the same holes (fixed per image, seed {cfg.masks.eval_seed}). Total wall time "
         f"{summary['wall_seconds'] / 60:.1f} min; reproduce with <code>make demo</code>.</p>",
     ]
     axes = "; ".join(f"{esc(k)}: {esc(summary['winner'][k])} / {esc(summary['winner_lpips'][k] or '-')}"
                      for k in DEMO_MASKS)
     intro.append(f"<p>Winner per mask kind on each axis, distortion (PSNR) / perception (LPIPS): {axes}.</p>")
     if len(fills) > 1:
-        intro.append(f"<p>The pictures show {esc(', '.join(fills))}: the first is the default fill (one seeded sample, "
-                     "what the numbers score), the mean fill is <code>genfill fill --mean</code>.</p>")
+        intro.append(f"<p>The pictures show {esc(', '.join(fills))}: the first is the default fill (one seeded "
+                     "sample), the mean fill is <code>genfill fill --mean</code>; the numbers score both.</p>")
     details = [*gen_figs, "<h2>Training</h2>", figure("curves.png", "training curves (train and validation)"),
                f"<p>Run directory: <code>{esc(run_dir)}</code>.</p>"]
     raw = [("demo.json", "demo.json"), ("eval/eval.json", "eval.json"), ("eval/records.csv", "records.csv"),

@@ -116,12 +116,12 @@ def worst_images(res: EvalResult, k: int = 8) -> list[dict]:
             for r in worst]
 
 
-def resolve_all(specs: list[str], device, names: list[str | None] | None = None) -> list[Filler]:
-    """Each spec resolved (`genfill.resolve`), renamed by `names` (one per spec, None keeps the default) and
-    made unique (a second "telea" is "telea-2")."""
+def resolve_all(specs: list[str | Filler], device, names: list[str | None] | None = None) -> list[Filler]:
+    """Each spec resolved (`genfill.resolve`; a Filler is taken as it is), renamed by `names` (one per spec,
+    None keeps the default) and made unique (a second "telea" is "telea-2")."""
     methods: list[Filler] = []
     for i_spec, spec in enumerate(specs):
-        meth = resolve(spec, device)
+        meth = spec if isinstance(spec, Filler) else resolve(spec, device)
         if names and i_spec < len(names) and names[i_spec]:
             meth.name = names[i_spec]
         base, i = meth.name, 2
@@ -186,7 +186,7 @@ def _draw(doc: dict, cache: ImageCache, methods: list[Filler], samples: int | No
     return pics
 
 
-def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: str | dict | None = None,
+def evaluate_specs(specs: list[str | Filler], out_dir: str | Path | None = None, data: str | dict | None = None,
                    masks: str | list[str] | dict = DEFAULT_MASKS, n: int = 500, fid: bool | None = None,
                    seed: int = DEFAULT_SEED, split: str = "test", device: str = "auto", lpips: bool = True,
                    gallery: int = 8, verbose: bool = True, names: list[str | None] | None = None,
