@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from genfill.data.masks import MASK_KINDS, hole_ratio, make_masks, mask_kinds
+from genfill.masks import MASK_KINDS, hole_ratio, make_masks, mask_kinds
 
 
 def main() -> None:

@@ -25,7 +25,8 @@ import torch
 
 from genfill.config import EVAL_MASKS, EVAL_SEED, DataConfig
 from genfill.data.cache import load_cache
-from genfill.evaluate import evaluate_methods, fid_kid
+from genfill.evaluate import evaluate_methods
+from genfill.metrics.fid_eval import fid_kid
 from genfill.metrics.fid import InceptionFeatures, fid_kid_bootstrap
 from genfill.models import GenModel, load_model
 from genfill.peers import PEERS

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from genfill.config import EVAL_SEED, DataConfig
 from genfill.data.cache import load_cache
-from genfill.data.masks import fixed_masks
+from genfill.masks import fixed_masks
 from genfill.io import atomic_write_bytes
 from genfill.models import load_model
 from genfill.peers import PEERS

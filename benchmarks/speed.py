@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from genfill.api import from_model
-from genfill.data.masks import fixed_masks
+from genfill.masks import fixed_masks
 from genfill.export import export_model, onnx_session
 from genfill.io import atomic_write_json, atomic_write_text
 from genfill.typed import read_yaml

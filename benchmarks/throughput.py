@@ -49,7 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from genfill.config import RunConfig
 from genfill.loadconfig import load_config
 from genfill.data.cache import ImageCache
-from genfill.data.masks import fixed_masks, make_masks
+from genfill.masks import fixed_masks, make_masks
 from genfill.errors import GenfillError
 from genfill.io import atomic_write_json
 from genfill.models import REGISTRY, GenModel, build_model, save_model

@@ -42,8 +42,8 @@ from pathlib import Path
 import torch
 
 from genfill.config import EVAL_SEED
-from genfill.data.masks import fixed_masks
 from genfill.evaljob import evaluate_specs, load_eval
+from genfill.masks import fixed_masks
 from genfill.io import atomic_write_json, atomic_write_text
 from genfill.loadconfig import load_config
 from genfill.models import build_model

@@ -322,7 +322,7 @@ def test_dry_run_of_an_empty_config_is_bounded(tmp_path, capsys, monkeypatch):
 
 def _api_cases(ws: Path, trained: dict) -> dict:
     import genfill
-    from genfill.api import fill_files
+    from genfill.filejobs import fill_files
 
     photo, mask = ws / "photo.png", ws / "m.png"
     telea = genfill.load("telea")

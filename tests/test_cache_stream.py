@@ -6,7 +6,8 @@ import torch
 
 from genfill.cli import main
 from genfill.data.cache import load_cache
-from genfill.train import plan, train
+from genfill.train import train
+from genfill.trainplan import plan
 
 
 def test_a_cache_over_the_memory_cap_is_memory_mapped_and_trains(make_cfg):

@@ -129,7 +129,8 @@ def test_demo_command_writes_a_complete_report(tmp_path, monkeypatch, capsys):
     from conftest import check_report_structure
     from genfill.demo import DEMO_MASKS
 
-    text = check_report_structure(index, list(DEMO_MASKS), ["genfill unet", "OpenCV Telea", "biharmonic"])
+    text = check_report_structure(index, list(DEMO_MASKS), ["genfill sampler", "genfill sampler mean",
+                                                             "OpenCV Telea", "biharmonic", "PatchMatch"])
     assert "Best distortion (PSNR dB)</b> per mask kind" in text and "Best perception (LPIPS)" in text and 'href="demo.json"' in text
     # a second demo keeps the first one
     assert main(["demo", "--minutes", "0.01", "--count", "60", "--quiet", *small]) == 0

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-import genfill.evaluate as ev
+import genfill.metrics.fid_eval as fid_eval
 from genfill.cli import main
 from genfill.report import referenced_files
 from conftest import check_report_structure, tiny_raw
@@ -38,7 +38,7 @@ def data_yaml(tmp_path, cache_root) -> Path:
 def fake_inception(monkeypatch):
     """A cheap stand-in for InceptionV3 (the real one takes ~1 s per image on a CPU)."""
     proj = torch.randn(3 * 32 * 32, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    monkeypatch.setattr(ev, "_try_inception", lambda device: (lambda x: x.flatten(1).double().cpu() @ proj))
+    monkeypatch.setattr(fid_eval, "_try_inception", lambda device: (lambda x: x.flatten(1).double().cpu() @ proj))
 
 
 def _check_report(page: Path) -> list[str]:

@@ -136,3 +136,47 @@ def test_keys_that_are_not_names_are_refused(tmp_path, text):
 def test_set_needs_a_dotted_key(item):
     with pytest.raises(GenfillError, match="--set expects a dotted key"):
         apply_overrides({}, [item])
+
+
+def _old_names(tmp_path, train_key="warmup_steps", model_key="warmup_steps"):
+    raw = {"name": "old", "out_dir": str(tmp_path), "model": {"kind": "unet", "widths": [8, 16], model_key: 5},
+           "train": {"schedule": "constant", train_key: 4}}
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_old_warmup_names_load_with_the_same_meaning(tmp_path):
+    """One warm-up vocabulary (train.lr_warmup_steps, train.kl_warmup_steps, model.loss_warmup_steps): a config
+    written with the old names (train.warmup_steps, model.warmup_steps) still loads, meaning the same."""
+    from genfill.runs import lr_factor
+
+    old = load_config(_old_names(tmp_path))
+    new = load_config(_old_names(tmp_path, "lr_warmup_steps", "loss_warmup_steps"))
+    assert to_dict(old) == to_dict(new)
+    assert old.train.lr_warmup_steps == 4 and old.model["loss_warmup_steps"] == 5 and "warmup_steps" not in old.model
+    assert [lr_factor(old.train, s, 100) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    # --set with an old name sets the new key, over a config that uses the new names
+    again = load_config(_old_names(tmp_path, "lr_warmup_steps", "loss_warmup_steps"),
+                        ["train.warmup_steps=7", "model.warmup_steps=9"])
+    assert again.train.lr_warmup_steps == 7 and again.model["loss_warmup_steps"] == 9
+    # a model kind without the renamed key still refuses it
+    with pytest.raises(GenfillError, match="unknown config key model.warmup_steps"):
+        build_config({"model": {"kind": "vae", "warmup_steps": 3}})
+
+
+def test_old_and_new_warmup_name_together_are_refused(tmp_path):
+    for raw in ({"train": {"warmup_steps": 2, "lr_warmup_steps": 3}},
+                {"model": {"kind": "sampler", "warmup_steps": 2, "loss_warmup_steps": 3}}):
+        with pytest.raises(GenfillError, match="old name of"):
+            build_config(raw)
+
+
+def test_old_warmup_name_in_a_pretrain_config(tmp_path):
+    from genfill.loadconfig import load_pretrain_config
+
+    cfg = load_pretrain_config(CONFIGS / "ssl-simclr-faces64.yaml", ["train.warmup_steps=11"])
+    assert cfg.train.lr_warmup_steps == 11
+    path = tmp_path / "ssl.yaml"
+    path.write_text(yaml.safe_dump({"ssl": {"method": "simclr"}, "train": {"warmup_steps": 6}}))
+    assert load_pretrain_config(path).train.lr_warmup_steps == 6

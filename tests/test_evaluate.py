@@ -7,9 +7,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from genfill.data.masks import hole_ratio
+from genfill.masks import hole_ratio
 from genfill.errors import GenfillError
 import genfill.evaluate as ev
+import genfill.metrics.fid_eval as fid_eval
 from genfill.evaljob import Protocol, parse_masks
 from genfill.evaluate import BUCKETS, EvalResult, bucket_of, evaluate_methods, score
 from genfill.peers import PEERS
@@ -68,7 +69,7 @@ def test_records_match_score_and_every_method_sees_the_same_holes(tiny_data):
     assert all(r["bucket"] == bucket_of(r["hole_ratio"]) for r in a)
     assert all(r["hole_ratio"] == pytest.approx(0.25) for r in a if r["mask"] == "square")  # 16x16 of 32x32
     # the first record re-scored by hand
-    from genfill.data.masks import fixed_masks
+    from genfill.masks import fixed_masks
     from genfill.metrics.lpips import lpips
 
     x = tiny_data.batch(tiny_data.split("test")[:1])
@@ -99,7 +100,7 @@ def test_missing_lpips_and_fid_packages_warn_and_cheap_metrics_still_run(tiny_da
 def test_fid_extras_use_pooled_and_per_kind_features(tiny_data, monkeypatch):
     """With a cheap stand-in for Inception: a perfect fill (the original) has FID ~0, the mean fill does not."""
     proj = torch.randn(3 * 32 * 32, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    monkeypatch.setattr(ev, "_try_inception", lambda device: (lambda x: x.flatten(1).double() @ proj))
+    monkeypatch.setattr(fid_eval, "_try_inception", lambda device: (lambda x: x.flatten(1).double() @ proj))
     res = evaluate_methods({"oracle": lambda x, m: x, "mean": PEERS["mean"]}, tiny_data,
                            parse_masks("thin,square", 32), n=6, fid=True)
     assert res["oracle"].extras["fid"] == pytest.approx(0.0, abs=1e-3)

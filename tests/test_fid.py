@@ -162,3 +162,37 @@ def test_bad_feature_shapes():
         fid.fid_from_features(np.zeros((5, 3)), np.zeros((5, 4)))
     with pytest.raises(GenfillError):
         fid.kid_from_features(np.zeros((1, 3)), np.zeros((5, 3)))
+
+
+@needs_weights
+def test_onnxruntime_backend_matches_torch_and_is_exported_once(monkeypatch, tmp_path):
+    """The default CPU backend (onnxruntime) gives the TorchScript network's features; its ONNX file is made
+    once in the per-user cache and reused; a damaged file is made anew; bad backend names are refused."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("GENFILL_CACHE", str(tmp_path))
+    monkeypatch.delenv(fid.BACKEND_ENV, raising=False)
+    x = _base_images(4)
+    ref = fid.InceptionFeatures(backend="torch")(x)
+    got = fid.InceptionFeatures(backend="onnxruntime")(x)
+    # One float32 network, two summation orders: 1e-4 of the features' scale is far above that noise and far
+    # below what a wrong preprocessing or graph gives (features differ by O(1) between these images).
+    assert torch.allclose(got, ref, rtol=0, atol=1e-4 * ref.abs().max().item())
+    assert (ref[0] - ref[1]).abs().max() > 100 * 1e-4 * ref.abs().max()
+    path = fid.onnx_path()
+    assert path.is_file() and path.is_relative_to(tmp_path)
+    stamp = path.stat().st_mtime_ns
+    assert torch.equal(fid.InceptionFeatures()(x), got)  # "auto" on a CPU with onnxruntime installed
+    assert path.stat().st_mtime_ns == stamp  # reused, not exported again
+    path.write_bytes(b"half a file")
+    fid._ort_session.cache_clear()
+    assert torch.equal(fid.InceptionFeatures()(x), got)
+    assert path.stat().st_size > 10_000_000
+    with pytest.raises(GenfillError, match="backend"):
+        fid.InceptionFeatures(backend="tensorrt")
+    monkeypatch.setenv(fid.BACKEND_ENV, "torch")
+    assert fid.identity("cpu")["backend"] == "torch"
+    monkeypatch.setenv(fid.BACKEND_ENV, "onnxruntime")
+    assert fid.identity("cpu")["backend"] == "onnxruntime"
+    monkeypatch.setenv(fid.BACKEND_ENV, "bogus")
+    with pytest.raises(GenfillError, match="GENFILL_INCEPTION"):
+        fid.identity("cpu")

@@ -163,3 +163,36 @@ def test_kid_from_precomputed_kernels_equals_the_direct_sum(monkeypatch):
     monkeypatch.setattr(fid, "_KID_PRECOMPUTE_MAX", 0)
     slow = fid.kid_from_features(fake, real, subsets=20, subset_size=25, seed=3)
     assert fast[0] == pytest.approx(slow[0], rel=1e-9) and fast[1] == pytest.approx(slow[1], rel=1e-9)
+
+
+def test_a_peer_seen_under_this_protocol_is_not_filled_again(tiny_data, tmp_path, monkeypatch):
+    """With its features and per-image scores on disk, a peer's records are replayed, the same as computed,
+    without calling it; another seed, a damaged score file or FID features missing make it fill again."""
+    calls, telea = [], PEERS["telea"]
+
+    def counted(x, m):
+        calls.append(len(x))
+        return telea(x, m)
+
+    monkeypatch.setitem(PEERS, "telea", counted)  # a peer by identity: its results may be cached
+    methods = {"model": _shift, "telea": counted}
+    a = _run(tiny_data, tmp_path, CountingFeatures(), methods=methods)
+    assert sum(calls) == 2 * 6
+    b = _run(tiny_data, tmp_path, CountingFeatures(), methods=methods)
+    assert sum(calls) == 2 * 6  # replayed
+    assert b["telea"].records == a["telea"].records and b["telea"].images == a["telea"].images == 12
+    assert b["telea"].seconds == pytest.approx(a["telea"].seconds)
+    assert _fids(a) == _fids(b)
+    nofid = evaluate_methods(methods, tiny_data, parse_masks("thin,square", tiny_data.size), n=6, seed=5,
+                             feature_cache=tmp_path, verbose=False)
+    assert sum(calls) == 2 * 6 and nofid["telea"].records == a["telea"].records  # --no-fid replays too
+    _run(tiny_data, tmp_path, CountingFeatures(), methods=methods, seed=6)
+    assert sum(calls) == 4 * 6  # another protocol
+    for f in tmp_path.glob("*.scores.json"):
+        f.write_text("{not json")
+    c = _run(tiny_data, tmp_path, CountingFeatures(), methods=methods)
+    assert sum(calls) == 6 * 6 and c["telea"].records == a["telea"].records  # recomputed, same numbers
+    for f in tmp_path.glob("*.npy"):
+        f.unlink()  # features gone: the fills are needed for Inception again
+    _run(tiny_data, tmp_path, CountingFeatures(), methods=methods)
+    assert sum(calls) == 8 * 6

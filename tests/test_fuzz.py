@@ -22,9 +22,10 @@ from PIL import Image
 
 from genfill.config import RunConfig
 from genfill.loadconfig import build_config, load_config
-from genfill.data.masks import load_mask_file
+from genfill.masks import load_mask_file
 from genfill.errors import GenfillError
-from genfill.io import load_checkpoint, read_image
+from genfill.imageread import read_image
+from genfill.io import load_checkpoint
 from genfill.models import REGISTRY
 from genfill.runs import read_metrics
 

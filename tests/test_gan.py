@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from genfill.data.masks import fixed_masks
+from genfill.masks import fixed_masks
 from genfill.errors import GenfillError
 from genfill.evaluate import evaluate_methods
 from genfill.io import load_checkpoint

@@ -101,7 +101,7 @@ def test_16bit_grey_mask_is_thresholded_at_16_bits(tmp_path):
 
 def test_float_tiff_mask_with_ones_is_a_hole(tmp_path):
     from genfill.api import decode_mask
-    from genfill.data.masks import load_mask_file
+    from genfill.masks import load_mask_file
 
     m = np.zeros((24, 24), np.float32)
     m[4:12, 6:18] = 1.0
@@ -144,7 +144,7 @@ def test_exif_orientation_is_applied_to_image_mask_and_output(tmp_path, capsys, 
 
 def test_exif_orientation_of_a_16bit_array_matches_pil():
     """The uint16 path turns pixels exactly as PIL's exif_transpose does for each of the 8 orientations."""
-    from genfill.io import _orient_array, _orient_pil
+    from genfill.imageread import _orient_array, _orient_pil
 
     a = np.arange(4 * 7 * 3, dtype=np.uint8).reshape(4, 7, 3)
     for orientation in range(1, 9):

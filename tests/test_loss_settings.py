@@ -336,7 +336,7 @@ def test_unet_w_l1_weights_the_l1():
 def test_unet_perceptual_weight_and_warmup():
     """loss = w_l1 * l1 + [steps >= warmup] * w_perceptual * LPIPS(composite, x); steps count training forwards."""
     x, m = _batch(size=32)
-    one, two = _twins({**UNET, "warmup_steps": 2}, "w_perceptual", 0.5, 2.0, size=32)
+    one, two = _twins({**UNET, "loss_warmup_steps": 2}, "w_perceptual", 0.5, 2.0, size=32)
     for model, wp in ((one, 0.5), (two, 2.0)):
         model.train()
         for step in range(4):
@@ -367,7 +367,7 @@ def test_unet_perceptual_term_is_lpips_of_the_composite():
 @pytest.mark.parametrize("adversarial", ["bce", "hinge"])
 def test_unet_w_adv_and_warmup_gate_the_adversarial_term(adversarial):
     x, m = _batch()
-    one, two = _twins({**UNET, "warmup_steps": 3, "adversarial": adversarial, "d_base": 4}, "w_adv", 0.1, 0.7)
+    one, two = _twins({**UNET, "loss_warmup_steps": 3, "adversarial": adversarial, "d_base": 4}, "w_adv", 0.1, 0.7)
     fake = torch.tanh(x + 0.3)
     with torch.no_grad():
         logits = one.discriminator(fake)
@@ -386,9 +386,9 @@ def test_unet_w_adv_and_warmup_gate_the_adversarial_term(adversarial):
 def test_unet_warmup_counter_is_saved_with_the_weights():
     x, m = _batch()
     torch.manual_seed(0)
-    model = build_model({**UNET, "warmup_steps": 1}, S, 3).train()
+    model = build_model({**UNET, "loss_warmup_steps": 1}, S, 3).train()
     model(x, m)
-    again = build_model({**UNET, "warmup_steps": 1}, S, 3)
+    again = build_model({**UNET, "loss_warmup_steps": 1}, S, 3)
     again.load_state_dict(copy.deepcopy(model.state_dict()))
     assert int(again.steps) == 1 and float(again.adv_gate()) == 1.0
 

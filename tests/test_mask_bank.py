@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from genfill.data import masks as masks_mod
-from genfill.data.masks import MASK_KINDS, MaskBank, draw_bank, hole_ratio, make_masks, mask_bank
+import genfill.masks.bank as bank_mod
+from genfill.masks import MASK_KINDS, MaskBank, draw_bank, hole_ratio, make_masks, mask_bank
 from genfill.errors import GenfillError
 
 SIDE = 32
@@ -71,7 +71,7 @@ def _one_mask_bank(rollable: bool) -> tuple[MaskBank, torch.Tensor]:
     m = torch.zeros(1, 1, 16, 16)
     m[..., 2:9, 3:5] = 1  # an L: no symmetry, so its 8 dihedral images are distinct
     m[..., 7:9, 3:12] = 1
-    packed = masks_mod._pack_bits(m)
+    packed = bank_mod._pack_bits(m)
     return MaskBank(packed, torch.tensor([rollable]), 16, 16), m
 
 
@@ -133,7 +133,7 @@ def test_cache_is_reused_and_keyed(tmp_path, monkeypatch):
     def no_draw(*args, **kwargs):
         raise AssertionError("the cached bank was drawn again")
 
-    monkeypatch.setattr(masks_mod, "draw_bank", no_draw)
+    monkeypatch.setattr(bank_mod, "draw_bank", no_draw)
     again = mask_bank("thick", 200, SIDE, SIDE, seed=0, cache_dir=tmp_path)
     assert torch.equal(first.packed, again.packed) and torch.equal(first.rollable, again.rollable)
     monkeypatch.undo()

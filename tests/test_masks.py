@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from genfill.data.masks import (
+from genfill.masks import (
     MASK_KINDS,
     check_params,
     fixed_masks,
@@ -289,7 +289,7 @@ def test_errors_are_one_line():
 
 @pytest.mark.parametrize("kind", ["square", "thick", "box"])
 def test_masks_at_equals_fixed_masks_for_any_indices(kind):
-    from genfill.data.masks import masks_at
+    from genfill.masks import masks_at
 
     ref = fixed_masks(kind, 6, 48, 48, seed=7)
     assert torch.equal(masks_at(kind, range(6), 48, 48, seed=7), ref)

@@ -22,7 +22,8 @@ from genfill.cli import main
 from genfill.config import to_dict
 from genfill.loadconfig import build_config
 from genfill.errors import GenfillError
-from genfill.io import load_checkpoint, read_image, save_image
+from genfill.imageread import read_image
+from genfill.io import load_checkpoint, save_image
 from genfill.train import train
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "genfill"

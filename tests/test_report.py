@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from genfill.cli import main
-from genfill.report import best_rows, table, verdict_cards, win_loss_lines
+from genfill.report import table, verdict_cards, win_loss_lines
+from genfill.verdict import best_rows
 from conftest import check_report_structure, tiny_raw
 
 

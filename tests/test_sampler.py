@@ -261,5 +261,9 @@ def test_demo_with_the_sampler_shows_mean_and_samples_and_both_winners(tmp_path,
     assert summary["kind"] == "sampler"
     assert set(summary["winner_lpips"]) == set(summary["winner"])  # a winner per kind on both axes
     text = (run / "index.html").read_text()
-    for name in ("genfill sampler mean", "genfill sampler sample 1", "genfill sampler sample 2", "OpenCV Telea"):
+    for name in ("genfill sampler mean", "genfill sampler sample 1", "genfill sampler sample 2", "OpenCV Telea",
+                 "PatchMatch"):
         assert name in text, name
+    # both of ours are scored (the sample and the mean fill), next to the three peers
+    assert set(summary["psnr"]["square"]) == {"genfill sampler", "genfill sampler mean", "OpenCV Telea", "biharmonic",
+                                              "PatchMatch"}

@@ -1,4 +1,4 @@
-"""train.schedule / warmup_steps, train.ema and train.accumulate: values by hand, what is saved, resume."""
+"""train.schedule / lr_warmup_steps, train.ema and train.accumulate: values by hand, what is saved, resume."""
 
 import copy
 import json
@@ -18,18 +18,18 @@ from genfill.train import train, train_step, validate
 
 
 def test_constant_schedule_with_warmup():
-    tc = TrainConfig(schedule="constant", warmup_steps=4)
+    tc = TrainConfig(schedule="constant", lr_warmup_steps=4)
     assert [lr_factor(tc, s, 100) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     assert lr_factor(TrainConfig(), 0, 100) == 1.0
 
 
 def test_cosine_schedule_values():
-    tc = TrainConfig(schedule="cosine", warmup_steps=0)
+    tc = TrainConfig(schedule="cosine", lr_warmup_steps=0)
     assert lr_factor(tc, 0, 10) == 1.0
     assert lr_factor(tc, 5, 10) == pytest.approx(0.5, abs=1e-12)
     assert lr_factor(tc, 10, 10) == pytest.approx(0.0, abs=1e-12)
     assert lr_factor(tc, 50, 10) == pytest.approx(0.0, abs=1e-12)  # past the end: stays at 0
-    warm = TrainConfig(schedule="cosine", warmup_steps=2)
+    warm = TrainConfig(schedule="cosine", lr_warmup_steps=2)
     assert lr_factor(warm, 0, 12) == 0.5  # warm-up first
     assert lr_factor(warm, 1, 12) == 1.0  # the cosine starts after the warm-up
     assert lr_factor(warm, 7, 12) == pytest.approx(0.5, abs=1e-12)  # half of the 10 cosine steps
@@ -38,7 +38,7 @@ def test_cosine_schedule_values():
 
 
 def test_train_applies_the_schedule(make_cfg):
-    cfg = make_cfg(train={"max_steps": 6, "epochs": 2, "schedule": "cosine", "warmup_steps": 2, "lr": 1e-3,
+    cfg = make_cfg(train={"max_steps": 6, "epochs": 2, "schedule": "cosine", "lr_warmup_steps": 2, "lr": 1e-3,
                           "log_every": 1, "sample_every_epoch": False})
     train(cfg, verbose=False)
     rows = [json.loads(line) for line in (cfg.run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -99,7 +99,7 @@ def test_resume_is_exact_with_ema_and_cosine(make_cfg, monkeypatch):
     import genfill.train as train_mod
 
     opts = {"epochs": 2, "max_steps": None, "sample_every_epoch": False, "ema": 0.95, "schedule": "cosine",
-            "warmup_steps": 3, "lr": 3e-3}
+            "lr_warmup_steps": 3, "lr": 3e-3}
     straight = make_cfg(name="straight", train=opts)
     train(straight, verbose=False)
 
@@ -172,7 +172,7 @@ def test_accumulating_micro_batches_equals_one_big_batch(spec, monkeypatch, tiny
 
 @pytest.mark.parametrize("bad, match", [
     ({"schedule": "linear"}, "train.schedule"),
-    ({"warmup_steps": -1}, "warmup_steps"),
+    ({"lr_warmup_steps": -1}, "lr_warmup_steps"),
     ({"ema": 1.0}, "train.ema"),
     ({"ema": -0.1}, "train.ema"),
     ({"accumulate": 3}, "accumulate"),  # batch 8

@@ -3,6 +3,7 @@ convolutions, the loss formula with its warm-up, the frozen perceptual net, pres
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -15,7 +16,8 @@ from genfill.losses import adversarial_g_loss, hole_weighted_l1, perceptual_loss
 from genfill.models import build_model, composite, load_model
 from genfill.io import load_checkpoint, save_checkpoint
 from genfill.models import save_model
-from genfill.models.unet import FFCBlock, GatedConv2d, UNet, UNetConfig, _laplace, biharmonic_fill, harmonic_fill
+from genfill.models.blocks import FFCBlock, GatedConv2d
+from genfill.models.unet import UNet, UNetConfig, _laplace, biharmonic_fill, harmonic_fill
 
 TINY = {"kind": "unet", "widths": [8, 16], "blocks": 1}
 
@@ -160,12 +162,12 @@ def test_ffc_block_sees_the_whole_image():
 
 def test_loss_is_the_weighted_sum_of_its_parts():
     model = _perturb_output(build_model({**TINY, "hole_weight": 3.0, "w_l1": 2.0, "w_perceptual": 0.5,
-                                         "warmup_steps": 1}, 32, 3))
+                                         "loss_warmup_steps": 1}, 32, 3))
     x, m = _batch()
     d = (model.predict(x, m) - x).abs()
     expect_l1 = (d * (1 + 2.0 * m)).mean()
     assert torch.allclose(hole_weighted_l1(model.predict(x, m), x, m, 3.0), expect_l1)
-    first = model(x, m)  # step 0 < warmup_steps: the perceptual term is logged but weighs 0
+    first = model(x, m)  # step 0 < loss_warmup_steps: the perceptual term is logged but weighs 0
     assert torch.allclose(first.parts["l1"], expect_l1)
     assert first.loss == 2.0 * first.parts["l1"]
     second = model(x, m)
@@ -176,7 +178,7 @@ def test_loss_is_the_weighted_sum_of_its_parts():
 
 
 def test_adversarial_term_after_warm_up():
-    model = build_model({**TINY, "w_adv": 0.25, "warmup_steps": 1, "adversarial": "bce"}, 32, 3)
+    model = build_model({**TINY, "w_adv": 0.25, "loss_warmup_steps": 1, "adversarial": "bce"}, 32, 3)
     assert model.discriminator is not None
     x, m = _batch()
     fake = composite(x, m, model(x, m).pred)  # step 1 counted after this forward
@@ -219,7 +221,7 @@ def test_presets_load():
     assert cpu.model["kind"] == "unet" and cpu.train.compile is False
     gpu = load_config(resolve_config("unet-faces64-gpu"))
     assert gpu.model["kind"] == "unet" and gpu.train.batch_size >= 256 and gpu.train.compile and gpu.train.fast
-    assert gpu.train.amp and gpu.train.schedule == "cosine" and gpu.train.ema > 0 and gpu.train.warmup_steps > 0
+    assert gpu.train.amp and gpu.train.schedule == "cosine" and gpu.train.ema > 0 and gpu.train.lr_warmup_steps > 0
     # The SSL presets pretrain unet-faces64's encoder: their nets must be the preset's, or the weights do not fit.
     for ssl in ("ssl-simclr-faces64", "ssl-byol-faces64", "ssl-barlow-faces64"):
         assert load_pretrain_config(resolve_config(ssl)).model == cpu.model, ssl
@@ -296,6 +298,37 @@ def test_old_unet_checkpoints_keep_their_solver(tmp_path):
     save_checkpoint(tmp_path / "old.pt", ckpt)
     assert load_model(tmp_path / "old.pt")[0].cfg.solver == "descent"
     assert load_model(tmp_path / "new.pt")[0].cfg.solver == "cg"
+
+
+@pytest.mark.parametrize("kind", ["unet", "sampler"])
+def test_old_checkpoints_keep_their_loss_warm_up(kind, tmp_path):
+    """A checkpoint (or export) saved when the perceptual/adversarial warm-up was `model.warmup_steps` loads with
+    it as `loss_warmup_steps`: the same gate, the same weights, the same fill."""
+    from genfill.export import export_model, load_export
+
+    torch.manual_seed(0)
+    model = build_model({"kind": kind, "widths": [8, 16], "smooth_iters": 5, "loss_warmup_steps": 2}, 32, 3)
+    save_model(tmp_path / "new.pt", model)
+    ckpt = load_checkpoint(tmp_path / "new.pt")
+    ckpt["model_config"]["warmup_steps"] = ckpt["model_config"].pop("loss_warmup_steps")  # the old name
+    ckpt.pop("path", None)
+    save_checkpoint(tmp_path / "old.pt", ckpt)
+    old, _ = load_model(tmp_path / "old.pt")
+    assert old.cfg.loss_warmup_steps == 2 and old.cfg == model.cfg
+    gate = old.adv_gate if kind == "unet" else old.gate
+    x, m = _batch(2, 32)
+    old.train()
+    opened = []
+    for _ in range(3):
+        opened.append(float(gate()))
+        old(x, m)
+    assert opened == [0.0, 0.0, 1.0]  # shut for the first 2 training forwards, as before the rename
+    export_model(tmp_path / "old.pt", tmp_path / "exp")  # its config.json keeps the checkpoint's old name
+    assert "warmup_steps" in json.loads((tmp_path / "exp" / "config.json").read_text())["model_config"]
+    again, _ = load_export(tmp_path / "exp")
+    assert again.cfg.loss_warmup_steps == 2
+    model.eval()
+    assert torch.equal(load_model(tmp_path / "old.pt")[0].predict(x, m), model.predict(x, m))
 
 
 def test_psnr_loss_is_minus_the_mean_psnr_that_eval_reports():

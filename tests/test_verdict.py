@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from genfill.report import headline, psnr_matrix, tables, terminal_summary, terminal_table, verdict_cards, winners
+from genfill.report import headline, psnr_matrix, verdict_cards
+from genfill.verdict import tables, terminal_summary, terminal_table, winners
 
 
 def _doc(fid: bool = True) -> dict:

@@ -196,9 +196,9 @@ def test_prior_errors(vq_run, tmp_path):
 
 
 def test_resblock_keeps_its_input_for_the_skip():
-    from genfill.models.blocks import ResBlock
+    from genfill.models.blocks import VQResBlock
 
-    block = ResBlock(3, 4, "relu")
+    block = VQResBlock(3, 4, "relu")
     torch.nn.init.zeros_(block.net[-1].weight)
     torch.nn.init.zeros_(block.net[-1].bias)
     x = torch.randn(2, 3, 5, 5)  # negative values must survive (an in-place first ReLU would clip them)

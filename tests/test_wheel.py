@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--set", "data.count=60", "--set", "data.size=32", "--set", "train.max_steps=2", "--set", "train.epochs=1",
         "--set", "train.batch_size=8", "--set", "train.val_images=8", "--set", "masks.bank_size=64",
-        "--set", "train.warmup_steps=0", "--threads", "1"]
+        "--set", "train.lr_warmup_steps=0", "--threads", "1"]
 
 
 def _run(args: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:

@@ -43,7 +43,10 @@ COPY = ("src", "tests", "configs", "pyproject.toml")
 
 # module (under src/genfill) -> the test files that cover it
 MODULE_TESTS: dict[str, list[str]] = {
-    "data/masks.py": ["tests/test_masks.py"],
+    "masks/kinds.py": ["tests/test_masks.py"],
+    "masks/raster.py": ["tests/test_masks.py"],
+    "masks/shapes.py": ["tests/test_masks.py"],
+    "masks/files.py": ["tests/test_masks.py"],
     "metrics/basic.py": ["tests/test_metrics_basic.py", "tests/test_eval_invariants.py"],
     "evaluate.py": ["tests/test_eval_invariants.py", "tests/test_evaluate.py"],
     "peers.py": ["tests/test_peers.py"],
@@ -62,6 +65,10 @@ MODULE_TESTS: dict[str, list[str]] = {
     "io.py": ["tests/test_train_loop.py", "tests/test_train.py"],
     "cli.py": ["tests/test_cli.py"],
     "api.py": ["tests/test_api.py"],
+    "resolve.py": ["tests/test_resolve.py"],
+    "filejobs.py": ["tests/test_filejobs.py"],
+    "metrics/fid_eval.py": ["tests/test_fid_cache.py", "tests/test_evaluate.py"],
+    "verdict.py": ["tests/test_verdict.py", "tests/test_report.py"],
 }
 
 
@@ -90,16 +97,16 @@ T_PLURAL = "tests/test_plural.py"
 
 MUTATIONS: list[Mutation] = [
     # ---- masks
-    Mutation("mask-stroke-scale", "data/masks.py", "        return min(height, width) / REFERENCE_SIDE",
+    Mutation("mask-stroke-scale", "masks/kinds.py", "        return min(height, width) / REFERENCE_SIDE",
              "        return 1.0", "stroke sizes not scaled with the image size", issue17=True),
-    Mutation("mask-square-margin", "data/masks.py",
+    Mutation("mask-square-margin", "masks/shapes.py",
              "top = _randint(g, my, height - size - my, (n, 1), device)",
              "top = _randint(g, 0, height - size - my, (n, 1), device)", "square ignores its top margin"),
-    Mutation("mask-fixed-seed", "data/masks.py", "g.manual_seed(_index_seed(kind, seed, int(index)))",
+    Mutation("mask-fixed-seed", "masks/kinds.py", "g.manual_seed(_index_seed(kind, seed, int(index)))",
              "g.manual_seed(_index_seed(kind, seed, 0))", "every test image gets the same hole"),
-    Mutation("mask-file-threshold", "data/masks.py", "    return (data > 127).to(torch.float32)",
+    Mutation("mask-file-threshold", "masks/files.py", "    return (data > 127).to(torch.float32)",
              "    return (data > 0).to(torch.float32)", "dark grey in a mask file counts as hole"),
-    Mutation("mask-cap-area", "data/masks.py", "        over = (hole_ratio(masks) > max_area).nonzero().flatten()",
+    Mutation("mask-cap-area", "masks/raster.py", "        over = (hole_ratio(masks) > max_area).nonzero().flatten()",
              "        over = (hole_ratio(masks) > 2 * max_area).nonzero().flatten()", "masks over max_area kept"),
     # ---- metrics and evaluation
     Mutation("metric-psnr-20", "metrics/basic.py", "return -10.0 * torch.log10(e.clamp_min(floor))",
@@ -120,6 +127,16 @@ MUTATIONS: list[Mutation] = [
              "res = cv2.inpaint(u8, mask, 3, flag)", "Telea's radius ignored", issue17=True),
     Mutation("peer-mean-unknown", "peers.py", "mean = (x * known).sum(dim=(2, 3), keepdim=True) / count.clamp_min(1)",
              "mean = x.mean(dim=(2, 3), keepdim=True)", "mean fill averages the hole's own pixels"),
+    # ---- resolving names, the fill command's files, FID's feature cache, the verdict
+    Mutation("resolve-path-is-peer", "resolve.py", "if isinstance(spec, str) and spec in PEERS:",
+             "if str(spec) in PEERS:", "a path named like a peer (./telea) resolves to the peer"),
+    Mutation("filejobs-one-seed", "filejobs.py", "painter.samples_decoded(d, hole, samples, seed + i)",
+             "painter.samples_decoded(d, hole, samples, seed)", "every image's K fills drawn with the first seed"),
+    Mutation("fid-cache-key-seed", "metrics/fid_eval.py", '"params": self.mask_kinds[kind], "seed": self.seed}',
+             '"params": self.mask_kinds[kind]}', "a peer's cached features reused under another mask seed",
+             tests=["tests/test_fid_cache.py"]),
+    Mutation("verdict-best-is-max", "verdict.py", 'pick = max if how == "max" else min', "pick = max",
+             "lower-is-better metrics (LPIPS, FID) crown the worst method"),
     # ---- VAE, beta-VAE, shared blocks
     Mutation("vae-beta", "models/vae.py", "loss = recon + self.cfg.beta * kl_scale * kl", "loss = recon + kl_scale * kl",
              "VAE beta ignored", tests=[T_LOSS], issue17=True),
@@ -129,8 +146,8 @@ MUTATIONS: list[Mutation] = [
              "recon = recon / pixels", "reduction: mean leaves the KL summed"),
     Mutation("beta-vae-default", "models/vae.py", "        beta: float = 4.0", "        beta: float = 1.0",
              "beta_vae's default beta is 1"),
-    Mutation("reparam-variance", "models/blocks.py", "return mu + torch.randn_like(mu) * (0.5 * logvar).exp()",
-             "return mu + torch.randn_like(mu) * logvar.exp()", "reparameterisation uses the variance",
+    Mutation("reparam-variance", "models/blocks.py", "return mu + randn_like(mu) * (0.5 * logvar).exp()",
+             "return mu + randn_like(mu) * logvar.exp()", "reparameterisation uses the variance",
              issue17=True),
     Mutation("kl-constant", "models/blocks.py", "0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)",
              "0.5 * (mu.pow(2) + logvar.exp() - logvar)", "KL off by a constant per unit"),
@@ -183,7 +200,7 @@ MUTATIONS: list[Mutation] = [
              "l1 = hole_weighted_l1(p32, x32, m32)", "unet hole_weight ignored", tests=[T_LOSS]),
     Mutation("unet-w-perceptual", "models/unet.py", "loss = loss + self.adv_gate() * c.w_perceptual * perc",
              "loss = loss + self.adv_gate() * perc", "unet w_perceptual ignored", tests=[T_LOSS]),
-    Mutation("unet-warmup-off", "models/unet.py", "return (self.steps >= self.cfg.warmup_steps).float()",
+    Mutation("unet-warmup-off", "models/unet.py", "return (self.steps >= self.cfg.loss_warmup_steps).float()",
              "return (self.steps >= 0).float()", "unet warm-up switched off", tests=[T_LOSS]),
     Mutation("unet-steps-frozen", "models/unet.py", "            self.steps += 1", "            pass",
              "unet warm-up never ends", tests=[T_LOSS]),

@@ -25,15 +25,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from genfill.errors import GenfillError, did_you_mean
-from genfill.inpaint import FillFn, fill_native, fill_native_many
-from genfill.pixels import from_unit, to_unit
+from genfill.errors import GenfillError
+from genfill.inpaint import fill_native, fill_native_many
+from genfill.imageread import open_image, to_8bit
+from genfill.metrics.uncertainty import check_samples
+from genfill.models.base import single_fill_message
+from genfill.peers import telea
+from genfill.pixels import FillFn, from_unit, plural_panel, to_unit
+from genfill.resolve import resolve
+from genfill.validate import integer, seed as valid_seed
 
 ImageLike = Any  # str | Path | PIL.Image.Image | np.ndarray | torch.Tensor
 
@@ -42,7 +48,7 @@ ImageLike = Any  # str | Path | PIL.Image.Image | np.ndarray | torch.Tensor
 
 
 @dataclass
-class _Decoded:
+class Decoded:
     """An input image as (H,W,C) float32 in [0, 1] plus what it takes to give it back in its own form."""
 
     pixels: np.ndarray  # (H,W,C) float32 in [0, 1]
@@ -59,8 +65,6 @@ class _Decoded:
 def _open(path: str | Path) -> Image.Image | np.ndarray:
     """Through the one guarded reader (pixel limit, decompression bombs, any decoder failure -> GenfillError,
     EXIF orientation applied); 16 bits per colour channel come as a uint16 array, kept to the last bit."""
-    from genfill.io import open_image
-
     return open_image(path, keep_depth=True)
 
 
@@ -76,7 +80,8 @@ def _array_scale(a: np.ndarray, what: str) -> float:
     raise GenfillError(f"{what}: dtype {a.dtype} is not supported (use uint8, uint16 or float in [0, 1])")
 
 
-def _decode(image: ImageLike) -> _Decoded:
+def decode_image(image: ImageLike) -> Decoded:
+    """Any image form (path, PIL, numpy, tensor; module docstring) -> `Decoded`; a path is read once."""
     if isinstance(image, (str, Path)):
         image = _open(image)
     if isinstance(image, Image.Image):
@@ -93,7 +98,7 @@ def _decode(image: ImageLike) -> _Decoded:
         a = np.asarray(image)
         a = a[:, :, None] if a.ndim == 2 else a
         scale = _array_scale(a, "image")
-        return _Decoded(a.astype(np.float32) / scale, a, "pil", scale, {"mode": mode})
+        return Decoded(a.astype(np.float32) / scale, a, "pil", scale, {"mode": mode})
     if isinstance(image, torch.Tensor):
         t = image.detach()
         layout = {"ndim": t.ndim, "dtype": t.dtype, "device": t.device}
@@ -111,7 +116,7 @@ def _decode(image: ImageLike) -> _Decoded:
         if a.dtype.kind == "f" and a.dtype != np.float16:
             a = a.astype(np.float64, copy=False)
         scale = _array_scale(a, "image tensor")
-        return _Decoded(a.astype(np.float32) / scale, a, "tensor", scale, layout)
+        return Decoded(a.astype(np.float32) / scale, a, "tensor", scale, layout)
     if isinstance(image, np.ndarray):
         a = image
         layout = {"ndim": a.ndim}
@@ -119,11 +124,11 @@ def _decode(image: ImageLike) -> _Decoded:
         if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4):
             raise GenfillError(f"image array: expected (H,W) or (H,W,C) with C in 1..4, got {image.shape}")
         scale = _array_scale(a, "image array")
-        return _Decoded(a.astype(np.float32) / scale, a, "numpy", scale, layout)
+        return Decoded(a.astype(np.float32) / scale, a, "numpy", scale, layout)
     raise GenfillError(f"cannot fill a {type(image).__name__}: give a path, a PIL image, a numpy array or a tensor")
 
 
-def _encode(d: _Decoded, filled: np.ndarray, hole: np.ndarray) -> ImageLike:
+def _encode(d: Decoded, filled: np.ndarray, hole: np.ndarray) -> ImageLike:
     """Composite `filled` (H,W,C float in [0, 1]) into the original values at the hole, in their dtype."""
     raw = d.raw
     if raw.dtype.kind == "f":
@@ -157,15 +162,11 @@ def decode_mask(mask: ImageLike, size: tuple[int, int], resize: bool = False, di
     (1 = hole; uint8 / uint16 may also be 0/255 / 0/65535); any other value is refused (a soft or 0/255 float
     mask would otherwise mark holes silently wrong). `resize` scales a mask of another size (nearest);
     `dilate` grows the hole by that many pixels."""
-    from genfill.validate import integer
-
     dilate = integer("dilate", dilate, 0, 4096)
     picture = isinstance(mask, (str, Path, Image.Image))
     if isinstance(mask, (str, Path)):
         mask = _open(mask)
     if isinstance(mask, Image.Image):
-        from genfill.io import to_8bit
-
         # Thresholded at the mask's own depth: 16-bit and float masks are scaled to 8 bits first (PIL's own
         # convert("L") clips them: a 31 % grey 16-bit region would become hole, a float 1.0 no hole).
         m = np.asarray(to_8bit(mask).convert("L")) > 127
@@ -234,8 +235,6 @@ class PluralFill:
     def panel(self) -> torch.Tensor:
         """The samples picture (3,H',W') in [-1, 1]: the input (hole white), the K fills, the heat map
         (black = 0; a std of pixels.HEAT_MAX = 0.15 or more is white)."""
-        from genfill.pixels import plural_panel
-
         c = 1 if self.pixels.shape[2] in (1, 2) else 3
         t = lambda a: from_unit(torch.from_numpy(np.ascontiguousarray(a[..., :c])).movedim(-1, -3).float())  # noqa: E731
         m = torch.from_numpy(self.hole)[None, None].float()
@@ -271,8 +270,12 @@ class Inpainter:
         if samples is not None:
             return self.fill_samples(image, mask, samples, seed, mask_resize, dilate).fills
         _check_seed(seed)
-        d = _decode(image)
-        hole = decode_mask(mask, d.pixels.shape[:2], mask_resize, dilate)
+        d = decode_image(image)
+        return self.fill_decoded(d, decode_mask(mask, d.pixels.shape[:2], mask_resize, dilate), seed)
+
+    def fill_decoded(self, d: Decoded, hole: np.ndarray, seed: int | None = None) -> ImageLike:
+        """`fill` of an image and hole decoded once already (`decode_image`, `decode_mask`; `genfill fill`'s
+        file jobs), the seed checked by the caller."""
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             if seed is not None:
                 torch.manual_seed(seed)
@@ -296,7 +299,7 @@ class Inpainter:
         if seed is not None or options.get("samples") is not None:
             return [self.fill(im, m, seed=None if seed is None else seed + i, **options)
                     for i, (im, m) in enumerate(zip(images, masks))]
-        decoded = [_decode(im) for im in images]
+        decoded = [decode_image(im) for im in images]
         holes = [decode_mask(m, d.pixels.shape[:2], options.get("mask_resize", False), options.get("dilate", 0))
                  for d, m in zip(decoded, masks)]
         filled = self.fill_arrays([d.pixels for d in decoded], holes)
@@ -306,14 +309,16 @@ class Inpainter:
                      mask_resize: bool = False, dilate: int = 0) -> PluralFill:
         """K different fills of `image` under `mask`, each at the image's own size by the same windows as
         `fill` (inpaint.py), drawn from one generator seeded by `seed` (None: a random seed)."""
-        from genfill.metrics.uncertainty import check_samples
-
         if self.sample_fn is None:
             raise GenfillError(self.single)
         check_samples(k)
         _check_seed(seed)
-        d = _decode(image)
-        hole = decode_mask(mask, d.pixels.shape[:2], mask_resize, dilate)
+        d = decode_image(image)
+        return self.samples_decoded(d, decode_mask(mask, d.pixels.shape[:2], mask_resize, dilate), k, seed)
+
+    def samples_decoded(self, d: Decoded, hole: np.ndarray, k: int, seed: int | None = None) -> PluralFill:
+        """`fill_samples` of an image and hole decoded once already, K and the seed checked by the caller (and
+        `can_diversify`)."""
         h, w = hole.shape
         if (k + 2) * h * w > MAX_PANEL_PIXELS:
             raise GenfillError(f"{k} fills of a {w}x{h} image make a picture of over {MAX_PANEL_PIXELS // 10**6} "
@@ -352,8 +357,6 @@ class Inpainter:
             x = out[i] if out[i] is not None else self._fill_colour(xs[i], hole, fill_fn)
             filled = to_unit(x).cpu().permute(1, 2, 0).numpy()
             if p.shape[2] > c:  # alpha: filled inside the hole by Telea, kept outside
-                from genfill.peers import telea
-
                 a = from_unit(torch.from_numpy(np.ascontiguousarray(p[:, :, c:])).permute(2, 0, 1)[None])
                 m = torch.from_numpy(hole)[None, None].float()
                 alpha = to_unit(telea(a, m)[0]).permute(1, 2, 0).numpy()
@@ -378,8 +381,6 @@ class Inpainter:
 
 
 def _check_seed(seed: int | None) -> None:
-    from genfill.validate import seed as valid_seed
-
     if seed is not None:
         valid_seed("seed", seed)
 
@@ -401,8 +402,6 @@ def _model_sample_fn(model: torch.nn.Module) -> SampleFn:
 def from_model(model, name: str = "model", feather: int | None = None, **options: Any) -> Inpainter:
     """An Inpainter around a GenModel already in memory (eval mode, on its device). Fill options (a fill
     `method`) choose one fill, so an inpainter given some draws no samples."""
-    from genfill.models.base import single_fill_message
-
     dev = next(model.parameters()).device
     single = single_fill_message(f"a {model.kind} model")
     sample_fn = _model_sample_fn(model.eval()) if model.can_diversify else None
@@ -416,206 +415,11 @@ def from_model(model, name: str = "model", feather: int | None = None, **options
 def load(path_or_name: str | Path, device: str | torch.device = "auto", feather: int | None = None,
          **options: Any) -> Inpainter:
     """An Inpainter from a run directory, a checkpoint (.pt), an exported folder (model.safetensors +
-    config.json), or a classical peer by name (telea, ns, biharmonic, patchmatch, mean). `options` go to the
-    model's fill (e.g. method="optimize" for a VAE, mean=True for a sampler's mean fill)."""
-    from genfill.peers import PEERS
-    from genfill.device import pick_device
-
-    if isinstance(path_or_name, str) and path_or_name in PEERS:
+    config.json), or a classical peer by name (telea, ns, biharmonic, patchmatch, mean): `genfill.resolve`.
+    `options` go to the model's fill (e.g. method="optimize" for a VAE, mean=True for a sampler's mean fill)."""
+    filler = resolve(path_or_name, device)
+    if filler.model is None:
         if options:
-            raise GenfillError(f"the {path_or_name} peer takes no fill options (got {', '.join(options)})")
-        from genfill.models.base import single_fill_message
-
-        return Inpainter(path_or_name, PEERS[path_or_name], None, None, "cpu",
-                         single=single_fill_message(f"the {path_or_name} peer"))
-    if isinstance(path_or_name, str) and not Path(path_or_name).exists() and did_you_mean(path_or_name, PEERS):
-        raise GenfillError(f"{path_or_name!r} is neither a peer nor a run, checkpoint or export"
-                           f"{did_you_mean(path_or_name, PEERS)}; peers: {', '.join(PEERS)}")
-    from genfill.export import is_export_dir, load_export
-
-    dev = pick_device(str(device)) if not isinstance(device, torch.device) else device
-    if is_export_dir(path_or_name):
-        model, _ = load_export(path_or_name, dev)
-    else:
-        from genfill.models import load_model
-
-        model, _ = load_model(path_or_name, dev)
-    return from_model(model, str(path_or_name), feather, **options)
-
-
-# ---------------------------------------------------------------- files and folders (the `fill` command)
-
-
-@dataclass
-class FileJob:
-    source: Path
-    mask: Path | None  # None: generated (--mask-kind)
-    output: Path
-    hole_ratio: float = 0.0
-    samples: Path | None = None  # with --samples: the picture of the K fills and the heat map
-
-
-def samples_path(output: Path) -> Path:
-    """Where `fill --samples K` writes the samples picture of `output`: next to it, `<stem>_samples.png`."""
-    return output.with_name(f"{output.stem}_samples.png")
-
-
-def pair_mask(image: Path) -> Path | None:
-    """`<stem>_mask.<ext>` next to `<stem>.<ext>` (LaMa / IOPaint's convention), any image suffix, .png first."""
-    from genfill.io import IMAGE_EXTENSIONS
-
-    for ext in [".png", *sorted(IMAGE_EXTENSIONS - {".png"})]:
-        cand = image.with_name(f"{image.stem}_mask{ext}")
-        if cand.is_file():
-            return cand
-    return None
-
-
-def plan_files(inputs: Sequence[str | Path], output: str | Path, mask: str | Path | None = None,
-               generated: bool = False) -> list[FileJob]:
-    """Which image goes with which mask to which output. Folders are searched recursively (files named
-    `*_mask.*` are masks, not inputs) and the output mirrors each folder's tree; the outputs are PNG so the
-    pixels outside the hole stay exact on disk. One file with `-o name.ext` writes exactly there."""
-    from genfill.io import IMAGE_EXTENSIONS, image_format
-
-    out = Path(output)
-    found: list[tuple[Path, Path]] = []  # (image, path relative to the output folder)
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
-                           and not f.stem.endswith("_mask"))
-            if not files:
-                raise GenfillError(f"no images in folder {p} ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-            found += [(f, f.relative_to(p).with_suffix(".png")) for f in files]
-        elif p.is_file():
-            found.append((p, Path(p.name).with_suffix(".png")))
-        else:
-            raise GenfillError(f"image not found: {p}")
-    # One file and an -o with a suffix is a file (x.tiff must not become a folder; .gif is refused clearly).
-    single = len(found) == 1 and not Path(inputs[0]).is_dir() and bool(out.suffix) and not _is_dir(out)
-    if not single:
-        for item in inputs:
-            if Path(item).is_dir() and _same_folder(Path(item), out):
-                raise GenfillError(f"the output folder {out} is the input folder {item}: the fills would land on "
-                                   "or next to the originals; name another folder")
-    if single:
-        image_format(out)
-    jobs, seen = [], set()
-    for src, rel in found:
-        dst = out if single else out / rel
-        if dst in seen:
-            raise GenfillError(f"two inputs would both be written to {dst}: give them different names")
-        seen.add(dst)
-        m = Path(mask) if mask else (None if generated else pair_mask(src))
-        if m is None and not generated:
-            raise GenfillError(f"no mask for {src}: put {src.stem}_mask.png next to it, or pass --mask FILE "
-                               "or --mask-kind KIND")
-        jobs.append(FileJob(src, m, dst))
-    return jobs
-
-
-def _is_dir(path: Path) -> bool:
-    try:
-        return path.is_dir()
-    except OSError:  # a name too long, a loop: not a folder we can write into
-        return False
-
-
-def _same_folder(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (b.exists() and a.samefile(b))
-    except OSError:
-        return False
-
-
-def _counted(items: list, bar) -> Iterator:
-    """Yield each item, advancing `bar` after it is done; the bar closes at the end (or on an error)."""
-    try:
-        for item in items:
-            yield item
-            bar.update(1)
-    finally:
-        bar.close()
-
-
-def fill_files(painter: Inpainter, inputs: Sequence[str | Path], output: str | Path, mask: str | Path | None = None,
-               mask_kind: str | None = None, mask_params: dict | None = None, seed: int = 0,
-               mask_resize: bool = False, dilate: int = 0, progress: bool = True,
-               samples: int | None = None) -> list[FileJob]:
-    """Fill image files and folders; masks from `mask` (one for all), `<stem>_mask.png` pairs, or generated
-    at each image's own size by `mask_kind` (fixed per (seed, image index)). Writes are atomic. `samples=K`
-    also writes, next to each output, `<stem>_samples.png`: the input (hole white), K different fills and
-    the heat map of their per-pixel spread (`PluralFill.panel`)."""
-    from genfill.data.masks import check_params, fixed_masks
-    from genfill.progress import Progress
-
-    if mask and mask_kind:
-        raise GenfillError("give either --mask FILE or --mask-kind KIND, not both")
-    if samples is not None:
-        from genfill.metrics.uncertainty import check_samples
-
-        if not painter.can_diversify:
-            raise GenfillError(painter.single)
-        check_samples(samples)
-    if mask_kind:
-        check_params(mask_kind, mask_params or {})  # an unknown kind or keyword fails before any work
-    from genfill.io import check_not_input, guard_inputs, note_input
-    from genfill.validate import integer, seed as valid_seed
-
-    integer("dilate", dilate, 0, 4096)
-    with guard_inputs():
-        jobs = plan_files(inputs, output, mask, generated=bool(mask_kind))
-        valid_seed("seed", seed, margin=len(jobs) - 1)  # image i is filled with seed + i
-        if samples is not None:
-            outputs = {j.output for j in jobs}
-            for j in jobs:
-                j.samples = samples_path(j.output)
-                if j.samples in outputs:
-                    raise GenfillError(f"{j.samples} would be both a fill and the samples picture of {j.output}: "
-                                       "rename the input")
-        # Every image and mask is an input before the first write: no output may land on any of them.
-        for j in jobs:
-            note_input(j.source)
-            if j.mask is not None:
-                note_input(j.mask)
-        for j in jobs:
-            for target in (j.output, j.samples):
-                if target is not None:
-                    check_not_input(target)
-        bar = Progress(len(jobs), "fill", "img", enabled=progress and len(jobs) > 1)
-        for i, job in enumerate(_counted(jobs, bar)):
-            im = _open(job.source)
-            h, w = (im.height, im.width) if isinstance(im, Image.Image) else im.shape[:2]
-            m = job.mask
-            if m is None:
-                m = fixed_masks(mask_kind, 1, h, w, seed=seed, start=i, **(mask_params or {}))[0, 0].numpy() > 0.5
-            try:
-                hole = decode_mask(m, (h, w), mask_resize, dilate)
-            except GenfillError as exc:
-                raise GenfillError(f"{job.mask or job.source}: {exc}") from exc
-            _save_pil(painter.fill(im, hole, seed=seed + i), job.output)
-            if samples is not None:
-                from genfill.io import save_image
-
-                save_image(painter.fill_samples(im, hole, samples, seed=seed + i).panel(), job.samples)
-            job.hole_ratio = float(hole.mean())
-    return jobs
-
-
-def _save_pil(im: Image.Image | np.ndarray, path: Path) -> None:
-    """Atomically, in the format the suffix names (JPEG has no alpha: it is dropped there); a uint16 colour
-    array (a 16-bit input) stays 16-bit in a PNG or TIFF."""
-    import io
-
-    from genfill.io import atomic_write_bytes, image_format, save_array
-
-    if isinstance(im, np.ndarray):
-        save_array(path, im)
-        return
-    fmt = image_format(path)  # the suffix's format, or a clear error (never PNG bytes in a .gif)
-    if fmt == "JPEG" and im.mode not in ("L", "RGB"):
-        im = im.convert("RGB")
-    buf = io.BytesIO()
-    im.save(buf, format=fmt)
-    atomic_write_bytes(path, buf.getvalue())
+            raise GenfillError(f"the {filler.name} peer takes no fill options (got {', '.join(options)})")
+        return Inpainter(filler.name, filler.fill, None, None, "cpu", single=single_fill_message(f"the {filler.name} peer"))
+    return from_model(filler.model, str(path_or_name), feather, **options)

@@ -4,16 +4,22 @@ exit with code 2 (`--debug` shows the traceback)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
+# What the parser itself needs (the protocol's defaults, the number checks) and the light leaves. Modules that
+# bring torch, data or models with them are imported by the command that needs them, so that --help stays
+# as cheap as genfill.config is (today config's augment and io import torch; a lighter config speeds it up).
+from genfill.config import (EVAL_MASKS, EVAL_SEED, PEER_NAMES, DataConfig, from_dict, list_configs,
+                            resolve_config)
 from genfill.errors import GenfillError
+from genfill.progress import is_quiet, set_quiet
+from genfill.typed import load_yaml
+from genfill.validate import SEED_MAX, arg_float, arg_int, check_tree
 
 
 def _params(items: list[str] | None) -> dict:
     """KEY=VALUE pairs (values parsed as YAML by the bounded loader, numbers checked) for mask keywords."""
-    from genfill.typed import load_yaml
-    from genfill.validate import check_tree
-
     out = {}
     for item in items or []:
         if "=" not in item:
@@ -24,21 +30,20 @@ def _params(items: list[str] | None) -> dict:
 
 
 def _load(args, expect_kind: str | None = None):
-    from genfill.models import load_model
     from genfill.device import pick_device
+    from genfill.models import load_model
 
     model, ckpt = load_model(args.checkpoint, pick_device(args.device), expect_kind)
     return model, ckpt
 
 
 def cmd_train(args) -> None:
-    from genfill.config import resolve_config
     from genfill.loadconfig import load_config
     from genfill.train import train
 
     cfg = load_config(resolve_config(args.config), args.set)
     if args.dry_run:
-        from genfill.train import plan
+        from genfill.trainplan import plan
 
         for k, v in plan(cfg, device=args.device).items():
             print(f"{k:16s} {v}")
@@ -54,7 +59,6 @@ def cmd_train(args) -> None:
 
 
 def cmd_pretrain(args) -> None:
-    from genfill.config import resolve_config
     from genfill.loadconfig import load_pretrain_config
     from genfill.pretrain import pretrain
 
@@ -70,7 +74,8 @@ def cmd_pretrain(args) -> None:
 
 
 def cmd_fill(args) -> None:
-    from genfill.api import fill_files, load
+    from genfill.api import load
+    from genfill.filejobs import fill_files
     from genfill.peers import PEERS
 
     peer = args.method if args.method in PEERS else None
@@ -132,7 +137,6 @@ def cmd_interpolate(args) -> None:
 
 def _test_pool(ckpt: dict, n: int):
     """Up to n test images of the checkpoint's own dataset, if its cache is on this machine."""
-    from genfill.config import DataConfig, from_dict
     from genfill.data.cache import cache_dir, load_cache
 
     try:
@@ -154,10 +158,8 @@ def cmd_demo(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    import json
-
     from genfill.evaljob import evaluate_specs, load_eval
-    from genfill.report import md_table, plural_notes, plural_table, terminal_summary
+    from genfill.verdict import md_table, plural_notes, plural_table, terminal_summary
 
     path = evaluate_specs(args.checkpoint, args.output, data=args.data, masks=args.masks, n=args.n, fid=args.fid,
                           seed=args.seed, device=args.device, lpips=not args.no_lpips, verbose=not args.quiet,
@@ -202,8 +204,6 @@ def cmd_reproduce(args) -> None:
 
 
 def cmd_configs(args) -> None:
-    from genfill.config import list_configs
-
     infos = list_configs()
     if not infos:
         raise GenfillError("no configs found (neither ./configs/ nor genfill's own)")
@@ -254,52 +254,69 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"genfill: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from genfill.config import EVAL_MASKS, EVAL_SEED, PEER_NAMES
-    from genfill.validate import SEED_MAX, arg_float, arg_int
+# Every number the CLI takes is checked by its argparse type: finite, in range, integers that fit (genfill.validate).
+SEED = arg_int(0, SEED_MAX)
+COUNT = arg_int(1, 1_000_000)
+QUIET_HELP = "no progress output"
 
-    # Every number the CLI takes is checked here: finite, in range, integers that fit (genfill.validate).
-    seed_arg = arg_int(0, SEED_MAX)
-    count = arg_int(1, 1_000_000)
 
-    p = _Parser(prog="genfill", description="Train, compare and run image inpainting and "
-                                "generation models.")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or progress lines (any command)")
-    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _quiet(sp, help: str = QUIET_HELP) -> None:
+    """`genfill CMD --quiet` as well as `genfill --quiet CMD` (the global flag's value unless given here)."""
+    sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help=help)
 
-    def ckpt_args(sp):
-        sp.add_argument("-c", "--checkpoint", required=True, help="checkpoint file or run directory")
-        sp.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-        sp.add_argument("--seed", type=seed_arg, default=0)
 
-    sp = sub.add_parser("train", help="train a model from a YAML config")
-    sp.add_argument("--config", "-c", required=True, help="YAML file or preset name (see configs/)")
-    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. train.lr=1e-3")
+def _config_args(sp, config_help: str, set_example: str) -> None:
+    """What `train` and `pretrain` share: a config, overrides, --resume, a device."""
+    sp.add_argument("--config", "-c", required=True, help=config_help)
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=f"override, e.g. {set_example}")
     sp.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     sp.add_argument("--device", default=None, help="force auto | cpu | cuda | mps (default: train.device)")
-    sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
+    _quiet(sp)
+
+
+def _checkpoint_args(sp) -> None:
+    sp.add_argument("-c", "--checkpoint", required=True, help="checkpoint file or run directory")
+    sp.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    sp.add_argument("--seed", type=SEED, default=0)
+
+
+def _eval_args(sp) -> None:
+    """The evaluation protocol's options (`eval` and `compare`)."""
+    sp.add_argument("--data", help="YAML file or config name whose data: section to use, faces64, or a "
+                    "folder of your images (all scored) (default: the checkpoint's own data, else faces64)")
+    sp.add_argument("--masks", default=",".join(EVAL_MASKS), help="comma-separated mask kinds")
+    sp.add_argument("-n", type=COUNT, default=500, help="test images (each under every mask kind)")
+    sp.add_argument("--seed", type=SEED, default=EVAL_SEED, help="mask seed (the same holes for every method)")
+    sp.add_argument("--fid", action=argparse.BooleanOptionalAction, default=None,
+                    help="FID and KID per mask kind (default: on from 200 test images; Inception features "
+                         "of the test images and the classical peers' fills are cached per protocol)")
+    sp.add_argument("--device", default="auto")
+    _quiet(sp)
+
+
+def _add_train(sub) -> None:
+    sp = sub.add_parser("train", help="train a model from a YAML config")
+    _config_args(sp, "YAML file or preset name (see configs/)", "train.lr=1e-3")
     sp.add_argument("--dry-run", action="store_true",
                     help="print the resolved plan (devices, world size, batches, steps, cache) and exit")
     sp.set_defaults(func=cmd_train)
 
+
+def _add_pretrain(sub) -> None:
     sp = sub.add_parser("pretrain", help="self-supervised pretraining of an inpainter's encoder (SimCLR, BYOL, "
                         "Barlow Twins) for train.init_encoder_from")
-    sp.add_argument("--config", "-c", required=True, help="YAML file or preset name (ssl-simclr-faces64, "
-                    "ssl-byol-faces64, ssl-barlow-faces64)")
-    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. ssl.temperature=0.2")
-    sp.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
-    sp.add_argument("--device", default=None, help="force auto | cpu | cuda | mps (default: train.device)")
-    sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
+    _config_args(sp, "YAML file or preset name (ssl-simclr-faces64, ssl-byol-faces64, ssl-barlow-faces64)",
+                 "ssl.temperature=0.2")
     sp.set_defaults(func=cmd_pretrain)
 
+
+def _add_fill(sub) -> None:
     sp = sub.add_parser("fill", help="fill holes in image files or folders, each at its own size")
     sp.add_argument("images", nargs="+", help="image files and/or folders (searched recursively; "
                     "<stem>_mask.png next to <stem>.png is its mask)")
     sp.add_argument("-c", "--checkpoint", help="run directory, checkpoint, exported folder, or a peer name")
     sp.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    sp.add_argument("--seed", type=seed_arg, default=0)
+    sp.add_argument("--seed", type=SEED, default=0)
     sp.add_argument("--mask", help="one mask image for all inputs: brighter than mid-grey = hole")
     sp.add_argument("--mask-kind", help="generate a mask at each image's size: square, box, center, freeform, "
                     "thin, medium, thick, mixed")
@@ -312,12 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "input tree, PNG files)")
     sp.add_argument("--mean", action="store_true", help="a sampler's mean fill (best PSNR, blurry) instead of "
                     "one sample (sharp; --seed picks it)")
-    sp.add_argument("--samples", type=arg_int(1, 1_000_000), default=None, metavar="K",
+    sp.add_argument("--samples", type=COUNT, default=None, metavar="K",
                     help="also draw K different fills of each hole (sampler, vae, beta_vae, avae, vqvae_prior) into "
                          "<output>_samples.png with a heat map of their per-pixel spread (--seed seeds them)")
-    sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bar")
+    _quiet(sp, "no progress bar")
     sp.set_defaults(func=cmd_fill)
 
+
+def _add_export(sub) -> None:
     sp = sub.add_parser("export", help="weights-only safetensors + config.json (and ONNX) from a run")
     sp.add_argument("run", help="run directory or checkpoint")
     sp.add_argument("-o", "--output", required=True, help="output folder")
@@ -326,22 +345,26 @@ def build_parser() -> argparse.ArgumentParser:
                     "checked against torch with onnxruntime")
     sp.set_defaults(func=cmd_export)
 
+
+def _add_sample_and_interpolate(sub) -> None:
     sp = sub.add_parser("sample", help="draw new images from a generative model")
-    ckpt_args(sp)
-    sp.add_argument("-n", type=count, default=100)
-    sp.add_argument("--nrow", type=count, default=None)
+    _checkpoint_args(sp)
+    sp.add_argument("-n", type=COUNT, default=100)
+    sp.add_argument("--nrow", type=COUNT, default=None)
     sp.add_argument("-o", "--output", default="samples.png")
     sp.set_defaults(func=cmd_sample)
 
     sp = sub.add_parser("interpolate", help="rows of morphs between encoded or random faces")
-    ckpt_args(sp)
+    _checkpoint_args(sp)
     sp.add_argument("images", nargs="*", help="pairs of images to morph between (default: test faces)")
     sp.add_argument("--random", action="store_true", help="morph between random prior draws")
-    sp.add_argument("--rows", type=count, default=None, help="morph rows (default 4; with image files: one per pair)")
-    sp.add_argument("--steps", type=count, default=8)
+    sp.add_argument("--rows", type=COUNT, default=None, help="morph rows (default 4; with image files: one per pair)")
+    sp.add_argument("--steps", type=COUNT, default=8)
     sp.add_argument("-o", "--output", default="morph.png")
     sp.set_defaults(func=cmd_interpolate)
 
+
+def _add_demo(sub) -> None:
     sp = sub.add_parser("demo", help="the whole journey on built-in faces: train, fill, sample, morph, report")
     sp.add_argument("--out-dir", default="runs", help="parent of runs/demo")
     sp.add_argument("--minutes", type=arg_float(0, 10_000, low_open=True), default=4.0, help="training budget")
@@ -351,27 +374,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value of the trained model, e.g. masks.bank_size=4096")
     sp.add_argument("--device", default="auto")
-    sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
+    _quiet(sp)
     sp.set_defaults(func=cmd_demo)
 
-    def eval_args(sp):
-        sp.add_argument("--data", help="YAML file or config name whose data: section to use, faces64, or a "
-                        "folder of your images (all scored) (default: the checkpoint's own data, else faces64)")
-        sp.add_argument("--masks", default=",".join(EVAL_MASKS), help="comma-separated mask kinds")
-        sp.add_argument("-n", type=count, default=500, help="test images (each under every mask kind)")
-        sp.add_argument("--seed", type=seed_arg, default=EVAL_SEED, help="mask seed (the same holes for every method)")
-        sp.add_argument("--fid", action=argparse.BooleanOptionalAction, default=None,
-                        help="FID and KID per mask kind (default: on from 200 test images; Inception features "
-                             "of the test images and the classical peers' fills are cached per protocol)")
-        sp.add_argument("--device", default="auto")
-        sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
 
+def _add_eval_and_compare(sub) -> None:
     sp = sub.add_parser("eval", help="score a checkpoint or a classical peer on fixed test holes")
     sp.add_argument("-c", "--checkpoint", action="append", required=True, metavar="CKPT|PEER",
                     help=f"checkpoint, run directory, or peer ({', '.join(PEER_NAMES)}); repeatable")
-    eval_args(sp)
+    _eval_args(sp)
     sp.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
-    sp.add_argument("--samples", type=arg_int(1, 1_000_000), default=None, metavar="K",
+    sp.add_argument("--samples", type=COUNT, default=None, metavar="K",
                     help="also draw K fills per image from models that can: diversity, best-of-K and "
                          "mean-over-K quality, calibration of their spread")
     sp.add_argument("-o", "--output", help="output folder (default: RUN/eval, or runs/eval-PEER)")
@@ -380,19 +393,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("compare", help="one table, plot and failure gallery for several evaluations")
     sp.add_argument("inputs", nargs="*", metavar="RUN_OR_EVAL", help="eval.json files/folders or run directories")
     sp.add_argument("--peers", action="store_true", help="add the classical peers, evaluated the same way")
-    eval_args(sp)
+    _eval_args(sp)
     sp.add_argument("-o", "--output", default="runs/compare", help="output folder")
     sp.set_defaults(func=cmd_compare)
 
+
+def _add_reproduce(sub) -> None:
     sp = sub.add_parser("reproduce", help="build data, train every preset model, evaluate with peers, report")
     sp.add_argument("--preset", default="quick", help="quick | full | a preset YAML (configs/reproduce/)")
     sp.add_argument("--out-dir", default=None, help="parent of the run folder (default: the preset's out_dir)")
     sp.add_argument("--device", default="auto")
-    sp.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress output")
+    _quiet(sp)
     sp.add_argument("--dry-run", action="store_true", help="resolve the preset and every model config, print "
                     "the plan, build and train nothing")
     sp.set_defaults(func=cmd_reproduce)
 
+
+def _add_configs_and_cache(sub) -> None:
     sp = sub.add_parser("configs", help="list the configs and reproduce presets a name reaches, one line each")
     sp.set_defaults(func=cmd_configs)
 
@@ -400,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--clear", action="store_true", help="empty genfill's cache folder")
     sp.set_defaults(func=cmd_cache)
 
+
+def _add_serve(sub) -> None:
     sp = sub.add_parser("serve", help="a web page to paint a hole on a photo and compare fills (genfill[serve])")
     sp.add_argument("-c", "--checkpoint", action="append", metavar="RUN_OR_EXPORT",
                     help="run directory, checkpoint, exported folder or peer name; repeatable")
@@ -412,6 +431,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-pixels", type=positive, default=40e6, help="largest image, width x height")
     sp.add_argument("--timeout", type=positive, default=120.0, help="seconds one fill may take, queue included")
     sp.set_defaults(func=cmd_serve)
+
+
+SUBCOMMANDS = (_add_train, _add_pretrain, _add_fill, _add_export, _add_sample_and_interpolate, _add_demo,
+               _add_eval_and_compare, _add_reproduce, _add_configs_and_cache, _add_serve)  # --help lists them so
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="genfill", description="Train, compare and run image inpainting and "
+                                "generation models.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or progress lines (any command)")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
     for sp in sub.choices.values():  # `genfill --threads N CMD` and `genfill CMD --threads N` alike
         sp.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N", help=THREADS_HELP)
     return p
@@ -427,14 +461,12 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # a usage error (2) or --help (0): a code for in-process callers too
         return exc.code if isinstance(exc.code, int) else 2
-    from genfill.progress import is_quiet, set_quiet
-
     was_quiet = is_quiet()
     set_quiet(args.quiet)  # `genfill --quiet CMD` and `genfill CMD --quiet` both silence every bar
     from genfill.io import guard_inputs
 
     try:
-        if args.func not in (cmd_configs, cmd_cache):  # those two never import torch
+        if args.func not in (cmd_configs, cmd_cache):  # those two run no torch work: no threads to set
             from genfill.device import set_threads
 
             set_threads(args.threads)

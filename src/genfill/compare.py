@@ -11,11 +11,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from genfill.config import DataConfig, from_dict
+from genfill.data.cache import load_heldout
+from genfill.device import pick_device
 from genfill.errors import GenfillError
 from genfill.evaljob import DEFAULT_MASKS, DEFAULT_SEED, EVAL_FORMAT, Protocol, evaluate_specs, load_eval
 from genfill.io import atomic_write_json, atomic_write_text, make_dir, save_figure
-from genfill.report import (Pictures, figure, make_pictures, md_table, num, protocol_text, resolve_fillers,
-                            results_sections, slug, tables, write_page)
+from genfill.peers import PEERS
+from genfill.pictures import Pictures, make_pictures, slug
+from genfill.report import figure, results_sections, write_page
+from genfill.resolve import fillers_of
+from genfill.verdict import md_table, num, protocol_text, tables
 
 __all__ = ["merge", "collect", "tables", "md_table", "markdown", "render_comparison", "write_comparison",
            "run_compare"]
@@ -49,8 +55,6 @@ def collect(inputs: list[str], out_dir: Path, peers: bool = False, data: str | N
             masks: str = DEFAULT_MASKS, n: int = 500, seed: int = DEFAULT_SEED, fid: bool | None = None,
             device: str = "auto", verbose: bool = True) -> dict:
     """Load eval.json inputs, evaluate run directories (and the peers) on the fly under the same protocol."""
-    from genfill.peers import PEERS
-
     docs, pending = [], []
     for item in inputs:
         p = Path(item)
@@ -107,14 +111,10 @@ def comparison_pictures(doc: dict, out_dir: Path, device: str = "cpu",
                         fillers: dict | None = None) -> Pictures:
     """The report's pictures for a merged comparison, drawn again from the protocol's images and holes: peers
     re-run by name, models from their checkpoints (a method whose checkpoint is gone shows "n/a")."""
-    from genfill.config import DataConfig, from_dict
-    from genfill.data.cache import load_heldout
-    from genfill.device import pick_device
-
     proto = doc["protocol"]
     data = load_heldout(from_dict(DataConfig, proto["data"], prefix="data"), proto["split"], proto["n"], verbose=False)
     dev = pick_device(device)
-    return make_pictures(doc, data, resolve_fillers(doc, dev, fillers), out_dir,
+    return make_pictures(doc, data, fillers_of(doc, dev, fillers), out_dir,
                          gallery_name=lambda name: f"galleries/{slug(name)}.png")
 
 

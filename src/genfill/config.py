@@ -97,7 +97,7 @@ class DataConfig:
 
 @dataclass
 class MaskConfig:
-    kind: str = "mixed"  # see genfill.data.masks.mask_kinds()
+    kind: str = "mixed"  # see genfill.masks.mask_kinds()
     params: dict[str, Any] = field(default_factory=dict)  # the kind's keywords, e.g. {size: 32, margin: 16}
     eval_seed: int = EVAL_SEED  # validation/test masks are fixed per (eval_seed, image index)
     # Training masks come from a bank of this many masks drawn once at the training size (cached in
@@ -108,6 +108,11 @@ class MaskConfig:
 
     def __post_init__(self) -> None:
         _int_at_least("masks.eval_seed", self.eval_seed, 0, SEED_MAX)
+
+
+# Train keys renamed since configs and checkpoints were written (old -> new): the loader reads the old name
+# with the same meaning (a model kind's renamed keys are its GenModel.legacy_names).
+TRAIN_RENAMED = {"warmup_steps": "lr_warmup_steps"}  # one vocabulary: lr_, kl_ and model.loss_warmup_steps
 
 
 @dataclass
@@ -123,7 +128,7 @@ class TrainConfig:
     grad_clip: float | None = None  # max global grad norm
     kl_warmup_steps: int = 0  # beta ramps linearly from 0 to its value over these steps
     schedule: str = "constant"  # learning rate: constant | cosine (to 0 at the end of training)
-    warmup_steps: int = 0  # the learning rate ramps linearly from lr/warmup_steps to lr over these steps
+    lr_warmup_steps: int = 0  # the learning rate ramps linearly from lr/lr_warmup_steps to lr over these steps
     ema: float = 0.0  # decay of an exponential moving average of the weights, used for validation, fills
     # and checkpoints (e.g. 0.999); 0 = off
     sync_bn: bool = False  # under torchrun on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm)
@@ -255,13 +260,14 @@ class PretrainConfig(RunFolder):
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """Apply `a.b=value` overrides (value parsed as YAML) to a raw config mapping, in place."""
+def apply_overrides(raw: dict, overrides: list[str], aliases: dict[str, str] | None = None) -> dict:
+    """Apply `a.b=value` overrides (value parsed as YAML) to a raw config mapping, in place. `aliases` maps a
+    renamed key's old dotted name to its new one, so `--set` with the old name sets the new key."""
     for item in overrides:
         if "=" not in item:
             raise GenfillError(f"--set expects key=value, got {item!r}")
         dotted, text = item.split("=", 1)
-        keys = dotted.strip().split(".")
+        keys = (aliases or {}).get(dotted.strip(), dotted.strip()).split(".")
         if not all(k.strip() for k in keys):
             raise GenfillError(f"--set expects a dotted key before '=' (e.g. train.lr=1e-3), got {item!r}")
         try:

@@ -1,6 +1,7 @@
-"""The `genfill eval` job: resolve what to evaluate (classical peers, checkpoints), fix the protocol (data,
-split, n, mask kinds, seed), score every method with the scoring library (`genfill.evaluate`), and write
-`eval.json`, `records.csv`, `summary.csv`, the pictures and `report.html` (genfill.report's shared page).
+"""The `genfill eval` job: resolve what to evaluate (classical peers, runs, checkpoints, exports:
+`genfill.resolve`), fix the protocol (data, split, n, mask kinds, seed), score every method with the scoring
+library (`genfill.evaluate`), and write `eval.json`, `records.csv`, `summary.csv`, the pictures and
+`report.html` (genfill.report's shared page).
 `genfill compare` reads what this writes.
 """
 
@@ -15,17 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genfill.config import EVAL_MASKS, EVAL_SEED, DataConfig, from_dict, read_yaml, resolve_config, to_dict
-from genfill.data.cache import load_heldout
+from genfill.data.cache import ImageCache, load_heldout
 from genfill.data.datasets import source_key
-from genfill.data.masks import check_params
+from genfill.masks import check_params
 from genfill.device import pick_device
-from genfill.errors import GenfillError, did_you_mean
-from genfill.evaluate import EvalResult, FillFn, evaluate_methods, sample_fid
+from genfill.errors import GenfillError
+from genfill.evaluate import EvalResult, evaluate_methods
 from genfill.io import atomic_write_json, atomic_write_text
+from genfill.metrics.fid_eval import sample_fid
 from genfill.metrics.uncertainty import check_samples
-from genfill.models import GenModel, load_model
 from genfill.models.base import single_fill_message
-from genfill.report import Pictures, make_pictures, plural_picture, plural_table, results_sections, slug, write_page
+from genfill.pictures import Pictures, make_pictures, plural_picture, slug
+from genfill.report import results_sections, write_page
+from genfill.resolve import Filler, resolve
+from genfill.verdict import plural_table
 
 EVAL_FORMAT = 1
 DEFAULT_MASKS = ",".join(EVAL_MASKS)
@@ -37,37 +41,7 @@ DEFAULT_SEED = EVAL_SEED
 FID_AUTO_MIN = 200
 
 
-
-@dataclass
-class Method:
-    """One thing to evaluate: a classical peer or a trained model."""
-
-    name: str
-    fill: FillFn
-    kind: str  # "peer" or the model kind
-    source: str  # the peer's name or the checkpoint path
-    parameters: int | None = None
-    model: GenModel | None = None  # for models
-    data: dict | None = None  # the checkpoint's own data config
-
-
-def resolve_method(spec: str, device) -> Method:
-    """A peer name (telea, ns, biharmonic, patchmatch, mean) or a checkpoint / run directory -> Method."""
-    from genfill.peers import PEERS
-
-    if spec in PEERS:
-        return Method(spec, PEERS[spec], "peer", spec)
-    path = Path(spec)
-    if not path.exists():
-        raise GenfillError(f"{spec!r} is neither a peer ({', '.join(PEERS)}) nor a checkpoint or run directory"
-                           f"{did_you_mean(spec, PEERS)}")
-    model, ckpt = load_model(path, device)
-    run_cfg = ckpt.get("run_config", {})
-    return Method(run_cfg.get("name") or path.stem, lambda x, m: model.fill(x, m), ckpt["kind"], ckpt["path"],
-                  model.num_parameters(), model, run_cfg.get("data"))
-
-
-def resolve_data(data: str | None, methods: list[Method]) -> DataConfig:
+def resolve_data(data: str | None, methods: list[Filler]) -> DataConfig:
     """--data: a YAML file or config preset name whose `data:` section is used, `faces64` (the built-in
     default), or a folder of images (every image scored, centre-cropped to the model's size); None means the
     first checkpoint's own data config, else the built-in faces64."""
@@ -142,19 +116,89 @@ def worst_images(res: EvalResult, k: int = 8) -> list[dict]:
             for r in worst]
 
 
-def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: str | dict | None = None,
+def resolve_all(specs: list[str | Filler], device, names: list[str | None] | None = None) -> list[Filler]:
+    """Each spec resolved (`genfill.resolve`; a Filler is taken as it is), renamed by `names` (one per spec,
+    None keeps the default) and made unique (a second "telea" is "telea-2")."""
+    methods: list[Filler] = []
+    for i_spec, spec in enumerate(specs):
+        meth = spec if isinstance(spec, Filler) else resolve(spec, device)
+        if names and i_spec < len(names) and names[i_spec]:
+            meth.name = names[i_spec]
+        base, i = meth.name, 2
+        while any(o.name == meth.name for o in methods):
+            meth.name, i = f"{base}-{i}", i + 1
+        methods.append(meth)
+    return methods
+
+
+def _open_data(data: str | dict | None, methods: list[Filler], split: str, n: int,
+               verbose: bool) -> tuple[DataConfig, ImageCache, str]:
+    """(data config, the held-out images, the split scored): a user's folder is scored whole; every model
+    must work at the data's size and channels."""
+    data_cfg = from_dict(DataConfig, data, prefix="data") if isinstance(data, dict) else resolve_data(data, methods)
+    if isinstance(data, (str, Path)) and Path(data).is_dir():
+        split = "all"  # a user's folder is scored whole, not cut 80/10/10
+    cache = load_heldout(data_cfg, split, n, verbose=verbose)  # only the n images scored, when it can
+    for meth in methods:
+        if meth.model is not None and (meth.model.image_size, meth.model.channels) != (cache.size, cache.channels):
+            raise GenfillError(f"{meth.source} works on {meth.model.image_size}px images with {meth.model.channels} "
+                               f"channels, the data has {cache.size}px and {cache.channels}")
+    if len(cache.split(split)) < 1:
+        raise GenfillError(f"the {split} split of {cache.key} is empty")
+    return data_cfg, cache, split
+
+
+def _default_out(first: Filler) -> Path:
+    """A run's evaluation goes next to its checkpoints' folder; peers' to runs/eval-<name>."""
+    return (Path(first.source).parent.parent / "eval" if first.model is not None
+            else Path("runs") / f"eval-{slug(first.name)}")
+
+
+def _entry(meth: Filler, res: EvalResult, cache: ImageCache, proto: Protocol, samples: int | None, gallery: int,
+           fid_on: bool, device) -> dict:
+    """A method's part of eval.json: what it is, its speed, its summary and extras, a model's loss parts and
+    (with FID on) its prior samples' FID, its worst images."""
+    entry = {"kind": meth.kind, "source": meth.source, "parameters": meth.parameters,
+             "ms_per_image": res.ms_per_image, "images": res.images, "summary": res.summary(),
+             **{k: v for k, v in res.extras.items() if k != "test_loss"}}
+    if meth.model is not None:
+        entry["test_loss"] = res.extras.get("test_loss")
+        if fid_on and meth.model.can_sample:
+            entry["sample_fid"] = sample_fid(meth.model, cache, proto.n, proto.split, device)
+    if samples and meth.model is None:
+        entry["plural"] = {"k": 1, "note": single_fill_message(f"the {meth.name} peer")}
+    if gallery:
+        entry["failures"] = worst_images(res, gallery)
+        entry["gallery"] = None
+    return entry
+
+
+def _draw(doc: dict, cache: ImageCache, methods: list[Filler], samples: int | None, out: Path) -> Pictures:
+    """The report's pictures (and each sampler's several fills), their files noted in `doc`."""
+    pics = make_pictures(doc, cache, {m.name: m.fill for m in methods}, out)
+    for name, rel in pics.failures.items():
+        doc["methods"][name]["gallery"] = rel
+    for meth in methods:
+        if samples and meth.model is not None and meth.model.can_diversify:
+            rel = f"plural_{slug(meth.name)}.png"
+            plural_picture(cache, doc["protocol"], meth.model, samples, out / rel)
+            doc["methods"][meth.name]["plural"].update(picture=rel, shown=min(samples, 6))
+    return pics
+
+
+def evaluate_specs(specs: list[str | Filler], out_dir: str | Path | None = None, data: str | dict | None = None,
                    masks: str | list[str] | dict = DEFAULT_MASKS, n: int = 500, fid: bool | None = None,
                    seed: int = DEFAULT_SEED, split: str = "test", device: str = "auto", lpips: bool = True,
                    gallery: int = 8, verbose: bool = True, names: list[str | None] | None = None,
                    report: bool = True, samples: int | None = None, fid_bootstrap: int = 0) -> Path:
-    """The `genfill eval` job: evaluate peers and/or checkpoints under one protocol and write
+    """The `genfill eval` job: evaluate peers, runs, checkpoints and exports under one protocol and write
     `eval.json`, `records.csv`, `summary.csv`, the pictures (`headline.png`, `side_<kind>.png`,
     `failures_<method>.png`) and `report.html` to out_dir. Returns eval.json.
 
     `data` may also be a data-config dict (what an eval.json stores), so a comparison can re-run a protocol.
     `names` renames methods (one per spec, None keeps the default); `report=False` skips pictures and page.
     `samples` K also scores K fills per image of every model that draws several (diversity, best-of-K and
-    mean-over-K quality, calibration; `evaluate.plural_scores`); the others are noted as drawing one.
+    mean-over-K quality, calibration; `metrics.plural_eval.plural_scores`); the others are noted as drawing one.
     `fid` None turns FID/KID per mask kind on from FID_AUTO_MIN images; their features are cached next to
     the data (`features/` under the data's cache root: `data.cache_dir`, else the per-user cache);
     `fid_bootstrap` B adds a spread over test images per kind.
@@ -166,66 +210,23 @@ def evaluate_specs(specs: list[str], out_dir: str | Path | None = None, data: st
     if not isinstance(n, int) or n < 1:
         raise GenfillError(f"-n must be at least 1 test image, got {n}")
     dev = pick_device(device)
-    methods: list[Method] = []
-    for i_spec, spec in enumerate(specs):
-        meth = resolve_method(spec, dev)
-        if names and i_spec < len(names) and names[i_spec]:
-            meth.name = names[i_spec]
-        base, i = meth.name, 2
-        while any(o.name == meth.name for o in methods):
-            meth.name, i = f"{base}-{i}", i + 1
-        methods.append(meth)
-    data_cfg = from_dict(DataConfig, data, prefix="data") if isinstance(data, dict) else resolve_data(data, methods)
-    if isinstance(data, (str, Path)) and Path(data).is_dir():
-        split = "all"  # a user's folder is scored whole, not cut 80/10/10
-    cache = load_heldout(data_cfg, split, n, verbose=verbose)  # only the n images scored, when it can
-    for meth in methods:
-        if meth.model is not None and (meth.model.image_size, meth.model.channels) != (cache.size, cache.channels):
-            raise GenfillError(f"{meth.source} works on {meth.model.image_size}px images with {meth.model.channels} "
-                               f"channels, the data has {cache.size}px and {cache.channels}")
+    methods = resolve_all(specs, dev, names)
+    data_cfg, cache, split = _open_data(data, methods, split, n, verbose)
     n_eff = min(n, len(cache.split(split)))
-    if n_eff < 1:
-        raise GenfillError(f"the {split} split of {cache.key} is empty")
     proto = Protocol(to_dict(data_cfg), split, n_eff, parse_masks(masks, cache.size), seed, cache.key)
-    if out_dir is None:
-        first = methods[0]
-        out_dir = (Path(first.source).parent.parent / "eval" if first.model is not None
-                   else Path("runs") / f"eval-{slug(first.name)}")
-    out = Path(out_dir)
+    out = Path(out_dir) if out_dir is not None else _default_out(methods[0])
     t0 = time.time()
     fid_on = n_eff >= FID_AUTO_MIN if fid is None else bool(fid)
-    results = evaluate_methods({m.name: m.model if m.model is not None else m.fill for m in methods}, cache, proto.masks, n_eff, seed, split,
-                               device=dev, lpips=lpips, fid=fid_on, verbose=verbose, samples=samples or 1,
-                               feature_cache=data_cfg.cache_root / "features", fid_bootstrap=fid_bootstrap)
-    doc = {"format": EVAL_FORMAT, "protocol": proto.as_dict(), "methods": {}}
-    for meth in methods:
-        res = results[meth.name]
-        entry = {"kind": meth.kind, "source": meth.source, "parameters": meth.parameters,
-                 "ms_per_image": res.ms_per_image, "images": res.images, "summary": res.summary(),
-                 **{k: v for k, v in res.extras.items() if k != "test_loss"}}
-        if meth.model is not None:
-            entry["test_loss"] = res.extras.get("test_loss")
-            if fid_on and meth.model.can_sample:
-                entry["sample_fid"] = sample_fid(meth.model, cache, n_eff, split, dev)
-        if samples and meth.model is None:
-            entry["plural"] = {"k": 1, "note": single_fill_message(f"the {meth.name} peer")}
-        if gallery:
-            entry["failures"] = worst_images(res, gallery)
-            entry["gallery"] = None
-        doc["methods"][meth.name] = entry
+    results = evaluate_methods({m.name: m.model if m.model is not None else m.fill for m in methods}, cache,
+                               proto.masks, n_eff, seed, split, device=dev, lpips=lpips, fid=fid_on, verbose=verbose,
+                               samples=samples or 1, feature_cache=data_cfg.cache_root / "features",
+                               fid_bootstrap=fid_bootstrap)
+    doc = {"format": EVAL_FORMAT, "protocol": proto.as_dict(),
+           "methods": {m.name: _entry(m, results[m.name], cache, proto, samples, gallery, fid_on, dev)
+                       for m in methods}}
     doc["seconds"] = round(time.time() - t0, 2)
     doc["timing"] = timing(results, doc["seconds"], fid_on, fid is None)
-    pics = None
-    if report:
-        pics = make_pictures(doc, cache, {m.name: m.model.fill if m.model is not None else m.fill for m in methods},
-                             out)
-        for name, rel in pics.failures.items():
-            doc["methods"][name]["gallery"] = rel
-        for meth in methods:
-            if samples and meth.model is not None and meth.model.can_diversify:
-                rel = f"plural_{slug(meth.name)}.png"
-                plural_picture(cache, doc["protocol"], meth.model, samples, out / rel)
-                doc["methods"][meth.name]["plural"].update(picture=rel, shown=min(samples, 6))
+    pics = _draw(doc, cache, methods, samples, out) if report else None
     write_eval(out, doc, results)
     if pics is not None:
         write_report(out / "report.html", f"genfill eval: {', '.join(doc['methods'])}", _finite(doc), pics)

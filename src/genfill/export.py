@@ -32,8 +32,12 @@ import torch
 from torch import nn
 
 from genfill.errors import GenfillError
+from genfill.io import atomic_write_bytes, atomic_write_json, load_checkpoint, make_dir, note_input
+from genfill.masks import fixed_masks
+from genfill.models import build_model, load_model, model_class, saved_config
 from genfill.pixels import composite, from_unit
 from genfill.progress import say
+from genfill.validate import integer
 
 EXPORT_FORMAT = "genfill-export/1"
 ONNX_OPSET = 20  # AffineGrid (the GAN context variant crops its hole box in the graph)
@@ -68,10 +72,11 @@ def export_model(src: str | Path, out_dir: str | Path, half: bool = False, onnx:
     one holding an earlier export of the same source (replaced whole: a stale model.onnx is removed)."""
     from safetensors.torch import save
 
-    from genfill.io import atomic_write_bytes, atomic_write_json, make_dir
-    from genfill.models import load_model
-
     model, ckpt = load_model(src, "cpu")
+    if onnx and len(getattr(model, "exemplars", ())):
+        raise GenfillError(f"{ckpt['path']}: a sampler with exemplars has no ONNX export (its lookup over "
+                           f"{len(model.exemplars):,} stored images runs in torch); export without --onnx "
+                           "(safetensors, for genfill.load) or train it with model.exemplars=0")
     state, which = _weights(model, ckpt)
     if which == "ema":
         model.load_state_dict(state, strict=False)
@@ -140,9 +145,6 @@ def _check_export_target(out: Path, source: str) -> None:
 
 def read_export_config(out_dir: str | Path) -> dict:
     """An export's config.json, checked: its format, kind, model keywords, image size and channels."""
-    from genfill.io import note_input
-    from genfill.validate import integer
-
     path = Path(out_dir) / "config.json"
     if not path.is_file():
         raise GenfillError(f"{out_dir} is not a complete genfill export: config.json is missing")
@@ -153,7 +155,6 @@ def read_export_config(out_dir: str | Path) -> dict:
         raise GenfillError(f"{path} is not a readable genfill export config ({exc.__class__.__name__})") from exc
     if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
         raise GenfillError(f"{path} is not a genfill export (format {EXPORT_FORMAT})")
-    from genfill.models import model_class
 
     model_class(config.get("kind"))  # a known kind, or the list of known ones
     if not isinstance(config.get("model_config"), dict):
@@ -167,13 +168,12 @@ def read_export_config(out_dir: str | Path) -> dict:
 def load_export(out_dir: str | Path, device: str | torch.device = "cpu"):
     """(model in eval mode on `device`, config) from an exported folder; fp16 weights load as fp32. Every
     tensor must have the name and shape the config's model has."""
-    from genfill.models import build_model, saved_config
-
     out = Path(out_dir)
     config = read_export_config(out)
     spec = {"kind": config["kind"], **saved_config(config["kind"], config["model_config"])}
     model = build_model(spec, config["image_size"], config["channels"])
     state = _read_safetensors(out)
+    model.shape_state(state)  # data-sized state (a sampler's stored exemplars) takes the saved shape
     own = model.state_dict()
     missing = [k for k in own if k not in state and not k.startswith("discriminator.")]
     unexpected = [k for k in state if k not in own]
@@ -192,8 +192,6 @@ def init_from(model: nn.Module, path: str | Path) -> str:
     """Load the weights of a checkpoint, run directory or export into `model` (train.init_from): every
     key and shape must match, except that a missing discriminator stays freshly initialised. Returns what
     was loaded, for the log."""
-    from genfill.io import load_checkpoint
-
     if is_export_dir(path):
         state = _read_safetensors(Path(path))
         kind = read_export_config(path)["kind"]
@@ -230,8 +228,6 @@ def is_export_dir(path: str | Path) -> bool:
 def _read_safetensors(out: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from genfill.io import note_input
 
     path = out / "model.safetensors"
     if not path.is_file():
@@ -326,8 +322,6 @@ def export_onnx(model: nn.Module, path: str | Path, metadata: dict[str, str] | N
     doc_string, and each input and output gets its own doc_string."""
     import warnings
 
-    from genfill.io import atomic_write_bytes
-
     graph = FillGraph(model.cpu().float()).eval()
     s, c = model.image_size, model.channels
     x = torch.zeros(2, c, s, s)
@@ -388,8 +382,6 @@ def onnx_sizes(model: nn.Module) -> list[tuple[int, int]]:
 def onnx_parity(model: nn.Module, path: str | Path, n: int = 3, seed: int = 0) -> float:
     """Max abs difference between onnxruntime and torch fills of `n` random images under fixed holes at every
     size of `onnx_sizes` (a batch size other than the one traced, so the dynamic axes are checked too)."""
-    from genfill.data.masks import fixed_masks
-
     c = model.channels
     session = onnx_session(path)
     worst = 0.0

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -47,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-FillFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from genfill.pixels import FillFn
 
 REFINE_SCALE = 3  # a refine cell sits in a window of REFINE_SCALE * S native pixels, shrunk that much
 REFINE_CELL = 1.5  # a refine cell's side is at most this many S (its window's margin: (3 - this) / 2 S)

@@ -23,9 +23,7 @@ import torch
 from skimage.restoration import inpaint_biharmonic
 
 from genfill.errors import GenfillError
-from genfill.pixels import composite, from_unit, to_unit
-
-Peer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from genfill.pixels import FillFn, composite, from_unit, to_unit
 
 
 def _check(x: torch.Tensor, m: torch.Tensor) -> None:
@@ -33,7 +31,7 @@ def _check(x: torch.Tensor, m: torch.Tensor) -> None:
         raise GenfillError(f"peers need x (N,C,H,W) and mask (N,1,H,W) of one size, got {tuple(x.shape)}, {tuple(m.shape)}")
 
 
-def _per_image(fill_one: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Peer:
+def _per_image(fill_one: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> FillFn:
     """Lift fill_one(img HWC float64 in [0, 1], hole HW bool) -> HWC in [0, 1] to a batched peer."""
 
     def peer(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -77,7 +75,7 @@ def _biharmonic_one(img: np.ndarray, hole: np.ndarray) -> np.ndarray:
     return np.clip(inpaint_biharmonic(img, hole, channel_axis=-1), 0, 1)
 
 
-biharmonic: Peer = _per_image(_biharmonic_one)
+biharmonic = _per_image(_biharmonic_one)
 
 
 # PatchMatch compares (2 r + 1)^2 patches: r = 3 (7x7, the library's own examples) follows a 64 px face's
@@ -117,7 +115,7 @@ def _patchmatch_one(img: np.ndarray, hole: np.ndarray) -> np.ndarray:
     return res.astype(np.float64) / 255
 
 
-patchmatch: Peer = _per_image(_patchmatch_one)
+patchmatch = _per_image(_patchmatch_one)
 
 
 def mean_fill(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -129,5 +127,5 @@ def mean_fill(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return composite(x, m, mean.expand_as(x))
 
 
-PEERS: dict[str, Peer] = {"telea": telea, "ns": navier_stokes, "biharmonic": biharmonic, "patchmatch": patchmatch,
+PEERS: dict[str, FillFn] = {"telea": telea, "ns": navier_stokes, "biharmonic": biharmonic, "patchmatch": patchmatch,
                           "mean": mean_fill}

@@ -7,10 +7,17 @@ A leaf module (torch and numpy only), so data, models, metrics and writers can a
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
 from genfill.errors import GenfillError
+
+
+# A fill: (x (N,C,H,W) in [-1, 1], m (N,1,H,W), 1 = hole) -> the composited fill (N,C,H,W) in [-1, 1]. A classical
+# peer, a model's bound `fill` and the windows of `inpaint` all have this type.
+FillFn = Callable[[Tensor, Tensor], Tensor]
 
 
 def to_unit(x: Tensor) -> Tensor:

@@ -151,6 +151,69 @@ def save_views(x: Tensor, v1: Tensor, v2: Tensor, path: Path, n: int = 8) -> Non
     save_image(make_grid(torch.cat([x[:n], v1[:n], v2[:n]]).float().cpu(), nrow=n), path)
 
 
+@dataclass
+class _Run:
+    """The network, its optimiser and generators, and where the run is: what a pretrain checkpoint holds and a
+    resumed run continues from."""
+    model: GenModel  # the inpainter whose encoder is trained (saved as save_model writes it)
+    net: SSLNet
+    params: list  # the trained parameters (encoder and heads)
+    opt: torch.optim.Optimizer
+    g: torch.Generator  # image order
+    g_aug: torch.Generator  # the views, drawn on the device
+    step: int = 0
+    epoch: int = 0
+    order: Tensor | None = None  # this epoch's image order and how far into it the run is
+    seen: int = 0
+
+
+def _start(cfg: PretrainConfig, data: ImageCache, dev: torch.device, fast: bool) -> _Run:
+    """The model and its heads, seeded (after the data: nothing before may change the init), the optimiser."""
+    tc = cfg.train
+    torch.manual_seed(tc.seed)
+    model = build_model(cfg.model, data.size, data.channels)
+    net = to_device(SSLNet(model, cfg.ssl), dev, fast)
+    params = net.trained_parameters()
+    return _Run(model, net, params, adam(params, tc.lr, tc, dev, fast), torch.Generator().manual_seed(tc.seed),
+                torch.Generator(dev).manual_seed(tc.seed + 1))
+
+
+def _resume(r: _Run, cfg: PretrainConfig, data: ImageCache, dev: torch.device, path: Path) -> None:
+    ckpt = load_checkpoint(path, dev)
+    check_resumable(ckpt, cfg, r.model, data.size, data.channels, PRETRAIN_KEYS)
+    _check_same_heads(ckpt, cfg.ssl)
+    r.net.load_state_dict({**{f"online.model.{k}": v for k, v in ckpt["model"].items()}, **ckpt["ssl_heads"]})
+    r.opt.load_state_dict(ckpt["optim"])
+    r.step, r.epoch = ckpt["step"], ckpt["epoch"]
+    if ckpt.get("epoch_order") is not None:
+        r.order, r.seen = ckpt["epoch_order"].cpu(), int(ckpt["epoch_seen"])
+    restore_rng(ckpt, dev, rng=r.g, rng_aug=r.g_aug)
+
+
+def _save(r: _Run, cfg: PretrainConfig, path: Path, dev: torch.device) -> None:
+    save_model(path, r.model, run_config=to_dict(cfg), pretrain=to_dict(cfg.ssl), ssl_heads=r.net.heads_state(),
+               optim=r.opt.state_dict(), step=r.step, epoch=r.epoch, epoch_order=r.order, epoch_seen=r.seen,
+               **rng_state(dev, rng=r.g, rng_aug=r.g_aug))
+
+
+def pretrain_step(r: _Run, cfg: PretrainConfig, v1: Tensor, v2: Tensor, horizon: int, dev: torch.device,
+                  use_amp: bool) -> tuple[Tensor, dict[str, Tensor]]:
+    """One optimiser step on the two views (and BYOL's target update); the loss and its parts, on the device."""
+    tc, sc = cfg.train, cfg.ssl
+    r.opt.zero_grad(set_to_none=True)
+    with autocast(dev, use_amp):
+        loss, parts = ssl_loss(r.net, sc, v1, v2)
+    loss.backward()
+    if tc.grad_clip:
+        torch.nn.utils.clip_grad_norm_(r.params, tc.grad_clip)
+    r.opt.step()
+    if r.net.target is not None:
+        tau = byol_tau(sc.tau, r.step, horizon)
+        ema_update(r.net.target, r.net.online, tau)
+        parts["tau"] = torch.tensor(tau)
+    return loss, parts
+
+
 def pretrain(cfg: PretrainConfig, resume: bool = False, device: str | None = None, verbose: bool = True,
              data: ImageCache | None = None) -> PretrainResult:
     """Pretrain cfg.model's encoder by cfg.ssl into cfg.run_dir (see the module docstring). `data` replaces
@@ -162,101 +225,67 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, device: str | None = Non
     run_dir = cfg.run_dir
     ckpt_dir = check_new_run(run_dir, resume)
 
-    # ---- data on the device; the model and its heads. Seeded after the data: nothing before may change the init.
+    # ---- set-up: data on the device, the model and its heads, resume
     data = (data if data is not None else load_cache(cfg.data, verbose=verbose)).to(dev)
     n_train = len(data.split("train"))
     if n_train < tc.batch_size:
         raise GenfillError(f"pretraining needs at least train.batch_size ({tc.batch_size}) training images, the "
                            f"data has {n_train}")
-    torch.manual_seed(tc.seed)
     fast = fast_path(tc.fast, dev)
-    use_amp = tc.amp and fast
-    model = build_model(cfg.model, data.size, data.channels)
-    net = to_device(SSLNet(model, sc), dev, fast)
-    params = net.trained_parameters()
-    opt = adam(params, tc.lr, tc, dev, fast)
-    g = torch.Generator().manual_seed(tc.seed)  # image order
-    g_aug = torch.Generator(dev).manual_seed(tc.seed + 1)  # the views, drawn on the device
-    step, epoch, order, seen = 0, 0, None, 0
+    r = _start(cfg, data, dev, fast)
     if resume:
-        ckpt = load_checkpoint(ckpt_dir / "last.pt", dev)
-        check_resumable(ckpt, cfg, model, data.size, data.channels, PRETRAIN_KEYS)
-        _check_same_heads(ckpt, sc)
-        net.load_state_dict({**{f"online.model.{k}": v for k, v in ckpt["model"].items()}, **ckpt["ssl_heads"]})
-        opt.load_state_dict(ckpt["optim"])
-        step, epoch = ckpt["step"], ckpt["epoch"]
-        if ckpt.get("epoch_order") is not None:
-            order, seen = ckpt["epoch_order"].cpu(), int(ckpt["epoch_seen"])
-        restore_rng(ckpt, dev, rng=g, rng_aug=g_aug)
-        if finished(tc, step, epoch):
-            return PretrainResult(run_dir, step, epoch, {}, 0.0)
-    log = open_run(cfg, [ckpt_dir, run_dir / "samples"], step, resume)
-
-    def checkpoint() -> None:
-        save_model(ckpt_dir / "last.pt", model, run_config=to_dict(cfg), pretrain=to_dict(sc),
-                   ssl_heads=net.heads_state(), optim=opt.state_dict(), step=step, epoch=epoch,
-                   epoch_order=order, epoch_seen=seen, **rng_state(dev, rng=g, rng_aug=g_aug))
-
+        _resume(r, cfg, data, dev, ckpt_dir / "last.pt")
+        if finished(tc, r.step, r.epoch):
+            return PretrainResult(run_dir, r.step, r.epoch, {}, 0.0)
+    log = open_run(cfg, [ckpt_dir, run_dir / "samples"], r.step, resume)
     horizon = total_steps(tc, steps_per_epoch(tc, n_train))
-    t0 = time.time()
-    last: dict = {}
-    stop = False
-    net.train()
+    t0, last, stop = time.time(), {}, False
+    r.net.train()
     if verbose:
-        say(f"genfill: pretraining the {model.kind} encoder ({sum(p.numel() for p in params):,} parameters with "
-            f"the heads) by {sc.method} on {dev} -> {run_dir}")
-    bar = Progress(horizon, f"pretrain {cfg.name}", "steps", budget_s=tc.time_budget_s, enabled=verbose, initial=step)
+        say(f"genfill: pretraining the {r.model.kind} encoder ({sum(p.numel() for p in r.params):,} parameters "
+            f"with the heads) by {sc.method} on {dev} -> {run_dir}")
+    bar = Progress(horizon, f"pretrain {cfg.name}", "steps", budget_s=tc.time_budget_s, enabled=verbose,
+                   initial=r.step)
     try:
-        while not finished(tc, step, epoch) and not stop:
-            if order is None:
-                order, seen = data.epoch_order("train", g), 0
+        while not finished(tc, r.step, r.epoch) and not stop:
+            if r.order is None:
+                r.order, r.seen = data.epoch_order("train", r.g), 0
             ended = True
-            for x, _ in data.iterate("train", tc.batch_size, shuffle=True, generator=g, drop_last=True, device=dev,
-                                     order=order, start=seen):
-                v1, v2 = two_views(x, sc.augment, g_aug)
-                if step == 0:
+            for x, _ in data.iterate("train", tc.batch_size, shuffle=True, generator=r.g, drop_last=True,
+                                     device=dev, order=r.order, start=r.seen):
+                # ---- the step: two views of the batch, the learning rate, one optimiser step
+                v1, v2 = two_views(x, sc.augment, r.g_aug)
+                if r.step == 0:
                     save_views(x, v1, v2, run_dir / "samples" / "views.png")
                 if fast:
                     v1, v2 = (v.contiguous(memory_format=torch.channels_last) for v in (v1, v2))
-                elapsed = time.time() - t0
-                lr = tc.lr * lr_factor(tc, step, horizon, elapsed / tc.time_budget_s if tc.time_budget_s else 0.0)
-                set_lr(opt, lr)
-
-                opt.zero_grad(set_to_none=True)
-                with autocast(dev, use_amp):
-                    loss, parts = ssl_loss(net, sc, v1, v2)
-                loss.backward()
-                if tc.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-                opt.step()
-                if net.target is not None:
-                    tau = byol_tau(sc.tau, step, horizon)
-                    ema_update(net.target, net.online, tau)
-                    parts["tau"] = torch.tensor(tau)
-                step += 1
-                seen += tc.batch_size
+                lr = tc.lr * lr_factor(tc, r.step, horizon, (time.time() - t0) / tc.time_budget_s
+                                       if tc.time_budget_s else 0.0)
+                set_lr(r.opt, lr)
+                loss, parts = pretrain_step(r, cfg, v1, v2, horizon, dev, tc.amp and fast)
+                r.step += 1
+                r.seen += tc.batch_size
                 bar.update(1)
-
-                # The host reads the device only here, every log_every steps.
-                if step % tc.log_every == 0 or step == 1:
-                    check_finite(loss, step, ckpt_dir / "last.pt")
+                # ---- logging: the host reads the device only here, every log_every steps
+                if r.step % tc.log_every == 0 or r.step == 1:
+                    check_finite(loss, r.step, ckpt_dir / "last.pt")
                     last = _numbers(loss, parts, lr)
                     bar.set_stats(loss=last["loss"])
-                    write_log(log, {"step": step, "epoch": epoch, "split": "train",
+                    write_log(log, {"step": r.step, "epoch": r.epoch, "split": "train",
                                     "time": round(time.time() - t0, 2), **last})
-                if out_of_budget(tc, step, time.time() - t0):
+                if out_of_budget(tc, r.step, time.time() - t0):  # ---- stop
                     stop = True
-                    ended = seen >= n_train - n_train % tc.batch_size
+                    ended = r.seen >= n_train - n_train % tc.batch_size
                     break
-            check_finite(loss, step, ckpt_dir / "last.pt")
+            check_finite(loss, r.step, ckpt_dir / "last.pt")
             last = _numbers(loss, parts, lr)  # the last step's, logged or not
             if ended:
-                epoch += 1
-                order, seen = None, 0
-            # ---- end of an epoch (or a stop inside one): write everything atomically
-            checkpoint()
+                r.epoch += 1
+                r.order, r.seen = None, 0
+            # ---- checkpoint at the end of an epoch (or a stop inside one), atomically
+            _save(r, cfg, ckpt_dir / "last.pt", dev)
             plot_curves(run_dir)
     finally:
         bar.close()
         log.close()
-    return PretrainResult(run_dir, step, epoch, last, time.time() - t0)
+    return PretrainResult(run_dir, r.step, r.epoch, last, time.time() - t0)

@@ -19,9 +19,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genfill.config import EVAL_MASKS, EVAL_SEED, PEER_NAMES, from_dict, read_yaml, resolve_config, to_dict
+from genfill.compare import merge, plot_section, render_comparison
+from genfill.config import (EVAL_MASKS, EVAL_SEED, PEER_NAMES, DataConfig, from_dict, list_configs, read_yaml,
+                            resolve_config, to_dict)
+from genfill.data.cache import load_cache
+from genfill.data.datasets import source_key
+from genfill.device import pick_device
+from genfill.errors import GenfillError, did_you_mean
+from genfill.evaljob import evaluate_specs, load_eval
+from genfill.io import archive_previous, atomic_write_json, make_dir
 from genfill.loadconfig import load_config
-from genfill.errors import GenfillError
+from genfill.models import load_model
+from genfill.progress import Progress, say
+from genfill.report import esc, figure, results_sections, table, write_page
+from genfill.sample import interpolate, sample_grid
+from genfill.train import TrainResult, train
 
 
 @dataclass
@@ -95,9 +107,6 @@ def _plan(preset: Preset, root: Path, preset_path: Path) -> list:
     report under the preset's name."""
     missing = [e.config for e in preset.models if _config_path(e.config, preset_path) is None]
     if missing:
-        from genfill.config import list_configs
-        from genfill.errors import did_you_mean
-
         known = [c.name for c in list_configs() if c.section == "train"]
         raise GenfillError(f"preset {preset_path.name}: model config not found: {', '.join(missing)}"
                            f"{did_you_mean(missing[0], known)} (looked in {preset_path.parent.parent}, ./configs "
@@ -112,8 +121,6 @@ def _plan(preset: Preset, root: Path, preset_path: Path) -> list:
     names = [c.name for c in cfgs]
     if len(set(names)) != len(names):
         raise GenfillError(f"two models in the preset share a run name ({', '.join(names)}): give one a name:")
-    from genfill.data.datasets import source_key
-
     keys = {source_key(c.data) for c in cfgs}
     if len(keys) > 1:
         raise GenfillError(f"the preset's models train on different data ({', '.join(sorted(keys))}); a fair "
@@ -127,53 +134,36 @@ def plan_reproduce(preset: str = "quick", out_dir: str | None = None) -> dict[st
     p = load_preset(preset)
     root = Path(out_dir or p.out_dir) / p.name
     cfgs = _plan(p, root, path)
-    from genfill.data.datasets import source_key
-
     out = {"preset": str(path), "report": str(root / "report.html")}
     for cfg in cfgs:
         out[f"model {cfg.name}"] = f"{cfg.model['kind']} -> {cfg.run_dir}"
-    data = cfgs[0].data if cfgs else load_config(None, [s for s in p.set if s.startswith("data.")]).data
+    data = _data_config(p, cfgs)
     out["data"] = f"{source_key(data)} in {data.cache_root}"
     out["eval"] = (f"{p.eval.n} test images x {', '.join(p.eval.masks)}; peers {', '.join(p.eval.peers) or 'none'}"
                    f"; fid {'on' if p.eval.fid else 'off'}")
     return out
 
 
-def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str = "auto",
-                  verbose: bool = True) -> Path:
-    from genfill.compare import merge, plot_section, render_comparison
-    from genfill.data.cache import load_cache
-    from genfill.io import archive_previous, make_dir
-    from genfill.evaljob import evaluate_specs, load_eval
-    from genfill.models import load_model
-    from genfill.report import esc, figure, results_sections, table, write_page
-    from genfill.sample import interpolate, sample_grid
-    from genfill.device import pick_device
-    from genfill.progress import Progress, say
-    from genfill.train import train
+def _data_config(p: Preset, cfgs: list) -> DataConfig:
+    """The data every model of the preset trains on (the first's; `_plan` checked they agree), or the preset's
+    own `data.*` overrides when it lists peers only."""
+    return cfgs[0].data if cfgs else load_config(None, [s for s in p.set if s.startswith("data.")]).data
 
-    t0 = time.time()
-    p = load_preset(preset)
-    root = Path(out_dir or p.out_dir) / p.name
-    cfgs = _plan(p, root, find_preset(preset))
-    if not cfgs and not p.eval.peers:
-        raise GenfillError("the preset lists no models and no peers: nothing to do")
-    moved = archive_previous(root)
-    if moved:
-        say(f"genfill: kept the previous {p.name} as {moved}")
-    make_dir(root)
 
-    # ---- train every model
-    trained = []
+def _train_all(p: Preset, cfgs: list, device: str, verbose: bool) -> list[tuple]:
+    """(config, TrainResult) per model, trained in the preset's order."""
+    trained: list[tuple] = []
     with Progress(len(cfgs), f"reproduce {p.name}: training", "models", enabled=verbose) as bar:
         for cfg in cfgs:
             say(f"genfill: training {cfg.name} ({cfg.model['kind']})")
-            res = train(cfg, device=device, verbose=verbose)
-            trained.append((cfg, res))
+            trained.append((cfg, train(cfg, device=device, verbose=verbose)))
             bar.update(1)
+    return trained
 
-    # ---- evaluate models and peers together: one protocol, one table
-    data_cfg = cfgs[0].data if cfgs else load_config(None, [s for s in p.set if s.startswith("data.")]).data
+
+def _evaluate_all(p: Preset, cfgs: list, data_cfg: DataConfig, root: Path, device: str, verbose: bool):
+    """Models and peers evaluated together (one protocol, one table), rendered as a comparison: (the merged
+    document, its pictures, its plot's file name)."""
     ev = p.eval
     specs = [str(cfg.run_dir) for cfg in cfgs] + list(ev.peers)
     say(f"genfill: evaluating {', '.join(Path(s).name for s in specs)} on {ev.n} test images x {len(ev.masks)} "
@@ -184,31 +174,52 @@ def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str
     doc, folder = load_eval(path)
     merged = merge([(doc, folder, str(path))])
     _, pics, plot = render_comparison(merged, root / "compare", title=f"genfill {p.name}: comparison", device=device)
+    return merged, pics, plot
 
-    # ---- per-model pictures: curves, samples, morphs
+
+def _model_pictures(trained: list[tuple[object, TrainResult]], ev: EvalSettings, pool, root: Path,
+                    device: str) -> tuple[list[list], list[str]]:
+    """Per model: its row of the training table, and its curves, prior samples and morphs (what it can do)."""
     dev = pick_device(device)
-    data = load_cache(data_cfg, verbose=False)
-    pool = data.batch(data.split("test")[:64])
-    model_rows, model_figs = [], []
+    rows, figs = [], []
     for cfg, res in trained:
         model, _ = load_model(cfg.run_dir, dev)
-        model_rows.append([cfg.name, cfg.model["kind"], model.num_parameters(), res.step, res.epoch,
-                           round(res.seconds, 1)])
+        rows.append([cfg.name, cfg.model["kind"], model.num_parameters(), res.step, res.epoch, round(res.seconds, 1)])
         rel = cfg.run_dir.relative_to(root)
-        figs = []
+        own = []
         if (cfg.run_dir / "curves.png").is_file():
-            figs.append(figure(f"{rel}/curves.png", f"{cfg.name}: training curves (train and validation)"))
+            own.append(figure(f"{rel}/curves.png", f"{cfg.name}: training curves (train and validation)"))
         if model.can_sample:
             sample_grid(model, ev.samples, cfg.run_dir / "samples_grid.png")
-            figs.append(figure(f"{rel}/samples_grid.png", f"{cfg.name}: {ev.samples} prior samples"))
+            own.append(figure(f"{rel}/samples_grid.png", f"{cfg.name}: {ev.samples} prior samples"))
         if model.can_interpolate:
             interpolate(model, cfg.run_dir / "morph.png", rows=4, steps=8, pool=pool.to(dev))
-            figs.append(figure(f"{rel}/morph.png", f"{cfg.name}: morphs between encoded test faces"))
-        model_figs += [f"<h3>{esc(cfg.name)}</h3>", *figs]
+            own.append(figure(f"{rel}/morph.png", f"{cfg.name}: morphs between encoded test faces"))
+        figs += [f"<h3>{esc(cfg.name)}</h3>", *own]
+    return rows, figs
 
-    wall = time.time() - t0
-    from genfill.io import atomic_write_json
 
+def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str = "auto",
+                  verbose: bool = True) -> Path:
+    """`genfill reproduce` (module docstring): train, evaluate with the peers, draw, write `report.html`."""
+    t0 = time.time()
+    p = load_preset(preset)
+    root = Path(out_dir or p.out_dir) / p.name
+    cfgs = _plan(p, root, find_preset(preset))
+    if not cfgs and not p.eval.peers:
+        raise GenfillError("the preset lists no models and no peers: nothing to do")
+    moved = archive_previous(root)
+    if moved:
+        say(f"genfill: kept the previous {p.name} as {moved}")
+    make_dir(root)
+    trained = _train_all(p, cfgs, device, verbose)
+    data_cfg = _data_config(p, cfgs)
+    merged, pics, plot = _evaluate_all(p, cfgs, data_cfg, root, device, verbose)
+    data = load_cache(data_cfg, verbose=False)
+    model_rows, model_figs = _model_pictures(trained, p.eval, data.batch(data.split("test")[:64]), root, device)
+
+    # ---- the record and the page
+    ev, wall = p.eval, time.time() - t0
     atomic_write_json(root / "reproduce.json", {
         "preset": str(find_preset(preset)), "models": [c.name for c in cfgs],
         "peers": list(ev.peers), "wall_seconds": round(wall, 1), "eval": to_dict(ev),
@@ -229,4 +240,3 @@ def run_reproduce(preset: str = "quick", out_dir: str | None = None, device: str
     report = write_page(root / "report.html", f"genfill {p.name}", body)
     say(f"genfill: reproduce finished in {wall / 60:.1f} min -> {report}")
     return report
-

@@ -103,10 +103,10 @@ def check_resumable(ckpt: dict, cfg, model: GenModel, size: int, channels: int, 
 
 def lr_factor(tc: TrainConfig, step: int, total_steps: int, time_frac: float = 0.0) -> float:
     """The learning-rate multiplier for optimiser step `step` (0-based) of `total_steps`: a linear warm-up
-    over train.warmup_steps (1/w, 2/w, ..., 1), times 1 (constant) or a cosine from 1 after the warm-up
+    over train.lr_warmup_steps (1/w, 2/w, ..., 1), times 1 (constant) or a cosine from 1 after the warm-up
     to 0 at the end of training; the end is `total_steps`, or the time budget if that comes first
     (`time_frac` = elapsed / train.time_budget_s)."""
-    w = tc.warmup_steps
+    w = tc.lr_warmup_steps
     warm = min(1.0, (step + 1) / w) if w > 0 else 1.0
     if tc.schedule == "constant":
         return warm

@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from genfill.errors import GenfillError
-from genfill.io import center_crop_resize, check_target, image_format, image_to_tensor, read_image, save_image
+from genfill.imageread import center_crop_resize, image_to_tensor, read_image
+from genfill.io import check_target, image_format, save_image
 from genfill.pixels import make_grid
 from genfill.models import GenModel
 

@@ -10,21 +10,18 @@ A run directory holds: config.yaml, checkpoints/{last,best}.pt, metrics.jsonl, s
 from __future__ import annotations
 
 import math
-import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-import numpy as np
 import torch
 
 from genfill import distributed
 from genfill.config import RunConfig, TrainConfig, to_dict
-from genfill.data.cache import ImageCache, cache_dir, load_cache
-from genfill.data.datasets import split_sizes
-from genfill.data.masks import MASK_KINDS, make_masks, mask_bank
+from genfill.data.cache import ImageCache, load_cache
+from genfill.masks import MASK_KINDS, make_masks, mask_bank
 from genfill.device import autocast, fast_path, pick_device
 from genfill.distributed import part_index
 from genfill.ema import EMA
@@ -104,7 +101,7 @@ def _train(cfg: RunConfig, resume: bool, dev: torch.device, verbose: bool, data:
 
     # ---- model, optimisers, the weight average; on resume, the state last.pt holds
     fast = fast_path(tc.fast, dev)
-    s = start(cfg, data.size, data.channels, dev, fast, mask_device, resume, verbose)
+    s = start(cfg, data.size, data.channels, dev, fast, mask_device, resume, verbose, data)
     if resume:
         resume_from(s, ckpt_dir / "last.pt", cfg, data.size, data.channels, dev)
         if finished(tc, s.step, s.epoch):  # a finished run: train nothing more (not even one step), write nothing
@@ -211,7 +208,7 @@ def mask_source(cfg: RunConfig, size: int, device: torch.device, verbose: bool =
 
 
 def start(cfg: RunConfig, size: int, channels: int, dev: torch.device, fast: bool, mask_device: torch.device,
-          resume: bool, verbose: bool) -> State:
+          resume: bool, verbose: bool, data: ImageCache | None = None) -> State:
     """The model, its optimisers, the weight average and the run's random streams. Seeded here, after the data
     and the mask bank: nothing before may change the model's init."""
     tc = cfg.train
@@ -226,6 +223,8 @@ def start(cfg: RunConfig, size: int, channels: int, dev: torch.device, fast: boo
             loaded = load(model, source)
             if verbose:
                 say(f"genfill: starting from {loaded}")
+    if data is not None and not resume:  # training images a family keeps (exemplars); on resume last.pt has them
+        model.index(data.split("train"), data.batch, torch.Generator().manual_seed(tc.seed + 2))
     model, forward = wrap_ddp(model, forward, dev)  # after init_from: rank 0's weights everywhere
     ema = EMA(model, tc.ema) if tc.ema > 0 else None  # after init_from: the average starts from those weights
     return State(model, forward, opt, opt_d, ema, g=torch.Generator().manual_seed(tc.seed),
@@ -476,45 +475,3 @@ def save_samples(model: GenModel, data: ImageCache, cfg: RunConfig, device, path
         unc = model.uncertainty_map(x, m, generator=torch.Generator(device).manual_seed(0))
     save_image(fill_panel(x, m, *rows, uncertainty=unc), path)
     model.train()
-
-
-# ---- --dry-run
-
-
-def plan(cfg: RunConfig, device: str | None = None, data: ImageCache | None = None) -> dict:
-    """What `genfill train` would do, resolved (`--dry-run`): device, world, batches, steps, cache. Bounded: a
-    cache that is not built yet is not built (that takes minutes); its size is worked out instead."""
-    tc = cfg.train
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    dev = pick_device(device or tc.device)
-    per_rank = distributed.per_rank_batch(tc.batch_size, world, tc.accumulate)
-    if data is None and not (cache_dir(cfg.data) / "meta.json").is_file():
-        n_train = unbuilt_train_size(cfg.data)
-        place = f"not built yet: {cache_dir(cfg.data)} is built by the first run"
-    else:
-        data = data if data is not None else load_cache(cfg.data, verbose=False)
-        n_train = len(data.split("train"))
-        nbytes = int(np.prod(data.images.shape)) if hasattr(data.images, "shape") else 0
-        if data.streamed:
-            place = (f"memory-mapped ({nbytes / 1e6:.1f} MB > data.memory_cap_mb {cfg.data.memory_cap_mb}), read "
-                     f"in chunks of {data.chunk_images} images by a background thread")
-        elif dev.type == "cuda":
-            place = f"in host memory ({nbytes / 1e6:.1f} MB), on the GPU when under a quarter of its free memory"
-        else:
-            place = f"in host memory ({nbytes / 1e6:.1f} MB)"
-    steps = steps_per_epoch(tc, n_train) if n_train is not None else None
-    return {"device": (f"{dev.type} x {world} (cuda:LOCAL_RANK per rank, NCCL)" if dev.type == "cuda" and world > 1
-                       else f"cpu x {world} (gloo)" if world > 1 else str(dev)),
-            "world_size": world, "global_batch": tc.batch_size, "per_rank_batch": per_rank,
-            "micro_batch": per_rank // tc.accumulate,
-            "train_images": n_train if n_train is not None else "known once the cache is built",
-            "steps_per_epoch": steps if steps is not None else "known once the cache is built",
-            "total_steps": total_steps(tc, steps) if steps is not None else (
-                tc.max_steps if tc.max_steps is not None else "known once the cache is built"),
-            "epochs": tc.epochs, "cache": place, "run_dir": str(cfg.run_dir)}
-
-
-def unbuilt_train_size(cfg) -> int | None:
-    """Training images of a cache not built yet, without building it: the built-in faces' seeded 80/10/10 split
-    of data.count (datasets.seeded_split's arithmetic); None for a folder or CelebA (known after reading)."""
-    return split_sizes(cfg.count)[0] if cfg.name == "faces64" else None

@@ -112,6 +112,22 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+def renamed(data: Any, names: dict[str, str], prefix: str = "") -> Any:
+    """`data` (a mapping) with keys renamed since configs were written (`names`: old -> new) under their new
+    names, so an old config or checkpoint keeps its meaning; the old and the new name together are an error.
+    Anything else is returned as it is (from_dict reports it)."""
+    if not isinstance(data, dict) or not any(old in data for old in names):
+        return data
+    where = f"{prefix}." if prefix else ""
+    out = dict(data)
+    for old, new in names.items():
+        if old in out:
+            if new in out:
+                raise GenfillError(f"{where}{old} is the old name of {where}{new}: set only {where}{new}")
+            out[new] = out.pop(old)
+    return out
+
+
 def to_dict(obj: Any) -> Any:
     """A dataclass tree as plain dicts/lists of YAML- and checkpoint-safe values."""
     if dataclasses.is_dataclass(obj):

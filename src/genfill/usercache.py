@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genfill.errors import GenfillError
+from genfill.io import atomic_write_text, make_dir
 
 ENV = "GENFILL_CACHE"
 TAG = "CACHEDIR.TAG"
@@ -46,8 +47,6 @@ def cache_root() -> Path:
 def mark(root: Path) -> None:
     """Create `root` and tag it as a genfill cache when genfill makes it (absent or empty): a folder that
     already holds other things is never tagged, so `clear` will not empty it."""
-    from genfill.io import atomic_write_text, make_dir
-
     fresh = not root.exists() or (root.is_dir() and not any(root.iterdir()))
     make_dir(root)  # a file in the way or a read-only parent: one clear line
     tag = root / TAG

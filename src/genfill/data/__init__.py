@@ -1,1 +1,1 @@
-"""Data: image sources (folder, CelebA, built-in faces), the uint8 cache, and masks."""
+"""Data: image sources (folder, CelebA, built-in faces) and the uint8 cache (masks are `genfill.masks`)."""

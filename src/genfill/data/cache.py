@@ -23,12 +23,13 @@ import torch
 
 from genfill.config import DataConfig
 from genfill.data.datasets import faces64_split, load_source, source_key
-from genfill.data.masks import fixed_masks
+from genfill.masks import fixed_masks
 from genfill.distributed import part_index
 from genfill.errors import GenfillError
 from genfill.io import atomic_save_npy, atomic_write_json, make_dir, remove_stale_temps
 from genfill.pixels import from_uint8
 from genfill.progress import Progress, say
+from genfill.usercache import ENV, mark
 
 SPLITS = ("train", "val", "test")
 
@@ -259,8 +260,6 @@ def load_heldout(cfg: DataConfig, split: str, n: int, verbose: bool = True) -> I
 
 def build_cache(cfg: DataConfig, folder: Path, verbose: bool = True) -> None:
     total = cfg.count if cfg.name == "faces64" else None
-    from genfill.usercache import ENV, mark
-
     mark(cfg.cache_root)
     if verbose:  # where a few hundred MB are about to go, before the minutes of building
         where = "data.cache_dir" if cfg.cache_dir else f"${ENV} moves it"

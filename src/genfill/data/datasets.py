@@ -19,7 +19,8 @@ import torch
 
 from genfill.config import DataConfig
 from genfill.errors import GenfillError
-from genfill.io import IMAGE_EXTENSIONS, center_crop_resize, read_image, to_mode
+from genfill.imageread import center_crop_resize, read_image, to_mode
+from genfill.io import IMAGE_EXTENSIONS
 
 CELEBA_CROP = 178
 

@@ -9,6 +9,10 @@ another file: changing the seed, the masks, the data or the peer's code never re
 number of images is not part of the key: the first n positions of a split are the same images whatever n
 is, so a file of N rows serves any n <= N, and a larger n recomputes and replaces it.
 
+A peer's per-image scores (PSNR, SSIM, ..., LPIPS: the records `genfill.evaluate` writes) and the time its
+fills took are kept the same way (`PeerRecords`): with them and its features on disk, an evaluation does not
+fill with that peer again. Their key adds how the scores were made (metrics, LPIPS on or off, device type).
+
 Models are never cached here: a checkpoint changes under the same path while it trains.
 """
 
@@ -91,3 +95,66 @@ class FeatureCache:
             say(f"genfill: warning: Inception features not cached ({exc})", warning=True)
             return
         self.writes += 1
+
+
+class PeerRecords:
+    """Per-image score records of deterministic peers under one protocol, on disk beside the features.
+
+    `base` is what every score depends on besides the peer and the mask kind (data, split, size, metrics,
+    LPIPS, device type); `peers` maps each method's name to its peer name (None: never cached). `has` says
+    whether (method, kind) can be replayed for the first n positions, `replay` appends a batch's records and
+    time to an `EvalResult`, `keep` gathers a computed batch, and `store` writes what covered all n."""
+
+    def __init__(self, folder: str | Path | None, base: dict, peers: dict[str, str | None],
+                 mask_kinds: dict[str, dict], seed: int, n: int) -> None:
+        self.folder = None if folder is None else Path(folder)
+        self.base, self.peers, self.kinds, self.seed, self.n = base, peers, mask_kinds, seed, n
+        self.loaded: dict[tuple[str, str], dict] = {}  # (method, kind) -> {position: (record, seconds)}
+        self.fresh: dict[tuple[str, str], dict] = {}
+        for name, peer in peers.items():
+            for kind in mask_kinds if peer and self.folder is not None else ():
+                rows = self._load(self._parts(name, kind))
+                if rows is not None:
+                    self.loaded[(name, kind)] = rows
+
+    def _parts(self, name: str, kind: str) -> dict:
+        return {**self.base, "scores_of": self.peers[name], "code": peer_code(), "mask": kind,
+                "params": self.kinds[kind], "seed": self.seed}
+
+    def _path(self, parts: dict) -> Path:
+        return self.folder / f"{key(parts)}.scores.json"
+
+    def _load(self, parts: dict) -> dict | None:
+        try:
+            doc = json.loads(self._path(parts).read_text())
+            rows = {int(r["index"]): (r, float(s)) for r, s in zip(doc["records"], doc["seconds"])}
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # missing or damaged: a miss, recomputed and rewritten
+        return rows if all(p in rows for p in range(self.n)) else None
+
+    def has(self, name: str, kind: str) -> bool:
+        return (name, kind) in self.loaded
+
+    def replay(self, name: str, kind: str, positions: list[int], result) -> None:
+        rows = [self.loaded[(name, kind)][p] for p in positions]
+        result.records.extend(dict(r) for r, _ in rows)
+        result.seconds += sum(s for _, s in rows)
+        result.images += len(rows)
+
+    def keep(self, name: str, kind: str, records: list[dict], seconds: float) -> None:
+        if self.peers.get(name) and self.folder is not None and records:
+            rows = self.fresh.setdefault((name, kind), {})
+            for r in records:
+                rows[int(r["index"])] = (r, seconds / len(records))
+
+    def store(self) -> None:
+        for (name, kind), rows in self.fresh.items():
+            if not all(p in rows for p in range(self.n)):
+                continue  # a partial set (fewer images than asked for): nothing to serve later
+            order = sorted(rows)
+            doc = {"format": FORMAT, **self._parts(name, kind), "records": [rows[p][0] for p in order],
+                   "seconds": [rows[p][1] for p in order]}
+            try:
+                atomic_write_json(self._path(self._parts(name, kind)), doc)
+            except GenfillError as exc:  # an optimisation: the evaluation stands without it
+                say(f"genfill: warning: peer scores not cached ({exc})", warning=True)

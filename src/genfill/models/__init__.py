@@ -17,7 +17,7 @@ from genfill.models.unet import UNet
 from genfill.models.vae import VAE, BetaVAE
 from genfill.models.vqvae import VQVAE
 from genfill.pixels import composite  # noqa: F401 (re-exported: genfill.models.composite)
-from genfill.typed import from_dict, to_dict
+from genfill.typed import from_dict, renamed, to_dict
 
 REGISTRY: dict[str, type[GenModel]] = {
     "vae": VAE,
@@ -46,13 +46,14 @@ def model_config(spec: dict) -> Any:
         raise GenfillError("model: needs a 'kind' key")
     spec = dict(spec)
     cls = model_class(spec.pop("kind"))
-    return from_dict(cls.Config, spec, prefix="model")
+    return from_dict(cls.Config, renamed(spec, cls.legacy_names, "model"), prefix="model")
 
 
 def saved_config(kind: str, config: dict) -> dict:
-    """A model config read back from a checkpoint or an export, completed with the kind's `legacy` values for
-    keys added since it was written."""
-    return {**model_class(kind).legacy, **config}
+    """A model config read back from a checkpoint or an export, in today's names (the kind's `legacy_names`)
+    and completed with the kind's `legacy` values for keys added since it was written."""
+    cls = model_class(kind)
+    return {**cls.legacy, **renamed(config, cls.legacy_names, "model")}
 
 
 def build_model(spec: dict, image_size: int, channels: int) -> GenModel:

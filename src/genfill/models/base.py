@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from genfill.errors import GenfillError
+from genfill.metrics.lpips import LPIPS
+from genfill.metrics.uncertainty import spread
 from genfill.pixels import composite
 
 
@@ -40,6 +42,9 @@ class GenModel(nn.Module):
     # Config keywords added after checkpoints of the kind existed, with the value those checkpoints were
     # trained with (a saved config without the key gets it back, so an old checkpoint fills as it did).
     legacy: ClassVar[dict[str, Any]] = {}
+    # Config keywords renamed since checkpoints of the kind existed (old name -> new name): a saved config or a
+    # `model:` section with the old name loads with the same meaning (typed.renamed).
+    legacy_names: ClassVar[dict[str, str]] = {}
     # State-dict key prefixes of the model's encoder: what SSL pretraining (`genfill pretrain`) trains and
     # train.init_encoder_from moves into a new model. Empty: the family has no encoder to pretrain.
     encoder_prefixes: ClassVar[tuple[str, ...]] = ()
@@ -65,8 +70,6 @@ class GenModel(nn.Module):
     def frozen_lpips(self) -> nn.Module:
         """The frozen LPIPS AlexNet of a perceptual term, loaded on first use and kept beside the model."""
         if not self._frozen:
-            from genfill.metrics.lpips import LPIPS
-
             self._frozen.append(LPIPS.from_pretrained("alexnet"))
         return self._frozen[0]
 
@@ -90,6 +93,15 @@ class GenModel(nn.Module):
 
     def g_adv_loss(self, x: Tensor, m: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError
+
+    def index(self, positions: Tensor, read, generator: torch.Generator) -> None:
+        """Before the first training step: a family that keeps training images in its state (the sampler's
+        exemplars) stores them, from the training split's `positions` through read(positions) -> images in
+        [-1, 1], choosing with `generator`. Most families keep none."""
+
+    def shape_state(self, state: dict[str, Tensor]) -> None:
+        """Before a saved state is checked against this model: state whose shape depends on the data it was
+        made from (not the config) takes the saved shape. Most families have none."""
 
     def epoch_stats(self) -> dict[str, float]:
         """Extra numbers logged once an epoch (codebook usage, ...); reset after reading."""
@@ -134,8 +146,6 @@ class GenModel(nn.Module):
             std = scale.float() * (math.sqrt(2.0) if self.scale_distribution == "laplace" else 1.0)
             return (std / 2).mean(1, keepdim=True) * m
         if self.can_diversify:
-            from genfill.metrics.uncertainty import spread
-
             return spread(self.fill_samples(x, m, k, generator)) / 2 * m  # [-1, 1] -> [0, 1] units
         return None
 

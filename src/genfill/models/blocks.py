@@ -137,7 +137,7 @@ def masked_input(x: Tensor, m: Tensor | None) -> Tensor:
     return torch.cat([x * (1 - m), m], dim=1)
 
 
-class ResBlock(nn.Module):
+class VQResBlock(nn.Module):
     """x + conv1x1(act(conv3x3(act(x)))): the residual block of van den Oord et al. 2017's VQ-VAE."""
 
     def __init__(self, channels: int, hidden: int, act: str) -> None:
@@ -154,11 +154,11 @@ class ResBlock(nn.Module):
 
 
 class ResidualStack(nn.Module):
-    """`blocks` ResBlocks at constant resolution followed by one activation; identity when blocks = 0."""
+    """`blocks` VQResBlocks at constant resolution followed by one activation; identity when blocks = 0."""
 
     def __init__(self, channels: int, hidden: int, blocks: int, act: str) -> None:
         super().__init__()
-        layers: list[nn.Module] = [ResBlock(channels, hidden, act) for _ in range(blocks)]
+        layers: list[nn.Module] = [VQResBlock(channels, hidden, act) for _ in range(blocks)]
         if blocks:
             layers.append(activation(act))
         self.net = nn.Sequential(*layers)
@@ -235,3 +235,79 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
+
+
+# ---- the unet's blocks (and the sampler's, which shares its network): gated, residual, Fourier
+
+
+class GatedConv2d(nn.Module):
+    """Gated convolution (DeepFill v2): conv to 2*out channels, features * sigmoid(gate)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, dilation: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, 2 * cout, kernel, padding=dilation * (kernel // 2), dilation=dilation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        f, g = self.conv(x).chunk(2, dim=1)
+        return f * torch.sigmoid(g)
+
+
+def conv3(cin: int, cout: int, gated: bool, dilation: int = 1) -> nn.Module:
+    if gated:
+        return GatedConv2d(cin, cout, 3, dilation)
+    return nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation)
+
+
+class ResBlock(nn.Module):
+    """The pre-activation residual block of the unet and the sampler: x + conv(act(norm(conv(act(norm(x)))))),
+    3x3 convs (gated and/or dilated on request), a 1x1 skip when the width changes. (The VQ-VAE's bottleneck
+    block is `VQResBlock`.)"""
+
+    def __init__(self, cin: int, cout: int, norm_name: str, act: str, gated: bool = False, dilation: int = 1):
+        super().__init__()
+        self.n1, self.a1 = norm(norm_name, cin), activation(act, inplace=False)
+        self.c1 = conv3(cin, cout, gated, dilation)
+        self.n2, self.a2 = norm(norm_name, cout), activation(act)
+        self.c2 = conv3(cout, cout, gated, dilation)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.c1(self.a1(self.n1(x)))
+        return self.skip(x) + self.c2(self.a2(self.n2(h)))
+
+
+class SpectralTransform(nn.Module):
+    """LaMa's Fourier unit: rfft2 -> 1x1 conv (norm, act) over the real and imaginary parts as channels ->
+    irfft2. Every output pixel depends on every input pixel. The FFT runs in fp32 (autocast-safe)."""
+
+    def __init__(self, channels: int, norm_name: str, act: str) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2 * channels, 2 * channels, 1)
+        self.norm, self.act = norm(norm_name, 2 * channels), activation(act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        with torch.autocast(x.device.type, enabled=False):
+            f = torch.fft.rfft2(x.float(), norm="ortho")
+            z = torch.cat([f.real, f.imag], 1)
+            z = self.act(self.norm(self.conv(z)))
+            re, im = z.chunk(2, 1)
+            return torch.fft.irfft2(torch.complex(re, im), s=(h, w), norm="ortho").to(x.dtype)
+
+
+class FFCBlock(nn.Module):
+    """Fast Fourier convolution residual block: half the channels go through a local 3x3 conv, half through
+    the spectral transform; both halves see all channels (LaMa's l->g and g->l paths), then a 1x1 mixes."""
+
+    def __init__(self, channels: int, norm_name: str, act: str, gated: bool = False) -> None:
+        super().__init__()
+        half = channels // 2
+        self.n, self.a = norm(norm_name, channels), activation(act, inplace=False)
+        self.local = conv3(channels, channels - half, gated)
+        self.to_global = nn.Conv2d(channels, half, 1)
+        self.spectral = SpectralTransform(half, norm_name, act)
+        self.mix = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.a(self.n(x))
+        return x + self.mix(torch.cat([self.local(h), self.spectral(self.to_global(h))], 1))

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genfill.errors import GenfillError
+from genfill.io import load_checkpoint
 from genfill.models.base import GenModel, ModelOutput
 from genfill.models.vqvae import VQVAE, VQVAEConfig
 from genfill.pixels import composite
@@ -131,8 +132,6 @@ class VQVAEPriorConfig:
 
 def read_vqvae_spec(path: str) -> tuple[dict, dict]:
     """(spec, state_dict) of the VQ-VAE checkpoint at `path` (a run directory or a .pt file)."""
-    from genfill.io import load_checkpoint
-
     ckpt = load_checkpoint(path)
     if ckpt["kind"] != "vqvae":
         raise GenfillError(f"model.vqvae: {ckpt['path']} holds a {ckpt['kind']} model, not a vqvae")

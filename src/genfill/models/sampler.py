@@ -41,7 +41,16 @@ sample copies. Losses (`w_*` weights):
                                                                 gamma `r1`, applied every `r1_every` steps and
                                                                 scaled by it (lazy R1, StyleGAN2)
 
-The perceptual and adversarial terms start after `warmup_steps` training forwards (a buffer, no host sync).
+The perceptual and adversarial terms start after `loss_warmup_steps` training forwards (a buffer, no host sync).
+
+Exemplars (`exemplars: N > 0`, genfill.models.exemplars): N training images are stored in the model when
+training starts (`index`), and a sample pass corrects, instead of the thin-plate fill, that fill moved towards
+one of the `exemplar_k` stored images nearest in the query's known pixels (drawn with the noise's generator),
+seam-corrected, by depth into the hole (`exemplar_ramp`: thin strokes keep the thin-plate fill). The noise
+still enters; the mean pass is unchanged. With `train_samples: 0` only the mean pass trains (a unet's step)
+and a sample is the mean fill moved towards the exemplar fill by the same depth ramp, uncorrected by the
+network: the CPU preset's choice. Why: a network trained for minutes on a CPU cannot draw an eye in a
+big hole, the stored faces can (benchmarks/results/perception_ab.md). Such a model has no ONNX export.
 
 Inference: `fill(x, m)` is one sample; its noise comes from a generator seeded by `torch.initial_seed()`, so
 `torch.manual_seed(s)` (what `genfill.load(...).fill(..., seed=s)` and `genfill fill --seed s` do) picks the
@@ -61,6 +70,7 @@ from genfill.errors import GenfillError
 from genfill.losses import adversarial_d_loss, adversarial_g_loss, hole_weighted_l1, perceptual_loss, psnr_loss
 from genfill.models.base import GenModel, ModelOutput
 from genfill.models.blocks import PatchDiscriminator
+from genfill.models.exemplars import ExemplarBank, depth_weight
 from genfill.models.thinplate import levels_for
 from genfill.models.unet import ResUNet, UNetConfig, prior_fill
 from genfill.pixels import composite
@@ -84,7 +94,7 @@ class SamplerConfig:
     # sampling
     noise_channels: int = 4  # Gaussian noise channels in the hole
     noise_scale: int = 8  # noise drawn at H/s x W/s and upsampled (1: independent per pixel; module docstring)
-    train_samples: int = 2  # K sample passes per training batch (the CRPS needs >= 2)
+    train_samples: int = 2  # K sample passes per training batch (the CRPS needs >= 2; 0: exemplars only, below)
     # losses (module docstring)
     w_mean: float = 1.0  # minus PSNR of the mean pass
     w_energy: float = 100.0  # CRPS of the samples over hole values ([-1, 1] units; ~psnr_loss's gradient scale)
@@ -92,10 +102,16 @@ class SamplerConfig:
     w_adv: float = 1.0  # non-saturating PatchGAN term on the composited samples (0 = no discriminator)
     r1: float = 1.0  # R1 penalty gamma on real images (discriminator step)
     r1_every: int = 4  # lazy R1: every this many discriminator steps, scaled by it
-    warmup_steps: int = 0  # perceptual and adversarial terms start after this many training forwards
+    loss_warmup_steps: int = 0  # perceptual and adversarial terms start after this many training forwards
     d_base: int = 32
     d_layers: int = 3
     d_norm: str = "none"
+    # exemplars (genfill.models.exemplars): training images stored in the model; a sample pass then corrects
+    # one of the k nearest (by the known pixels), seam-corrected, instead of the classical fill
+    exemplars: int = 0  # images stored at training start (0: none; all of the training split when fewer)
+    exemplar_k: int = 8  # a sample draws one of this many nearest
+    exemplar_key: int = 32  # lookup keys: images average-pooled to this many cells a side
+    exemplar_ramp: list[float] = field(default_factory=lambda: [2.0, 5.0])  # classical fill -> exemplar (px)
 
     def __post_init__(self) -> None:
         self.unet_config()  # the network and prior keywords validate as the unet's do
@@ -103,12 +119,22 @@ class SamplerConfig:
             raise GenfillError("model.noise_scale: need at least 1 (1 = independent noise per pixel)")
         if self.noise_channels < 1:
             raise GenfillError("model.noise_channels: need at least 1 (the sampler's randomness)")
-        if self.train_samples < 2:
-            raise GenfillError("model.train_samples: need at least 2 (the CRPS compares samples with each other)")
-        if self.r1_every < 1 or self.warmup_steps < 0:
-            raise GenfillError("model.r1_every must be >= 1 and model.warmup_steps >= 0")
+        if self.train_samples == 0:
+            if self.exemplars <= 0 or self.w_adv > 0 or self.w_perceptual > 0:
+                raise GenfillError("model.train_samples: 0 (untrained sample passes: a sample is its exemplar fill) "
+                                   "needs model.exemplars > 0 and w_adv = w_perceptual = 0")
+        elif self.train_samples < 2:
+            raise GenfillError("model.train_samples: need at least 2 (the CRPS compares samples with each other), "
+                               "or 0 with exemplars")
+        if self.r1_every < 1 or self.loss_warmup_steps < 0:
+            raise GenfillError("model.r1_every must be >= 1 and model.loss_warmup_steps >= 0")
         if min(self.w_mean, self.w_energy, self.w_perceptual, self.w_adv, self.r1) < 0:
             raise GenfillError("model: loss weights and r1 must be >= 0")
+        if self.exemplars < 0 or self.exemplar_k < 1 or self.exemplar_key < 1:
+            raise GenfillError("model.exemplars must be >= 0, exemplar_k and exemplar_key >= 1")
+        ramp = list(self.exemplar_ramp)
+        if len(ramp) != 2 or not 0 <= ramp[0] < ramp[1] <= 64:
+            raise GenfillError(f"model.exemplar_ramp: two depths in pixels, 0 <= start < end <= 64, got {ramp}")
 
     def unet_config(self) -> UNetConfig:
         """The unet config of the same network and prior (what ResUNet and the unet's base fill read)."""
@@ -155,6 +181,7 @@ class Sampler(GenModel):
     Config = SamplerConfig
     kind = "sampler"
     legacy = {"noise_scale": 1}  # checkpoints before coherent noise drew it per pixel
+    legacy_names = {"warmup_steps": "loss_warmup_steps"}  # one warm-up vocabulary (train.lr_/kl_warmup_steps)
     can_diversify = True
     encoder_prefixes = ("net.stem.", "net.enc.", "net.down.", "net.mid.")
 
@@ -170,6 +197,8 @@ class Sampler(GenModel):
             self.discriminator = PatchDiscriminator(channels + 1, cfg.d_base, cfg.d_layers, cfg.d_norm)
         if cfg.w_perceptual > 0:  # load the perceptual term's frozen LPIPS now, not at the first step
             self.frozen_lpips()
+        if cfg.exemplars > 0:
+            self.exemplars = ExemplarBank(channels, image_size, cfg.exemplar_k, cfg.exemplar_key)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self._d_steps = 0  # discriminator steps in this process (lazy R1; not saved)
         self._r1 = torch.zeros(())  # the last R1 penalty, logged on the steps in between
@@ -194,40 +223,78 @@ class Sampler(GenModel):
             state["net.stem.weight"] = torch.cat([stem, pad], 1)
         return {**state, "steps": torch.zeros((), dtype=torch.long)}
 
+    def index(self, positions: Tensor, read, generator: torch.Generator) -> None:
+        """Store `model.exemplars` training images (train.start calls this before the first step; a family
+        without exemplars stores nothing)."""
+        if self.cfg.exemplars > 0:
+            self.exemplars.index(positions, read, self.cfg.exemplars, generator)
+
+    def shape_state(self, state: dict[str, Tensor]) -> None:
+        saved = state.get("exemplars.images")
+        if self.cfg.exemplars > 0 and saved is not None:
+            self.exemplars.images = torch.zeros_like(saved, device=self.exemplars.images.device)
+
+    def sample_base(self, x: Tensor, m: Tensor, base: Tensor, reps: int, generator: torch.Generator | None) -> Tensor:
+        """(reps * N) bases of sample passes: the classical fill, or with exemplars that fill moved towards a
+        drawn exemplar, seam-corrected, by the depth ramp (genfill.models.exemplars)."""
+        if self.cfg.exemplars <= 0 or len(self.exemplars) == 0:
+            return base.repeat(reps, 1, 1, 1)
+        ex = self.exemplars.corrected(x, m, self.exemplars.neighbours(x, m, reps, generator))
+        beta = depth_weight(m, tuple(self.cfg.exemplar_ramp)).to(x.dtype).repeat(reps, 1, 1, 1)
+        b = base.repeat(reps, 1, 1, 1)
+        return b + beta * (ex - b)
+
     # ---- the network
     def run(self, x: Tensor, m: Tensor, noise: Tensor, base: Tensor | None = None) -> Tensor:
         """Whole-image predictions (N,C,H,W) in [-1, 1] for noise (N, noise_channels, H, W): a sample pass where
         an image's noise has any non-zero value, the mean pass where it is all zeros. `x`, `m`, `base` may be
-        the N images once while `noise` holds R*N rows (R passes of each image, one batch)."""
+        the N images once while `noise` holds R*N rows (R passes of each image, one batch); `base` may also
+        hold R*N rows (each pass its own: `sample_base`)."""
         if base is None:
             base = self.base_fill(x, m)
         reps = noise.shape[0] // x.shape[0]
         if reps * x.shape[0] != noise.shape[0] or noise.shape[1] != self.cfg.noise_channels:
             raise GenfillError(f"sampler: noise {tuple(noise.shape)} does not fit {x.shape[0]} images with "
                                f"{self.cfg.noise_channels} noise channels")
+        if base.shape[0] == x.shape[0]:
+            base = base.repeat(reps, 1, 1, 1)
         md = m.to(x.dtype)
-        cond = torch.cat([x * (1 - md), md, base], 1).repeat(reps, 1, 1, 1)
         mr = md.repeat(reps, 1, 1, 1)
+        cond = torch.cat([(x * (1 - md)).repeat(reps, 1, 1, 1), mr, base], 1)
         noise = noise.to(x.dtype)
         switch = (noise.flatten(1).abs().amax(1) > 0).to(x.dtype)[:, None, None, None].expand_as(mr)
         out = self.net(torch.cat([cond, noise * mr, switch], 1))
-        return (base.repeat(reps, 1, 1, 1) + mr.to(out.dtype) * out).clamp(-1, 1)
+        return (base + mr.to(out.dtype) * out).clamp(-1, 1)
+
+    @staticmethod
+    def seeded(like: Tensor) -> torch.Generator:
+        """A generator on `like`'s device seeded by torch.initial_seed(): the seeded default fill's draws."""
+        return torch.Generator(like.device).manual_seed(torch.initial_seed())
 
     def noise(self, n: int, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """(n, noise_channels, H, W) noise (`coherent_noise` at `noise_scale`) on `like`'s device; from
         `generator`, or (None) from a generator seeded by torch.initial_seed() (the module docstring: the seeded
         default fill). What `run` and the ONNX graph's `noise` input take."""
-        if generator is None:
-            generator = torch.Generator(like.device).manual_seed(torch.initial_seed())
-        return coherent_noise(n, self.cfg.noise_channels, *like.shape[-2:], self.cfg.noise_scale, generator,
-                              like.device)
+        return coherent_noise(n, self.cfg.noise_channels, *like.shape[-2:], self.cfg.noise_scale,
+                              generator or self.seeded(like), like.device)
+
+    def draw(self, x: Tensor, m: Tensor, base: Tensor, reps: int, generator: torch.Generator) -> Tensor:
+        """`reps` sample passes of every image, in one batch: (reps * N) predictions. With `train_samples: 0`
+        the network never learnt a sample pass: a sample is the mean fill moved towards a drawn exemplar
+        (`sample_base` around the mean pass's prediction), so thin strokes keep the trained mean fill."""
+        z = self.noise(reps * len(x), x, generator)
+        if self.cfg.train_samples == 0:
+            mean = self.run(x, m, torch.zeros_like(z[:len(x)]), base)
+            return self.sample_base(x, m, mean, reps, generator).clamp(-1, 1)
+        return self.run(x, m, z, self.sample_base(x, m, base, reps, generator))
 
     # ---- inference
     @torch.no_grad()
     def predict(self, x: Tensor, m: Tensor, mean: bool = False) -> Tensor:
         """One seeded sample (N,C,H,W) in [-1, 1] (module docstring), or the mean fill with `mean`."""
-        z = self.noise(len(x), x)
-        return self.run(x, m, torch.zeros_like(z) if mean else z)
+        if mean:
+            return self.run(x, m, torch.zeros_like(self.noise(len(x), x)))
+        return self.draw(x, m, self.base_fill(x, m), 1, self.seeded(x))
 
     @torch.no_grad()
     def fill(self, x: Tensor, m: Tensor, mean: bool = False, **options) -> Tensor:
@@ -239,9 +306,8 @@ class Sampler(GenModel):
     @torch.no_grad()
     def fill_samples(self, x: Tensor, m: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
         """K composited samples (K,N,C,H,W) from `generator`, one pass per sample (memory of one batch)."""
-        base = self.base_fill(x, m)
-        out = [composite(x, m, self.run(x, m, self.noise(len(x), x, generator), base).to(x.dtype)) for _ in range(k)]
-        return torch.stack(out)
+        base, g = self.base_fill(x, m), generator or self.seeded(x)
+        return torch.stack([composite(x, m, self.draw(x, m, base, 1, g).to(x.dtype)) for _ in range(k)])
 
     # ---- the encoder (SSL pretraining): a whole image, no hole, no noise, mean pass
     @property
@@ -257,8 +323,8 @@ class Sampler(GenModel):
 
     # ---- training
     def gate(self) -> Tensor:
-        """1.0 once `warmup_steps` training forwards have run, else 0.0 (a device tensor)."""
-        return (self.steps >= self.cfg.warmup_steps).float()
+        """1.0 once `loss_warmup_steps` training forwards have run, else 0.0 (a device tensor)."""
+        return (self.steps >= self.cfg.loss_warmup_steps).float()
 
     def forward(self, x: Tensor, m: Tensor, kl_scale: float = 1.0) -> ModelOutput:
         c = self.cfg
@@ -267,11 +333,21 @@ class Sampler(GenModel):
             pred = self.predict(x, m)
             p32 = pred.float()
             recon = psnr_loss(p32, x32, m32)
-            return ModelOutput(loss=recon, pred=pred,
-                               parts={"psnr_loss": recon, "l1": hole_weighted_l1(p32, x32, m32, 6.0)})
+            parts = {"psnr_loss": recon, "l1": hole_weighted_l1(p32, x32, m32, 6.0)}
+            if c.train_samples == 0:  # the loss is what training moves (the mean pass); the fill stays a sample
+                parts["mean_psnr_loss"] = psnr_loss(self.predict(x, m, mean=True).float(), x32, m32)
+                return ModelOutput(loss=parts["mean_psnr_loss"], pred=pred, parts=parts)
+            return ModelOutput(loss=recon, pred=pred, parts=parts)
         n, k = len(x), c.train_samples
+        if k == 0:  # the mean pass alone (samples are exemplar fills): the unet's step
+            mean = self.run(x, m, torch.zeros(n, c.noise_channels, *x.shape[-2:], device=x.device, dtype=x.dtype))
+            parts = {"psnr_loss": psnr_loss(mean.float(), x32, m32)}
+            self.steps += 1
+            return ModelOutput(loss=c.w_mean * parts["psnr_loss"], pred=mean, parts=parts)
         z = coherent_noise(k * n, c.noise_channels, *x.shape[-2:], c.noise_scale, None, x.device)
-        preds = self.run(x, m, torch.cat([torch.zeros_like(z[:n]), z]))
+        base = self.base_fill(x, m)
+        bases = torch.cat([base, self.sample_base(x, m, base, k, None)])
+        preds = self.run(x, m, torch.cat([torch.zeros_like(z[:n]), z]), bases)
         mean, samples = preds[:n], preds[n:]
         p32 = mean.float()
         s32 = samples.float().view(k, n, *x.shape[1:])

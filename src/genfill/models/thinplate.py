@@ -12,11 +12,9 @@ Two stages, both fixed iteration counts (so the cost is fixed and the same graph
    ``m * laplace(laplace(u)) = 0`` in the hole with the known pixels fixed (what scikit-image's
    `inpaint_biharmonic` solves per region with a sparse direct solver), started from the harmonic fill. It
    continues gradients across thin strokes where the harmonic fill flattens them. Stopping at ~40-50 is
-   deliberate: the fully converged thin-plate fill overshoots inside large holes (measured on faces64, 200
-   test faces, PSNR dB thin/medium/thick/square: 50 iterations 35.77/31.80/27.89/25.71, 200 iterations
-   35.77/31.69/27.56/25.23, scikit-image 35.79/31.79/27.49/24.91; the table per prior is in
-   configs/unet-faces64.yaml). The older solver ``descent`` (plain gradient steps, several times slower to
-   converge) is kept for unet checkpoints trained on it.
+   deliberate: the fully converged thin-plate fill overshoots inside large holes (the measurements, and the
+   table per prior: benchmarks/results/presets.md#unet-faces64). The older solver ``descent`` (plain
+   gradient steps, several times slower to converge) is kept for unet checkpoints trained on it.
 
 Why it is cheap: every stencil is one replicate pad and in-place sums of its shifted slices, each CG
 iteration is ~15 tensor ops (the step sizes are (N,1,1,1) tensors: each image its own, converged images stop

@@ -12,8 +12,7 @@ Input (N, 2C+1, H, W) = [x * (1 - m), m, base] where `base` is the classical fil
   a residual on top, in the hole only: ``pred = clamp(base + m * delta, -1, 1)``, so an untrained net
   already fills like a diffusion peer and training only has to learn what diffusion gets wrong. (Known
   pixels are composited away anyway; masking the residual keeps their L1 from pulling the hole's
-  correction towards zero: at 150 steps of 32 on faces64 the square hole gained +0.3 dB over the base
-  with the mask, nothing without it.)
+  correction towards zero.)
 - ``prior: biharmonic``: that harmonic fill refined towards the thin-plate (biharmonic) fill by
   `smooth_iters` conjugate-gradient iterations on the device (`solver: cg`; see `genfill.models.thinplate`), which
   continues gradients across thin strokes where the harmonic fill flattens them.
@@ -46,9 +45,9 @@ v2): conv to 2x channels, features * sigmoid(gate), so the net can learn where t
 Losses (`genfill.losses`), on the whole-image prediction against the original:
 ``w_l1 * recon + w_perceptual * LPIPS(composite) + w_adv * adversarial(composite)``, where recon is
 `hole_weighted_l1` (`recon: l1`) or `psnr_loss` (`recon: psnr`: minus the mean per-image PSNR, the metric
-itself; it keeps thin strokes from being drowned by big holes, and its gradients are ~100x those of the L1,
-so weigh the other terms accordingly); the
-perceptual and adversarial terms are multiplied by 0 until `warmup_steps` training forwards have run (a
+itself; it keeps thin strokes from being drowned by big holes, and its gradients are much larger than the
+L1's, so weigh the other terms accordingly); the
+perceptual and adversarial terms are multiplied by 0 until `loss_warmup_steps` training forwards have run (a
 step counter buffer in the model, saved in checkpoints, read as a tensor so no host sync happens). With
 `w_adv > 0` the model carries a PatchGAN discriminator (`blocks.PatchDiscriminator`) and the shared loop
 runs its discriminator step (see `train.train_step`).
@@ -61,6 +60,8 @@ the fill is trained by the same losses as without it, and b learns the expected 
 maximum-likelihood scale) of that fill at each pixel. `fill_scale` returns b; its central 90 % interval is
 pred +- ln(10) b. The unet still draws one fill: a pixel-wise Laplace draw would be noise, not another
 plausible fill, so `fill_samples` refuses.
+
+Measurements behind these choices (the masked residual, each prior alone, lr and recon): benchmarks/results/presets.md.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ from genfill.losses import (ADVERSARIAL_KINDS, adversarial_d_loss, adversarial_g
                             perceptual_loss, psnr_loss)
 from genfill.models.base import GenModel, ModelOutput
 from genfill.pixels import composite
-from genfill.models.blocks import PatchDiscriminator, SelfAttention, activation, norm
+from genfill.models.blocks import FFCBlock, PatchDiscriminator, ResBlock, SelfAttention, activation, norm
 # The prior lives in its own module; its names stay importable from here (the sampler family and older code).
 from genfill.models.thinplate import SOLVERS, _laplace, biharmonic_fill, harmonic_fill, levels_for  # noqa: F401
 
@@ -108,7 +109,7 @@ class UNetConfig:
     w_l1: float = 1.0
     w_perceptual: float = 0.0  # LPIPS (AlexNet, frozen) on the composited fill
     w_adv: float = 0.0  # PatchGAN adversarial term on the composited fill (0 = no discriminator)
-    warmup_steps: int = 0  # perceptual and adversarial terms start after this many training steps
+    loss_warmup_steps: int = 0  # perceptual and adversarial terms start after this many training steps
     adversarial: str = "hinge"  # bce | hinge
     d_base: int = 32
     d_layers: int = 3
@@ -119,8 +120,9 @@ class UNetConfig:
     def __post_init__(self) -> None:
         if not self.widths or min(self.widths) < 1:
             raise GenfillError("model.widths: need at least one positive width")
-        if self.blocks < 0 or self.context_blocks < 0 or self.prior_iters < 0 or self.smooth_iters < 0 or self.warmup_steps < 0:
-            raise GenfillError("model: blocks, context_blocks, prior_iters and warmup_steps must be >= 0")
+        if min(self.blocks, self.context_blocks, self.prior_iters, self.smooth_iters, self.loss_warmup_steps) < 0:
+            raise GenfillError("model: blocks, context_blocks, prior_iters, smooth_iters and loss_warmup_steps must "
+                               "be >= 0")
         if self.unshuffle < 1:
             raise GenfillError(f"model.unshuffle: {self.unshuffle} must be >= 1 (1 = no space-to-depth stem)")
         if self.recon not in RECONS:
@@ -137,83 +139,6 @@ class UNetConfig:
             raise GenfillError("model: loss weights and hole_weight must be >= 0")
         norm(self.norm, 8)  # fail now on an unknown norm or activation, not at build time
         activation(self.activation)
-
-
-# ---- the classical fill on the device: genfill.models.thinplate (imported above)
-
-
-# ---- blocks
-
-
-class GatedConv2d(nn.Module):
-    """Gated convolution (DeepFill v2): conv to 2*out channels, features * sigmoid(gate)."""
-
-    def __init__(self, cin: int, cout: int, kernel: int = 3, dilation: int = 1) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(cin, 2 * cout, kernel, padding=dilation * (kernel // 2), dilation=dilation)
-
-    def forward(self, x: Tensor) -> Tensor:
-        f, g = self.conv(x).chunk(2, dim=1)
-        return f * torch.sigmoid(g)
-
-
-def conv3(cin: int, cout: int, gated: bool, dilation: int = 1) -> nn.Module:
-    if gated:
-        return GatedConv2d(cin, cout, 3, dilation)
-    return nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation)
-
-
-class ResBlock(nn.Module):
-    """x + conv(act(norm(conv(act(norm(x)))))); a 1x1 skip when the width changes."""
-
-    def __init__(self, cin: int, cout: int, norm_name: str, act: str, gated: bool = False, dilation: int = 1):
-        super().__init__()
-        self.n1, self.a1 = norm(norm_name, cin), activation(act, inplace=False)
-        self.c1 = conv3(cin, cout, gated, dilation)
-        self.n2, self.a2 = norm(norm_name, cout), activation(act)
-        self.c2 = conv3(cout, cout, gated, dilation)
-        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.c1(self.a1(self.n1(x)))
-        return self.skip(x) + self.c2(self.a2(self.n2(h)))
-
-
-class SpectralTransform(nn.Module):
-    """LaMa's Fourier unit: rfft2 -> 1x1 conv (norm, act) over the real and imaginary parts as channels ->
-    irfft2. Every output pixel depends on every input pixel. The FFT runs in fp32 (autocast-safe)."""
-
-    def __init__(self, channels: int, norm_name: str, act: str) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(2 * channels, 2 * channels, 1)
-        self.norm, self.act = norm(norm_name, 2 * channels), activation(act)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h, w = x.shape[-2:]
-        with torch.autocast(x.device.type, enabled=False):
-            f = torch.fft.rfft2(x.float(), norm="ortho")
-            z = torch.cat([f.real, f.imag], 1)
-            z = self.act(self.norm(self.conv(z)))
-            re, im = z.chunk(2, 1)
-            return torch.fft.irfft2(torch.complex(re, im), s=(h, w), norm="ortho").to(x.dtype)
-
-
-class FFCBlock(nn.Module):
-    """Fast Fourier convolution residual block: half the channels go through a local 3x3 conv, half through
-    the spectral transform; both halves see all channels (LaMa's l->g and g->l paths), then a 1x1 mixes."""
-
-    def __init__(self, channels: int, norm_name: str, act: str, gated: bool = False) -> None:
-        super().__init__()
-        half = channels // 2
-        self.n, self.a = norm(norm_name, channels), activation(act, inplace=False)
-        self.local = conv3(channels, channels - half, gated)
-        self.to_global = nn.Conv2d(channels, half, 1)
-        self.spectral = SpectralTransform(half, norm_name, act)
-        self.mix = nn.Conv2d(channels, channels, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.a(self.n(x))
-        return x + self.mix(torch.cat([self.local(h), self.spectral(self.to_global(h))], 1))
 
 
 def prior_fill(cfg: UNetConfig, x: Tensor, m: Tensor, levels: int) -> Tensor:
@@ -256,7 +181,8 @@ class ResUNet(nn.Module):
 
     def encode(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """The encoder half (stem, down path, bottleneck): the bottleneck features (N, widths[-1], H/M, W/M) with
-        M = `multiple` (unshuffle * 2^(levels-1)) and the skips the decoder concatenates. H and W must be multiples of `multiple`."""
+        M = `multiple` (unshuffle * 2^(levels-1)) and the skips the decoder concatenates. H and W must be
+        multiples of `multiple`."""
         z = self.stem(F.pixel_unshuffle(x, self.factor) if self.factor > 1 else x)
         skips = []
         for enc, down in zip(self.enc, self.down):
@@ -284,6 +210,7 @@ class UNet(GenModel):
     Config = UNetConfig
     kind = "unet"
     legacy = {"solver": "descent"}  # checkpoints before the CG solver corrected the gradient-step fill
+    legacy_names = {"warmup_steps": "loss_warmup_steps"}  # one warm-up vocabulary (train.lr_/kl_warmup_steps)
     # The encoder (SSL pretraining, train.init_encoder_from): stem, the down path and the bottleneck (with its
     # attention and context blocks); the up path, the decoder blocks and the output head are the decoder.
     encoder_prefixes = ("net.stem.", "net.enc.", "net.down.", "net.mid.")
@@ -356,8 +283,8 @@ class UNet(GenModel):
         return z.mean((2, 3))
 
     def adv_gate(self) -> Tensor:
-        """1.0 once `warmup_steps` training forwards have run, else 0.0 (a device tensor)."""
-        return (self.steps >= self.cfg.warmup_steps).float()
+        """1.0 once `loss_warmup_steps` training forwards have run, else 0.0 (a device tensor)."""
+        return (self.steps >= self.cfg.loss_warmup_steps).float()
 
     def forward(self, x: Tensor, m: Tensor, kl_scale: float = 1.0) -> ModelOutput:
         c = self.cfg

@@ -39,8 +39,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from genfill.api import Inpainter, decode_mask, load
+from genfill.api import Inpainter, decode_mask, from_model, load
+from genfill.data.faces64 import draw_faces, weights_path
 from genfill.errors import GenfillError, did_you_mean
+from genfill.peers import PEERS
+from genfill.validate import integer, number
 
 try:  # the `serve` extra; FastAPI resolves the route signatures' annotations, so these live at module level
     import python_multipart  # noqa: F401  (FastAPI's form parser)
@@ -52,6 +55,8 @@ try:  # the `serve` extra; FastAPI resolves the route signatures' annotations, s
     from starlette.exceptions import HTTPException
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise GenfillError(f"genfill serve needs {exc.name}: pip install 'genfill[serve]'") from exc
+
+from genfill.serve.middleware import BodyLimit, RequestLog  # noqa: E402  (after the serve extra's check)
 
 STATIC = Path(__file__).parent / "static"
 FACE_SEED = 99  # the page's built-in faces: drawn with a seed the default configs do not train on
@@ -66,8 +71,6 @@ class Limits:
     max_pending: int = 16  # fills queued or running per device before 503
 
     def __post_init__(self) -> None:  # numbers from any caller: finite, positive, integers that fit
-        from genfill.validate import integer, number
-
         integer("max_upload_bytes", self.max_upload_bytes, 1)
         integer("max_pixels", self.max_pixels, 1)
         number("timeout_s", self.timeout_s, 0, low_open=True)
@@ -96,8 +99,6 @@ def method_name(spec: str) -> str:
 def load_methods(specs: Sequence[str], peers: bool = False, device: str = "auto") -> dict[str, Inpainter]:
     """name -> Inpainter for each run, checkpoint, export or peer name in `specs`, then every classical peer
     when `peers`. Raises GenfillError for one that does not load (a missing run names its path)."""
-    from genfill.peers import PEERS
-
     wanted = list(specs) + [p for p in PEERS if peers and p not in specs]
     if not wanted:
         raise GenfillError("nothing to serve: give -c RUN_OR_EXPORT (repeatable) and/or --peers")
@@ -112,8 +113,6 @@ def load_methods(specs: Sequence[str], peers: bool = False, device: str = "auto"
         out[name] = load(spec, device=device)
         model = out[name].model
         if model is not None and model.kind == "sampler":  # its mean fill too, as a method of its own
-            from genfill.api import from_model
-
             out[f"{name} mean"] = from_model(model, f"{name} mean", mean=True)
     return out
 
@@ -130,40 +129,6 @@ def describe(name: str, painter: Inpainter) -> dict[str, Any]:
 FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" '
            'fill="#1d2330"/><rect x="6" y="6" width="20" height="20" rx="3" fill="#3b5bdb"/><circle cx="16" '
            'cy="16" r="6" fill="#ff2d6f"/></svg>')
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    return f"{n} B" if n < 1000 else f"{n / 1e3:.1f} kB" if n < 1e6 else f"{n / 1e6:.1f} MB"
-
-
-class RequestLog:
-    """One line per request (method, path, status, bytes in and out, seconds), as a pure ASGI middleware so
-    streamed bodies and the upload limit's early 413 are timed and sized the same way."""
-
-    def __init__(self, app, say: Callable[[str], None]) -> None:
-        self.app, self.say = app, say
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        t0, seen = time.perf_counter(), {"status": 500, "out": 0}
-        length = dict(scope.get("headers") or []).get(b"content-length")
-
-        async def send_logged(message):
-            if message["type"] == "http.response.start":
-                seen["status"] = message["status"]
-            elif message["type"] == "http.response.body":
-                seen["out"] += len(message.get("body", b""))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_logged)
-        finally:
-            size_in = _size(int(length)) if length and length.isdigit() else "-"
-            self.say(f"{time.strftime('%H:%M:%S')} {scope.get('method', '?')} {scope.get('path', '')} "
-                     f"{seen['status']} in {size_in} out {_size(seen['out'])} {time.perf_counter() - t0:.2f} s")
 
 
 # ---------------------------------------------------------------- one queue per device
@@ -246,58 +211,6 @@ def to_png(im: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-class BodyLimit:
-    """ASGI middleware: a request body over `limit` bytes gets 413 before it is parsed (Content-Length is
-    checked first; a chunked body is counted as it arrives)."""
-
-    class TooLarge(Exception):
-        pass
-
-    def __init__(self, app, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    def _reply(self):
-        mb = self.limit / (1024 * 1024)
-        return JSONResponse({"error": f"upload too large: the limit is {mb:.3g} MB (genfill serve --max-upload-mb)"},
-                            status_code=413)
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.limit:
-            return await self._reply()(scope, receive, send)
-        seen, started, over = 0, False, False
-
-        async def counted_receive():
-            nonlocal seen, over
-            msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.limit:
-                    over = True
-                    raise BodyLimit.TooLarge
-            return msg
-
-        async def tracked_send(msg):
-            # The form parser turns any error while reading into its own 400: once over the limit, the
-            # app's reply is replaced by the 413.
-            nonlocal started
-            if over:
-                if msg["type"] == "http.response.start" and not started:
-                    started = True
-                    await self._reply()(scope, receive, send)
-                return
-            started = started or msg["type"] == "http.response.start"
-            await send(msg)
-
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except BodyLimit.TooLarge:
-            if not started:
-                await self._reply()(scope, receive, send)
-
-
 # ---------------------------------------------------------------- the app
 
 
@@ -313,8 +226,6 @@ class Faces:
         if self.count <= 0:
             return 0
         try:
-            from genfill.data.faces64 import weights_path
-
             weights_path()
         except GenfillError:
             return 0
@@ -325,8 +236,6 @@ class Faces:
             raise ServeError(404, f"no built-in face {i}: there are {self.available()} (0..{self.available() - 1})")
         with self._lock:
             if self._png is None:
-                from genfill.data.faces64 import draw_faces
-
                 faces = draw_faces(self.count, seed=FACE_SEED).numpy()
                 self._png = [to_png(Image.fromarray(f)) for f in faces]
         return self._png[i]
@@ -337,7 +246,6 @@ def create_app(painters: dict[str, Inpainter], limits: Limits = Limits(), faces:
     """The app serving `painters` (name -> Inpainter, e.g. from `load_methods`) under `limits`; `log` gets one
     line per request (`genfill serve` prints them)."""
     queues = DeviceQueues(limits.timeout_s, limits.max_pending)
-    face_store = Faces(faces)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -350,6 +258,14 @@ def create_app(painters: dict[str, Inpainter], limits: Limits = Limits(), faces:
     if log is not None:
         app.add_middleware(RequestLog, say=log)  # added last: outermost, so it sees the limit's 413s too
     app.state.painters, app.state.limits, app.state.queues = painters, limits, queues
+    _add_error_handlers(app)
+    _add_page_routes(app, painters, limits, queues, Faces(faces))
+    _add_fill_route(app, painters, limits, queues)
+    return app
+
+
+def _add_error_handlers(app) -> None:
+    """Every error a client can cause as `{"error": message}` with its status (module docstring)."""
 
     @app.exception_handler(ServeError)
     async def _serve_error(request: Request, exc: ServeError):
@@ -367,6 +283,11 @@ def create_app(painters: dict[str, Inpainter], limits: Limits = Limits(), faces:
             field = str(e["loc"][-1]) if e.get("loc") else "request"
             parts.append(f"missing form field {field!r}" if e.get("type") == "missing" else f"{field}: {e['msg']}")
         return JSONResponse({"error": "; ".join(parts) or "bad request"}, status_code=422)
+
+
+def _add_page_routes(app, painters: dict[str, Inpainter], limits: Limits, queues: DeviceQueues,
+                     face_store: Faces) -> None:
+    """The page, its icon, the health check, the method list and the built-in faces."""
 
     @app.get("/", include_in_schema=False)
     async def page():
@@ -391,6 +312,20 @@ def create_app(painters: dict[str, Inpainter], limits: Limits = Limits(), faces:
         png = await run_in_threadpool(face_store.png, i)
         return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
+
+def decode_uploads(image_bytes: bytes, mask_bytes: bytes, limits: Limits, mask_resize: bool,
+                   dilate: int) -> tuple[Image.Image, np.ndarray]:
+    """The uploaded photo (upright, any mode) and its hole as an (H,W) bool array at the photo's size."""
+    im = open_upload(image_bytes, "image", limits.max_pixels)
+    m = open_upload(mask_bytes, "mask", limits.max_pixels)
+    try:
+        hole = decode_mask(m, (im.height, im.width), resize=mask_resize, dilate=dilate)
+    except GenfillError as exc:
+        raise ServeError(422, str(exc).replace("mask_resize=True (CLI: --mask-resize)", "mask_resize=true")) from exc
+    return im, np.array(hole)  # a writable copy: torch.from_numpy warns on read-only arrays
+
+
+def _add_fill_route(app, painters: dict[str, Inpainter], limits: Limits, queues: DeviceQueues) -> None:
     @app.post("/api/fill")
     async def fill(image: UploadFile = File(..., description="the photo (PNG, JPEG, WebP, BMP, GIF, TIFF)"),
                    mask: UploadFile = File(..., description="the hole: white (> mid-grey) = hole"),
@@ -402,18 +337,7 @@ def create_app(painters: dict[str, Inpainter], limits: Limits = Limits(), faces:
         if painter is None:
             raise ServeError(400, f"unknown method {method!r}: choose one of {', '.join(painters)}")
         image_bytes, mask_bytes = await image.read(), await mask.read()
-
-        def prepare():
-            im = open_upload(image_bytes, "image", limits.max_pixels)
-            m = open_upload(mask_bytes, "mask", limits.max_pixels)
-            try:
-                hole = decode_mask(m, (im.height, im.width), resize=mask_resize, dilate=dilate)
-            except GenfillError as exc:
-                raise ServeError(422, str(exc).replace("mask_resize=True (CLI: --mask-resize)",
-                                                       "mask_resize=true")) from exc
-            return im, np.array(hole)  # a writable copy: torch.from_numpy warns on read-only arrays
-
-        im, hole = await run_in_threadpool(prepare)
+        im, hole = await run_in_threadpool(decode_uploads, image_bytes, mask_bytes, limits, mask_resize, dilate)
         queued = time.perf_counter()
         times: dict[str, float] = {}
 
@@ -431,8 +355,6 @@ def create_app(painters: dict[str, Inpainter], limits: Limits = Limits(), faces:
         return Response(png, media_type="image/png", headers={
             "X-Fill-Seconds": f"{times['fill']:.3f}", "X-Queue-Seconds": f"{times['queue']:.3f}",
             "X-Method": method, "Cache-Control": "no-store"})
-
-    return app
 
 
 # ---------------------------------------------------------------- running it

@@ -1,0 +1,170 @@
+"""The sampler's exemplars (genfill.models.exemplars): lookup by known pixels, never the query itself, seam
+correction, the depth ramp, the bank in checkpoints, and samples built on them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genfill.errors import GenfillError
+from genfill.models import build_model, load_model, save_model
+from genfill.models.exemplars import ExemplarBank, depth_weight
+
+SIZE = 32
+TINY = {"kind": "sampler", "widths": [8, 16], "smooth_iters": 5, "noise_channels": 2, "w_perceptual": 0.0,
+        "d_base": 8, "d_layers": 2, "exemplars": 40, "exemplar_k": 3, "exemplar_key": 8}
+
+
+def smooth_images(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return F.interpolate(torch.rand(n, 3, 4, 4, generator=g) * 2 - 1, size=(SIZE, SIZE), mode="bilinear",
+                         align_corners=False)
+
+
+def square_hole(n: int) -> torch.Tensor:
+    m = torch.zeros(n, 1, SIZE, SIZE)
+    m[:, :, 8:24, 8:24] = 1
+    return m
+
+
+def bank_of(images: torch.Tensor, k: int = 3) -> ExemplarBank:
+    bank = ExemplarBank(3, SIZE, k=k, key_size=8)
+    bank.index(torch.arange(len(images)), lambda idx: images[idx], len(images), torch.Generator().manual_seed(0))
+    return bank
+
+
+def test_lookup_finds_the_images_that_share_the_known_pixels_and_never_the_query_itself():
+    """Stored: 30 random smooth images plus three that agree with the query outside the hole (and differ
+    inside it) and the query itself. Every draw is one of the three; the query is never returned."""
+    others = smooth_images(30, 1)
+    x = smooth_images(1, 2)
+    m = square_hole(1)
+    twins = torch.stack([x[0] * (1 - m[0]) + m[0] * v for v in (-0.5, 0.0, 0.5)])
+    bank = bank_of(torch.cat([others, twins, x]))
+    drawn = bank.neighbours(x, m, reps=60, generator=torch.Generator().manual_seed(1))
+    hole_values = drawn[:, :, 8:24, 8:24].mean((1, 2, 3))
+    quantum = 1 / 127.5  # stored as uint8
+    assert all(min(abs(v - t) for t in (-0.5, 0.0, 0.5)) < quantum for v in hole_values.tolist())
+    assert len({round(v, 2) for v in hole_values.tolist()}) == 3  # all three are drawn
+    assert (drawn - x).abs().mean((1, 2, 3)).min() > 0.05  # never the query
+    mirrored = bank_of(torch.cat([others, twins, x.flip(-1)]))
+    assert (mirrored.neighbours(x, m, 20, torch.Generator().manual_seed(1)) - x.flip(-1)).abs().mean((1, 2, 3)).min() > 0.05
+
+
+def test_draws_follow_the_generator():
+    bank = bank_of(smooth_images(30, 1))
+    x, m = smooth_images(2, 5), square_hole(2)
+    a = bank.neighbours(x, m, 4, torch.Generator().manual_seed(7))
+    b = bank.neighbours(x, m, 4, torch.Generator().manual_seed(7))
+    c = bank.neighbours(x, m, 4, torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_seam_correction_keeps_detail_and_matches_the_border():
+    """An exemplar that is the truth plus a constant offset is corrected exactly back to the truth; detail
+    inside the hole (a checkerboard) survives the correction."""
+    x, m = smooth_images(1, 3), square_hole(1)
+    assert torch.allclose(ExemplarBank.corrected(x, m, (x + 0.3).clamp(-2, 2)), x.clamp(-1, 1), atol=1e-4)
+    checker = ((torch.arange(SIZE)[:, None] + torch.arange(SIZE)[None]) % 2).float() * 0.4 - 0.2
+    c = (x + checker).clamp(-1, 1)
+    fixed = ExemplarBank.corrected(x, m, c)
+    inside = (slice(None), slice(None), slice(12, 20), slice(12, 20))
+    assert torch.allclose(fixed[inside] - fixed[inside].mean(), c[inside] - c[inside].mean(), atol=0.1)
+    # known pixels: c + (x - c), exact up to float32 rounding of values within [-2, 2] (2 ulp of 2)
+    assert torch.allclose(fixed * (1 - m), x * (1 - m), rtol=0, atol=4.8e-7)
+
+
+def test_depth_weight_ramps_from_the_border_inwards():
+    m = square_hole(1)
+    w = depth_weight(m, (1.0, 4.0))[0, 0]
+    assert w[0, 0] == 0 and w[8, 8] == 0  # known; the hole's first ring (1 px deep)
+    assert w[9, 9] == pytest.approx(1 / 3) and w[10, 10] == pytest.approx(2 / 3) and w[16, 16] == 1
+    thin = torch.zeros(1, 1, SIZE, SIZE)
+    thin[:, :, :, 15:17] = 1  # a 2-px stroke: no pixel is deeper than 1
+    assert depth_weight(thin, (1.0, 4.0)).max() == 0
+
+
+def test_sampler_stores_training_images_at_start_and_its_samples_draw_on_them(tmp_path):
+    from genfill.config import DataConfig
+    from genfill.loadconfig import build_config
+    from genfill.train import train
+    from genfill.data.cache import ImageCache
+    import numpy as np
+
+    images = ((smooth_images(48, 11) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    splits = {"train": np.arange(0, 40), "val": np.arange(40, 44), "test": np.arange(44, 48)}
+    data = ImageCache(images, splits)
+    cfg = build_config({"name": "ex", "out_dir": str(tmp_path), "data": {"name": "faces64", "size": SIZE, "count": 48},
+                        "model": TINY, "train": {"max_steps": 2, "batch_size": 4, "epochs": 1}})
+    res = train(cfg, device="cpu", verbose=False, data=data)
+    model, _ = load_model(res.run_dir, "cpu")
+    assert len(model.exemplars) == 40
+    stored = model.exemplars.stored(slice(None))
+    train_imgs = data.batch(torch.as_tensor(splits["train"]))
+    assert torch.allclose(stored.sort(0).values, train_imgs.sort(0).values, atol=1e-6)
+    x, m = data.batch(torch.as_tensor(splits["test"])), square_hole(4)
+    k = model.fill_samples(x, m, 4, torch.Generator().manual_seed(0))
+    assert torch.equal(k * (1 - m), x.expand_as(k) * (1 - m))
+    assert (k[0] - k[1]).abs().amax() > 0.05  # different exemplars -> different fills
+    torch.manual_seed(5)
+    a = model.fill(x, m)
+    torch.manual_seed(5)
+    assert torch.equal(a, model.fill(x, m))
+    save_model(tmp_path / "m.pt", model)
+    again, _ = load_model(tmp_path / "m.pt", "cpu")
+    assert torch.equal(again.exemplars.images, model.exemplars.images)
+    torch.manual_seed(5)
+    assert torch.equal(again.fill(x, m), a)
+    # the export carries the bank (safetensors); ONNX is refused before anything is written
+    from genfill.export import export_model, load_export
+
+    export_model(res.run_dir, tmp_path / "exp")
+    exported, _ = load_export(tmp_path / "exp")
+    torch.manual_seed(5)
+    assert torch.equal(exported.fill(x, m), a)
+    with pytest.raises(GenfillError, match="exemplars has no ONNX export"):
+        export_model(res.run_dir, tmp_path / "exp2", onnx=True)
+    assert not (tmp_path / "exp2").exists()
+
+
+def test_bad_exemplar_settings_are_refused():
+    for bad in ({"exemplars": -1}, {"exemplar_k": 0}, {"exemplar_ramp": [3, 1]}, {"exemplar_ramp": [1]}):
+        with pytest.raises(GenfillError, match="exemplar"):
+            build_model({**TINY, **bad}, SIZE, 3)
+
+
+def test_untrained_sample_passes_are_the_mean_fill_moved_to_exemplars_and_training_moves_only_the_mean():
+    """train_samples 0: a training step runs the mean pass alone; a sample is the mean fill moved towards
+    the exemplar fill by depth (so a thin stroke gets the mean fill itself); validation's loss is the mean
+    pass's."""
+    model = build_model({**TINY, "train_samples": 0, "w_adv": 0.0}, SIZE, 3)
+    imgs = smooth_images(30, 1)
+    model.exemplars.index(torch.arange(30), lambda i: imgs[i], 30, torch.Generator().manual_seed(0))
+    x, m = smooth_images(2, 4), square_hole(2)
+    m[1, :, 2:4, :] = 1  # image 1 also has a 2-px stroke: no pixel of it is 2 px deep
+    model.train()
+    out = model(x, m)
+    assert set(out.parts) == {"psnr_loss"} and out.fake is None and model.discriminator is None
+    model.eval()
+    with torch.no_grad():
+        for p in model.net.parameters():  # a network whose mean pass differs from the classical fill
+            p.add_(0.01 * torch.randn_like(p))
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    samples = model.fill_samples(x, m, 2, g())
+    mean = model.fill(x, m, mean=True)
+    assert (mean - model.base_fill(x, m)).abs().amax() > 1e-3
+    stroke = (slice(1, 2), slice(None), slice(2, 4), slice(None))
+    assert torch.equal(samples[0][stroke], mean[stroke]) and torch.equal(samples[1][stroke], mean[stroke])
+    assert (samples[0] - mean)[:, :, 12:20, 12:20].abs().amax() > 0.05  # deep in the square: the exemplar
+    g2 = g()
+    model.noise(2, x, g2)  # the draw's order: its noise first, then the exemplar
+    ex = model.exemplars.corrected(x, m, model.exemplars.neighbours(x, m, 1, g2))
+    beta = depth_weight(m, (2.0, 5.0))
+    assert torch.allclose(samples[0], (mean + beta * (ex - mean)).clamp(-1, 1) * m + x * (1 - m), atol=1e-6)
+    ev = model(x, m)
+    assert torch.equal(ev.loss, ev.parts["mean_psnr_loss"]) and not torch.equal(ev.loss, ev.parts["psnr_loss"])
+    with pytest.raises(GenfillError, match="train_samples"):
+        build_model({**TINY, "train_samples": 0, "exemplars": 0, "w_adv": 0.0}, SIZE, 3)
+    with pytest.raises(GenfillError, match="train_samples"):
+        build_model({**TINY, "train_samples": 0}, SIZE, 3)  # w_adv 1: nothing for a discriminator to judge
