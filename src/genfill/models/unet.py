@@ -31,11 +31,12 @@ Network (widths w0..wL, `blocks` residual blocks per level):
 `unshuffle: f` (default 1, the older net) wraps that in a space-to-depth stem and a depth-to-space head:
 the input is pixel-unshuffled (each f x f patch becomes f*f channels, (N, (2C+1) f^2, H/f, W/f)) before the
 stem conv, and the head's conv gives C f^2 channels that are pixel-shuffled back to (N, C, H, W). No block
-runs at full resolution: at 64x64 with 16 channels the convolutions are memory-bound and the GroupNorm,
-SiLU and residual adds of the full-resolution level cost as much as the three coarser levels together.
+runs at full resolution: on the CPU the 16-channel convolutions at 64x64 (above all their backward) made
+that level cost as much as the three coarser levels together (53 % of the network's time; GroupNorm and
+SiLU everywhere only 8 %).
 The thin-plate prior already carries the full-resolution detail (thin strokes); the net learns a residual
 in the hole, which a 2x2-patch head renders well. unet-faces64 uses f = 2 with widths [32, 64, 128] (the
-older [16, 32, 64, 128] minus its 64x64 level): about as many weights, ~2x fewer CPU seconds per training
+older [16, 32, 64, 128] minus its 64x64 level): about as many weights, 1.8-2x fewer CPU seconds per training
 step at the same fill quality after the same steps (benchmarks/results/train_speed.md).
 
 ResBlock: x + conv(act(norm(conv(act(norm(x)))))) (GroupNorm + SiLU by default; 1x1 skip when the width
