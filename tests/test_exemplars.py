@@ -168,3 +168,18 @@ def test_untrained_sample_passes_are_the_mean_fill_moved_to_exemplars_and_traini
         build_model({**TINY, "train_samples": 0, "exemplars": 0, "w_adv": 0.0}, SIZE, 3)
     with pytest.raises(GenfillError, match="train_samples"):
         build_model({**TINY, "train_samples": 0}, SIZE, 3)  # w_adv 1: nothing for a discriminator to judge
+
+
+def test_the_cpu_sampler_preset_trains_the_unet_presets_network():
+    """sampler-faces64's mean pass is unet-faces64's network and prior (so the demo's mean fill costs and
+    fills as the unet does): every key the two families share has the same value."""
+    from genfill.config import resolve_config
+    from genfill.loadconfig import load_config
+    from genfill.models.sampler import SamplerConfig
+    from genfill.models.unet import UNetConfig
+
+    unet = load_config(resolve_config("unet-faces64")).model
+    sampler = load_config(resolve_config("sampler-faces64")).model
+    shared = set(UNetConfig.__dataclass_fields__) & set(SamplerConfig.__dataclass_fields__) - {"loss_warmup_steps"}
+    assert {k: sampler.get(k) for k in shared if k in unet} == {k: unet[k] for k in shared if k in unet}
+    assert sampler["exemplars"] > 0 and sampler["train_samples"] == 0

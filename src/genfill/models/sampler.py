@@ -80,6 +80,7 @@ from genfill.pixels import composite
 class SamplerConfig:
     # the network and the classical fill it corrects: the unet's keywords of the same names
     widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    unshuffle: int = 1  # the unet's space-to-depth stem factor (1: none)
     blocks: int = 1
     norm: str = "group"
     activation: str = "silu"
@@ -138,7 +139,7 @@ class SamplerConfig:
 
     def unet_config(self) -> UNetConfig:
         """The unet config of the same network and prior (what ResUNet and the unet's base fill read)."""
-        return UNetConfig(widths=list(self.widths), blocks=self.blocks, norm=self.norm, activation=self.activation,
+        return UNetConfig(widths=list(self.widths), unshuffle=self.unshuffle, blocks=self.blocks, norm=self.norm, activation=self.activation,
                           attention=self.attention, gated=self.gated, context=self.context,
                           context_blocks=self.context_blocks, prior=self.prior, prior_iters=self.prior_iters,
                           smooth_iters=self.smooth_iters, solver=self.solver)
