@@ -279,13 +279,16 @@ class Sampler(GenModel):
         return coherent_noise(n, self.cfg.noise_channels, *like.shape[-2:], self.cfg.noise_scale,
                               generator or self.seeded(like), like.device)
 
-    def draw(self, x: Tensor, m: Tensor, base: Tensor, reps: int, generator: torch.Generator) -> Tensor:
+    def draw(self, x: Tensor, m: Tensor, base: Tensor, reps: int, generator: torch.Generator,
+             mean: Tensor | None = None) -> Tensor:
         """`reps` sample passes of every image, in one batch: (reps * N) predictions. With `train_samples: 0`
         the network never learnt a sample pass: a sample is the mean fill moved towards a drawn exemplar
-        (`sample_base` around the mean pass's prediction), so thin strokes keep the trained mean fill."""
+        (`sample_base` around the mean pass's prediction, `mean` when the caller has it), so thin strokes
+        keep the trained mean fill."""
         z = self.noise(reps * len(x), x, generator)
         if self.cfg.train_samples == 0:
-            mean = self.run(x, m, torch.zeros_like(z[:len(x)]), base)
+            if mean is None:
+                mean = self.run(x, m, torch.zeros_like(z[:len(x)]), base)
             return self.sample_base(x, m, mean, reps, generator).clamp(-1, 1)
         return self.run(x, m, z, self.sample_base(x, m, base, reps, generator))
 
@@ -308,7 +311,10 @@ class Sampler(GenModel):
     def fill_samples(self, x: Tensor, m: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
         """K composited samples (K,N,C,H,W) from `generator`, one pass per sample (memory of one batch)."""
         base, g = self.base_fill(x, m), generator or self.seeded(x)
-        return torch.stack([composite(x, m, self.draw(x, m, base, 1, g).to(x.dtype)) for _ in range(k)])
+        mean = None
+        if self.cfg.train_samples == 0:  # the mean pass once for all K
+            mean = self.run(x, m, x.new_zeros(len(x), self.cfg.noise_channels, *x.shape[-2:]), base)
+        return torch.stack([composite(x, m, self.draw(x, m, base, 1, g, mean).to(x.dtype)) for _ in range(k)])
 
     # ---- the encoder (SSL pretraining): a whole image, no hole, no noise, mean pass
     @property
