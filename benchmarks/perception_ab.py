@@ -166,11 +166,15 @@ def main(argv=None) -> None:
         doc["fid_seconds"] += other["fid_seconds"]
         doc["metric_seconds"] += other["metric_seconds"]
         doc["command"] += f"  (+ rows of {path}: {other['command']})"
-    out = Path(a.out)
+    write(doc, Path(a.out))
+    print(markdown(doc))
+
+
+def write(doc: dict, out: Path) -> None:
+    """OUT.json and OUT.md of an A/B document."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
     out.with_suffix(".md").write_text(markdown(doc))
-    print(markdown(doc))
 
 
 if __name__ == "__main__":

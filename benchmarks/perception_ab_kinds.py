@@ -13,13 +13,13 @@ Writes OUT.json and OUT.md (the kinds done so far)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 from genfill.config import EVAL_MASKS
 from genfill.evaljob import evaluate_specs, load_eval
+from perception_ab import markdown, write  # the same tables as the one-process A/B
 
 
 def run_kind(specs: list[str], kind: str, n: int, samples: int, boot: int, work: Path) -> dict:
@@ -34,40 +34,16 @@ def run_kind(specs: list[str], kind: str, n: int, samples: int, boot: int, work:
 
 
 def rows_of(doc: dict, kind: str) -> dict:
+    """{method: perception_ab's row} of one kind's eval.json: both axes, FID/KID with their spread, plural."""
     out = {}
     for name, e in doc["methods"].items():
-        s = e["summary"]["mask"][kind]
-        f = e.get("by_mask", {}).get(kind, {})
-        p = e.get("plural", {}).get("by_mask", {}).get(kind, {})
-        out[name] = {"kind": e["kind"], "psnr": s.get("psnr"), "ssim": s.get("ssim"), "lpips": s.get("lpips"),
-                     "diversity": s.get("diversity"), "fid": f.get("fid"), "fid_std": f.get("fid_std"),
-                     "kid": f.get("kid"), "kid_std": f.get("kid_std"), "coverage90": p.get("coverage90"),
-                     "unc_corr": p.get("unc_corr"), "ms_per_image": e.get("ms_per_image")}
+        s, f = e["summary"]["mask"][kind], e.get("by_mask", {}).get(kind, {})
+        row = {m: s.get(m) for m in ("psnr", "ssim", "lpips", "diversity")}
+        row.update({k: v for k, v in f.items() if k.startswith(("fid", "kid"))})
+        row.update({k: v for k, v in e.get("plural", {}).get("by_mask", {}).get(kind, {}).items()
+                    if k in ("coverage90", "unc_corr")})
+        out[f"{name} ({e['kind']})"] = row
     return out
-
-
-def fmt(v, spec: str = ".2f") -> str:
-    return "-" if v is None else format(v, spec)
-
-
-def markdown(doc: dict) -> str:
-    out = [f"# Perception A/B, one mask kind at a time (faces64 test, n = {doc['n']}, mask seed {doc['seed']})", "",
-           f"Command: `{doc['command']}`", "",
-           f"FID/KID per kind on the same n images, +- the std over {doc['boot']} bootstrap draws of the test "
-           f"images; diversity and calibration from K = {doc['samples']} fills per image (a sampler's; 0.70 is "
-           "the ideal coverage of the 5-95 % interval of 8 fills). Machine: 2 CPU cores shared with other jobs.", ""]
-    for kind, rows in doc["kinds"].items():
-        out += [f"## {kind}", "", "| method | PSNR dB | SSIM | LPIPS | FID | KID x1000 | diversity | coverage90 | "
-                "r(spread, err) |", "|---|---|---|---|---|---|---|---|---|"]
-        for name, r in rows.items():
-            fid = f"{fmt(r['fid'])} +- {fmt(r['fid_std'])}" if r["fid"] is not None else "-"
-            kid = (f"{fmt(1000 * r['kid'])} +- {fmt(1000 * r['kid_std'])}" if r["kid"] is not None
-                   and r["kid_std"] is not None else "-")
-            out.append(f"| {name} ({r['kind']}) | {fmt(r['psnr'])} | {fmt(r['ssim'], '.4f')} | {fmt(r['lpips'], '.4f')}"
-                       f" | {fid} | {kid} | {fmt(r['diversity'], '.4f')} | {fmt(r['coverage90'], '.3f')} | "
-                       f"{fmt(r['unc_corr'], '.3f')} |")
-        out.append("")
-    return "\n".join(out)
 
 
 def main(argv=None) -> None:
@@ -83,14 +59,20 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     if a.seed != 1234:
         raise SystemExit("the A/B's protocol is mask seed 1234 (genfill eval's default)")
+    kinds = [k for k in a.kinds.split(",") if k]
     doc = {"command": " ".join(["python benchmarks/perception_ab_kinds.py", *(sys.argv[1:] if argv is None else argv)]),
-           "n": a.n, "seed": a.seed, "samples": a.samples, "boot": a.boot, "methods": a.c, "kinds": {}}
-    for kind in [k for k in a.kinds.split(",") if k]:
-        doc["kinds"][kind] = rows_of(run_kind(a.c, kind, a.n, a.samples, a.boot, Path(a.work)), kind)
-        out = Path(a.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps(doc, indent=1))
-        out.with_suffix(".md").write_text(markdown(doc))
+           "note": "One genfill eval per mask kind (benchmarks/perception_ab_kinds.py); the kinds not listed "
+                   "below did not finish in the session that ran it.",
+           "protocol": {"data": "faces64 test", "n": a.n, "seed": a.seed, "kinds": [], "k": a.samples,
+                        "fid_n": a.n, "fid_kinds": [], "boot": a.boot}, "fid_seconds": 0.0, "rows": {}}
+    for kind in kinds:
+        ev = run_kind(a.c, kind, a.n, a.samples, a.boot, Path(a.work))
+        doc["protocol"]["kinds"].append(kind)
+        doc["protocol"]["fid_kinds"].append(kind)
+        doc["fid_seconds"] += ev.get("timing", {}).get("fid", {}).get("seconds", 0.0)
+        for name, row in rows_of(ev, kind).items():
+            doc["rows"].setdefault(name, {})[kind] = row
+        write(doc, Path(a.out))  # after every kind: what is done is on disk
     print(markdown(doc))
 
 
