@@ -13,7 +13,7 @@ from genfill.loadconfig import build_config
 from genfill.errors import GenfillError
 from genfill.inpaint import fill_native, hole_regions, pad_to
 
-from conftest import tiny_raw
+from tests.conftest import tiny_raw
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from genfill.pixels import to_uint8
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory, cache_root):
     """A VAE (it draws several fills) trained for 2 steps on 32x32 faces."""
-    from conftest import tiny_raw
+    from tests.conftest import tiny_raw
     from genfill.loadconfig import build_config
     from genfill.train import train
 

@@ -309,7 +309,7 @@ def test_torn_metrics_line_stale_temps_and_no_duplicate_rows(make_cfg):
 
 
 def test_same_seed_same_weights_whether_or_not_the_cache_was_just_built(tmp_path, cache_root):
-    from conftest import tiny_raw
+    from tests.conftest import tiny_raw
 
     def run(name):
         raw = tiny_raw(tmp_path / "runs", tmp_path / "fresh-cache", name=name)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "throughput.py"
 
 
 @pytest.fixture(scope="module")

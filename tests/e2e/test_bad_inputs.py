@@ -69,7 +69,7 @@ def laughs_params() -> str:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, cache_root):
     """A tiny trained VAE run, its config file, and its export (module-wide: trained once)."""
-    from conftest import tiny_raw
+    from tests.conftest import tiny_raw
 
     from genfill.config import to_dict
     from genfill.loadconfig import build_config

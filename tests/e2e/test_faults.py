@@ -17,12 +17,12 @@ import pytest
 import torch
 import yaml
 
-from conftest import tiny_raw
+from tests.conftest import tiny_raw
 from genfill.loadconfig import build_config
 from genfill.io import load_checkpoint
 from genfill.train import train
 
-KILLPOINT = Path(__file__).resolve().parent / "killpoint.py"  # runs the command with the kill point installed
+KILLPOINT = Path(__file__).resolve().parents[1] / "killpoint.py"  # runs the command with the kill point installed
 
 # 60 faces: 48 training images in batches of 8 = 6 steps an epoch; 2 epochs = 12 steps.
 TRAIN = {"epochs": 2, "max_steps": None, "sample_every_epoch": False, "log_every": 1}
@@ -51,7 +51,7 @@ def test_kill_9_then_resume_matches_a_straight_run(point, reference, tmp_path, c
     cfg_file = tmp_path / "cfg.yaml"
     cfg_file.write_text(yaml.safe_dump(raw))
     marker = tmp_path / "paused"
-    src = Path(__file__).resolve().parents[1] / "src"
+    src = Path(__file__).resolve().parents[2] / "src"
     # the reference trained in this process: the child gets its thread count, so the same sums
     env = {**os.environ, "PYTHONPATH": str(src),
            "OMP_NUM_THREADS": str(torch.get_num_threads()),

@@ -1,7 +1,7 @@
 """Fuzzing the readers (images, masks, checkpoints, the metrics log) and the config loader with hypothesis:
 random bytes, truncated files, corrupted headers, random YAML values for every config field. The only allowed
 outcomes are success or a GenfillError. `INPUTS` counts what was tried; the last test prints and checks it
-(`pytest tests/test_fuzz.py -s`)."""
+(`pytest tests/e2e/test_fuzz.py -s`)."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def test_readers_take_corrupted_headers(fmt, edits):
 
 @pytest.fixture(scope="module")
 def checkpoint_bytes(tmp_path_factory, cache_root):
-    from conftest import tiny_raw
+    from tests.conftest import tiny_raw
     from genfill.train import train
 
     cfg = build_config(tiny_raw(tmp_path_factory.mktemp("ck"), cache_root))

@@ -54,7 +54,7 @@ def _as_set(value) -> str:
 
 @pytest.fixture(scope="module")
 def config_file(tmp_path_factory, cache_root):
-    from conftest import tiny_raw
+    from tests.conftest import tiny_raw
 
     root = tmp_path_factory.mktemp("prop")
     path = root / "tiny.yaml"

@@ -11,7 +11,7 @@ import pytest
 from genfill.cli import build_parser
 from genfill.config import resolve_config
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def readme_commands() -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--set", "data.count=60", "--set", "data.size=32", "--set", "train.max_steps=2", "--set", "train.epochs=1",
         "--set", "train.batch_size=8", "--set", "train.val_images=8", "--set", "masks.bank_size=64",
         "--set", "train.lr_warmup_steps=0", "--threads", "1"]

@@ -16,7 +16,7 @@ from PIL import Image
 from genfill.models import build_model, save_model
 
 pytest.importorskip("onnxruntime")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "onnx_fill.py"
 
 

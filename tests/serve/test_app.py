@@ -28,7 +28,7 @@ from genfill.cli import main  # noqa: E402
 from genfill.loadconfig import build_config  # noqa: E402
 from genfill.serve.app import Limits, create_app, load_methods  # noqa: E402
 
-from conftest import tiny_raw  # noqa: E402
+from tests.conftest import tiny_raw  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -332,7 +332,7 @@ def test_serve_command_starts_on_localhost_and_says_so(tmp_path):
     """The real command in a subprocess: prints its address (localhost only), answers /healthz, stops."""
     import urllib.request
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "genfill.cli", "serve", "--peers", "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:

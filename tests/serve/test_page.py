@@ -28,7 +28,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the page test need
 from genfill.loadconfig import build_config  # noqa: E402
 from genfill.serve.app import bind, create_app, load_methods, make_server, url_of  # noqa: E402
 
-from conftest import tiny_raw  # noqa: E402
+from tests.conftest import tiny_raw  # noqa: E402
 
 CHROMIUM = next((p for p in (os.environ.get("GENFILL_CHROMIUM"), shutil.which("chromium"),
                              shutil.which("chromium-browser"), shutil.which("google-chrome")) if p), None)
