@@ -10,6 +10,8 @@ from PIL import Image
 
 from genfill.cli import main
 from genfill.errors import GenfillError
+from genfill.imageread import read_image
+from tests.conftest import bomb_png_header, one_line_error, save_face
 
 
 def _rgb16(h: int = 20, w: int = 28, seed: int = 0) -> np.ndarray:
@@ -150,3 +152,31 @@ def test_exif_orientation_of_a_16bit_array_matches_pil():
     for orientation in range(1, 9):
         want = np.asarray(_orient_pil(Image.fromarray(a), orientation))
         np.testing.assert_array_equal(_orient_array(a, orientation), want, err_msg=str(orientation))
+
+
+# ---- issue 12's probes of the one guarded reader -----------------------------------------------------
+
+
+def test_decompression_bomb_is_a_clear_error(tmp_path, tiny_run_dir, capsys):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(bomb_png_header(30000, 30000))
+    assert len(bomb.read_bytes()) < 80
+    with pytest.raises(GenfillError, match="over the limit"):
+        read_image(bomb)
+    one_line_error(capsys, ["fill", str(bomb), "-c", str(tiny_run_dir), "--mask-kind", "square", "-o",
+                            str(tmp_path / "o.png")], "limit")
+    face = save_face(tmp_path / "face.png", 40)
+    one_line_error(capsys, ["fill", str(face), "-c", str(tiny_run_dir), "--mask", str(bomb), "-o",
+                            str(tmp_path / "o.png")], "limit")
+    assert read_image(face, max_pixels=1600).size == (40, 40)  # the limit is a setting
+    with pytest.raises(GenfillError, match="over the limit"):
+        read_image(face, max_pixels=1599)
+
+
+def test_sixteen_bit_png_reads_as_its_grey_not_white(tmp_path):
+    a = np.full((10, 10), 128 * 257, dtype=np.uint16)
+    Image.fromarray(a).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    grey = np.asarray(read_image(tmp_path / "g16.png", 1))
+    rgb = np.asarray(read_image(tmp_path / "g16.png", 3))
+    assert (grey == 128).all() and (rgb == 128).all()

@@ -4,9 +4,12 @@ a run folder that is not ours is never trained into."""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import resource
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -14,11 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
 from genfill.cli import main
 from genfill.errors import GenfillError
+from genfill.io import save_image
+from genfill.train import train
+from tests.conftest import one_line_error, save_face
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -150,3 +157,139 @@ def test_a_new_run_refuses_a_folder_with_anything_of_a_run(tmp_path, make_cfg):
     (run / "config.yaml").write_text("name: r\n")
     with pytest.raises(GenfillError, match="config.yaml of another run"):
         check_new_run(run, resume=False)
+
+
+# ---- issue 12's probes of the one writer, the disk and the checkpoint reader -------------------------
+
+
+def test_writer_refuses_fifos_symlinks_and_directories(tmp_path):
+    x = torch.zeros(3, 8, 8)
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    with pytest.raises(GenfillError, match="not a regular file"):
+        save_image(x, fifo)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still a FIFO
+    real = tmp_path / "real.png"
+    real.write_bytes(b"keep")
+    link = tmp_path / "link.png"
+    link.symlink_to(real)
+    with pytest.raises(GenfillError, match="symlink"):
+        save_image(x, link)
+    assert link.is_symlink() and real.read_bytes() == b"keep"
+    (tmp_path / "dir.png").mkdir()
+    with pytest.raises(GenfillError, match="directory"):
+        save_image(x, tmp_path / "dir.png")
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_writer_checks_the_suffix_and_writes_that_format(tmp_path):
+    x = torch.zeros(3, 8, 8)
+    for bad in ("a.gif", "a.txt", "noext"):
+        with pytest.raises(GenfillError, match="unsupported suffix"):
+            save_image(x, tmp_path / bad)
+        assert not (tmp_path / bad).exists()
+    save_image(x, tmp_path / "a.tiff")
+    save_image(x, tmp_path / "a.jpg")
+    assert Image.open(tmp_path / "a.tiff").format == "TIFF" and Image.open(tmp_path / "a.jpg").format == "JPEG"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_writer_honours_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        save_image(torch.zeros(3, 8, 8), tmp_path / "a.png")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "a.png").st_mode) == 0o666 & ~umask
+
+
+def test_full_disk_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    import genfill.io as gio
+
+    target = tmp_path / "ckpt.pt"
+    gio.atomic_torch_save({"a": 1}, target)
+    before = target.read_bytes()
+
+    def full(obj, fh):
+        fh.write(b"x" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(gio.torch, "save", full)
+    with pytest.raises(GenfillError, match="disk is full"):
+        gio.atomic_torch_save({"a": 2}, target)
+    assert target.read_bytes() == before and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_full_disk_during_a_checkpoint_is_one_clear_error(make_cfg, monkeypatch):
+    import genfill.io as gio
+
+    cfg = make_cfg(train={"epochs": 1, "max_steps": 2})
+    train(cfg, verbose=False)
+    last = cfg.run_dir / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+
+    def full(obj, fh):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(gio.torch, "save", full)
+    with pytest.raises(GenfillError, match="disk is full"):
+        train(make_cfg(train={"epochs": 1, "max_steps": 4}), resume=True, verbose=False)
+    assert last.read_bytes() == before and not list(cfg.run_dir.rglob("*.tmp"))
+
+
+def test_every_output_write_goes_through_the_writer():
+    """Only io.py opens files for writing (metrics.jsonl's append-only log is the one named exception)."""
+    pattern = re.compile(r"\.write_text\(|\.write_bytes\(|open\([^)]*[\"'][wax]b?\+?[\"']|np\.save\(|"
+                         r"torch\.save\(|\.savefig\((?!buf)|\.save\((?!fh|buf)|shutil\.copy|\.mkdir\(")
+    allowed = {("runs.py", 'open(log_path, "a")')}
+    bad = []
+    for path in (SRC / "genfill").rglob("*.py"):
+        if path.name == "io.py":
+            continue
+        for line in path.read_text().splitlines():
+            if pattern.search(line) and not any(path.name == f and s in line for f, s in allowed):
+                bad.append(f"{path.name}: {line.strip()}")
+    assert not bad, bad
+
+
+def test_output_paths_that_cannot_be_written(tiny_run_dir, tmp_path, capsys):
+    c = str(tiny_run_dir)
+    (tmp_path / "adir").mkdir()
+    one_line_error(capsys, ["sample", "-c", c, "-n", "4", "-o", str(tmp_path / "adir")], "unsupported suffix|directory")
+    (tmp_path / "adir.png").mkdir()
+    one_line_error(capsys, ["sample", "-c", c, "-n", "4", "-o", str(tmp_path / "adir.png")], "directory")
+    (tmp_path / "file").write_text("x")
+    one_line_error(capsys, ["sample", "-c", c, "-n", "4", "-o", str(tmp_path / "file" / "s.png")], "in the way")
+    face = save_face(tmp_path / "face.png")
+    sq = ["--mask-kind", "square"]
+    one_line_error(capsys, ["fill", str(face), "-c", c, *sq, "-o", str(tmp_path / "file" / "o.png")], "in the way")
+    one_line_error(capsys, ["fill", str(face), "-c", c, *sq, "-o", str(tmp_path / "o.gif")], "unsupported suffix")
+    assert not (tmp_path / "o.gif").exists()
+    assert main(["fill", str(face), "-c", c, *sq, "-o", str(tmp_path / "o.tiff")]) == 0
+    assert (tmp_path / "o.tiff").is_file() and Image.open(tmp_path / "o.tiff").format == "TIFF"
+
+
+def test_read_only_out_dir_and_cache_dir(make_cfg, tmp_path, monkeypatch):
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *a, **k):
+        if "ro" in self.parts:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_mkdir(self, *a, **k)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(GenfillError, match="cannot create folder .*read-only"):
+        train(make_cfg(out_dir=str(tmp_path / "ro" / "runs")), verbose=False)
+    with pytest.raises(GenfillError, match="cannot create folder .*read-only"):
+        train(make_cfg(data={"cache_dir": str(tmp_path / "ro" / "cache")}), verbose=False)
+
+
+@pytest.mark.parametrize("key", ["image_size", "model_config", "kind", "model", "channels"])
+def test_checkpoint_missing_a_key_is_a_genfill_error(tiny_run_dir, tmp_path, key):
+    from genfill.models import load_model
+
+    ckpt = torch.load(tiny_run_dir / "checkpoints" / "last.pt", weights_only=True)
+    del ckpt[key]
+    torch.save(ckpt, tmp_path / "hand.pt")
+    with pytest.raises(GenfillError, match="not a .*genfill checkpoint"):
+        load_model(tmp_path / "hand.pt")

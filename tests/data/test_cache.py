@@ -6,6 +6,8 @@ import torch
 
 from genfill.cli import main
 from genfill.data.cache import load_cache
+from genfill.io import load_checkpoint
+from genfill.loadconfig import build_config
 from genfill.train import train
 from genfill.trainplan import plan
 
@@ -47,3 +49,20 @@ def test_dry_run_prints_the_plan_and_trains_nothing(make_cfg, tmp_path, capsys, 
     assert "world_size       2" in out and "global_batch     8" in out and "per_rank_batch   4" in out
     assert "steps_per_epoch  6" in out and "in host memory" in out
     assert not cfg.run_dir.exists()
+
+
+# ---- issue 12's probe: a cache just built trains like one read back ----------------------------------
+
+
+def test_same_seed_same_weights_whether_or_not_the_cache_was_just_built(tmp_path, cache_root):
+    from tests.conftest import tiny_raw
+
+    def run(name):
+        raw = tiny_raw(tmp_path / "runs", tmp_path / "fresh-cache", name=name)
+        cfg = build_config(raw)
+        train(cfg, verbose=False)
+        return load_checkpoint(cfg.run_dir / "checkpoints" / "last.pt")["model"]
+
+    built, cached = run("builds-the-cache"), run("cache-exists")
+    for k in built:
+        assert torch.equal(built[k], cached[k]), k

@@ -8,6 +8,7 @@ from genfill.data.cache import ImageCache, cache_dir, load_cache
 from genfill.data.datasets import load_source, seeded_split
 from genfill.data.faces64 import draw_faces
 from genfill.errors import GenfillError
+from tests.conftest import bomb_png_header
 
 
 def _folder(tmp_path):
@@ -160,3 +161,21 @@ def test_lazy_heldout_faces_equal_the_full_caches(tmp_path):
     np.testing.assert_array_equal(lazy.images.numpy(), full.images[ids].numpy())
     # once the cache exists it is used as it is
     assert len(load_heldout(cfg, "test", n, verbose=False)) == len(full)
+
+
+# ---- issue 12's probe of a folder holding a decompression bomb and a 16-bit file ---------------------
+
+
+def test_folder_dataset_counts_and_skips_bombs_and_reads_16_bit(tmp_path):
+    from genfill.config import DataConfig
+    from genfill.data.datasets import load_source
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(root / f"{i}.png")
+    (root / "bomb.png").write_bytes(bomb_png_header(30000, 30000))
+    Image.fromarray(np.full((16, 16), 200 * 257, dtype=np.uint16)).save(root / "z16.png")
+    src = load_source(DataConfig(name="folder", root=str(root), size=8, cache_dir=str(tmp_path / "c")))
+    assert src.info["found"] == 7 and src.info["skipped"] == 1 and "bomb.png" in src.info["skipped_examples"][0]
+    assert src.images[-1].min() == src.images[-1].max() == 200  # the 16-bit file, scaled, not clipped to 255

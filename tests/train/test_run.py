@@ -142,3 +142,58 @@ def test_fast_path_computes_the_same_function(make_cfg, tiny_data):
         if a[k].is_floating_point():
             diff = (a[k] - b[k]).abs().max().item()
             assert diff <= 2 * steps * lr * 1.05 + rounding * a[k].abs().max().item(), (k, diff)
+
+
+# ---- issue 12's probes of resume and run state -------------------------------------------------------
+
+
+def test_resume_with_a_changed_model_or_data_shape_says_so(make_cfg):
+    train(make_cfg(), verbose=False)
+    with pytest.raises(GenfillError, match="model.latent_dim"):
+        train(make_cfg(model={"kind": "vae", "channels": [8, 16], "latent_dim": 12}), resume=True, verbose=False)
+    with pytest.raises(GenfillError, match="data.size"):
+        train(make_cfg(data={"size": 16}), resume=True, verbose=False)
+
+
+def test_resume_of_a_finished_run_trains_nothing(make_cfg):
+    cfg = make_cfg(train={"epochs": 3, "max_steps": 3})
+    train(cfg, verbose=False)
+    last = cfg.run_dir / "checkpoints" / "last.pt"
+    log = (cfg.run_dir / "metrics.jsonl").read_text()
+    for _ in range(2):
+        res = train(cfg, resume=True, verbose=False)
+        assert res.step == 3 and not res.last_val
+    assert load_checkpoint(last)["step"] == 3 and (cfg.run_dir / "metrics.jsonl").read_text() == log
+
+
+def test_nan_on_the_first_step_says_no_checkpoint_exists(make_cfg, nan_vae):
+    with pytest.raises(GenfillError, match="no checkpoint was written"):
+        train(make_cfg(), verbose=False)
+
+
+def test_torn_metrics_line_stale_temps_and_no_duplicate_rows(make_cfg):
+    cfg = make_cfg(train={"epochs": 3, "max_steps": 3})
+    train(cfg, verbose=False)
+    run = cfg.run_dir
+    with open(run / "metrics.jsonl", "a") as fh:  # rows logged after the checkpoint, then a kill mid-line
+        fh.write(json.dumps({"step": 4, "epoch": 0, "split": "train", "loss": 1.0}) + "\n")
+        fh.write('{"step": 5, "epoch": 0, "spl')
+    stale = run / "checkpoints" / ".last.pt.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    train(make_cfg(train={"epochs": 3, "max_steps": 8}), resume=True, verbose=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows if r["split"] == "train"]
+    assert steps == list(range(1, 9))
+    assert not stale.exists() and (run / "curves.png").is_file()
+
+
+def test_resume_after_max_steps_mid_epoch_equals_a_straight_run(make_cfg):
+    straight = make_cfg(name="straight", train={"epochs": 2, "max_steps": 9})
+    train(straight, verbose=False)
+    train(make_cfg(name="part", train={"epochs": 2, "max_steps": 4}), verbose=False)
+    rest = make_cfg(name="part", train={"epochs": 2, "max_steps": 9})
+    train(rest, resume=True, verbose=False)
+    a = load_checkpoint(straight.run_dir / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(rest.run_dir / "checkpoints" / "last.pt")["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
