@@ -158,3 +158,20 @@ def save_face(path: Path, size: int = 40) -> Path:
 
     Image.fromarray(draw_faces(1, seed=9)[0].numpy()).resize((size, size)).save(path)
     return path
+
+
+def image_folder(tmp_path: Path) -> Path:
+    """tmp_path/imgs: four readable images in four formats and modes (one in a sub-folder, one fully
+    transparent), a broken PNG and a text file."""
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    (root / "sub").mkdir(parents=True)
+    Image.new("RGB", (40, 30), (255, 0, 0)).save(root / "a.jpg")
+    rgba = Image.new("RGBA", (32, 32), (0, 0, 255, 0))  # fully transparent -> white
+    rgba.save(root / "sub" / "b.png")
+    Image.new("L", (20, 20), 100).save(root / "c.bmp")
+    Image.new("RGB", (16, 16), (0, 255, 0)).save(root / "sub" / "d.webp")
+    (root / "broken.png").write_bytes(b"not a png at all")
+    (root / "notes.txt").write_text("ignored")
+    return root
