@@ -15,7 +15,7 @@ Steps, each a subprocess whose output goes to OUT/gpu_check.log, timed and recor
    column included.
 
 `--smoke`: the same steps on the CPU at tiny sizes (a few faces, 32x32, two-level nets, seconds of training,
-8 test faces, throughput --quick): what `make test` runs (tests/test_gpu_check.py) to keep this command working.
+8 test faces, throughput --quick): what `make test` runs (tests/benchmarks/test_gpu_check.py) to keep this command working.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@
 # its 5 minutes, evaluates next to biharmonic (n=500; thin, medium, thick, square), runs
 # benchmarks/throughput.py --device cuda for unet and gan (real loop included), and writes
 # OUT/gpu_check.json + OUT/gpu_check.log: within 9 minutes of one H100.
-# --smoke: tiny sizes on the CPU, no install unless --wheels is given (tests/test_gpu_check.py runs it).
+# --smoke: tiny sizes on the CPU, no install unless --wheels is given (tests/benchmarks/test_gpu_check.py runs it).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ $# -lt 1 ] || [[ "$1" == -* ]]; then

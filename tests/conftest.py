@@ -113,3 +113,65 @@ def nan_vae(monkeypatch):
         return out
 
     monkeypatch.setattr(VAE, "forward", poisoned)
+
+
+@pytest.fixture
+def tiny_run_dir(make_cfg) -> Path:
+    """The run folder of a trained tiny VAE run (2 steps)."""
+    from genfill.train import train
+
+    cfg = make_cfg()
+    train(cfg, verbose=False)
+    return cfg.run_dir
+
+
+def one_line_error(capsys, argv: list[str], pattern: str) -> str:
+    """Run the CLI in-process on argv: exit code 2 and one stderr line, no traceback, matching regex `pattern`.
+    Returns that line."""
+    import re
+
+    from genfill.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    assert err.startswith("genfill: error: ") and re.search(pattern, err), err
+    return err
+
+
+def bomb_png_header(w: int, h: int) -> bytes:
+    """A PNG that declares w x h pixels and holds none: a decompression bomb's header (69 bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def save_face(path: Path, size: int = 40) -> Path:
+    """One drawn face (the built-in faces' seed 9) saved as a size x size image at `path`."""
+    from PIL import Image
+
+    from genfill.data.faces64 import draw_faces
+
+    Image.fromarray(draw_faces(1, seed=9)[0].numpy()).resize((size, size)).save(path)
+    return path
+
+
+def image_folder(tmp_path: Path) -> Path:
+    """tmp_path/imgs: four readable images in four formats and modes (one in a sub-folder, one fully
+    transparent), a broken PNG and a text file."""
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    (root / "sub").mkdir(parents=True)
+    Image.new("RGB", (40, 30), (255, 0, 0)).save(root / "a.jpg")
+    rgba = Image.new("RGBA", (32, 32), (0, 0, 255, 0))  # fully transparent -> white
+    rgba.save(root / "sub" / "b.png")
+    Image.new("L", (20, 20), 100).save(root / "c.bmp")
+    Image.new("RGB", (16, 16), (0, 255, 0)).save(root / "sub" / "d.webp")
+    (root / "broken.png").write_bytes(b"not a png at all")
+    (root / "notes.txt").write_text("ignored")
+    return root

@@ -1,5 +1,5 @@
 """Run a genfill command in this process with one kill point installed, for the kill -9 tests (test_faults,
-test_io_guards); the library itself has no test hooks, so the points are monkeypatched in here.
+test_io); the library itself has no test hooks, so the points are monkeypatched in here.
 
 KILLPOINT=POINT:NAME:SECONDS sleeps at the (KILLPOINT_SKIP + 1)-th time the command passes POINT with NAME,
 after writing the file KILLPOINT_MARKER, so the test's kill lands exactly there. Points:

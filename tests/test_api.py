@@ -13,7 +13,7 @@ from genfill.loadconfig import build_config
 from genfill.errors import GenfillError
 from genfill.inpaint import fill_native, hole_regions, pad_to
 
-from conftest import tiny_raw
+from tests.conftest import one_line_error, save_face, tiny_raw
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +231,17 @@ def test_refine_never_trusts_other_regions_unfilled_pixels():
     assert len(hole_regions(hole)) == 3
     fill_native(x, hole, fake_fill, 32)
     assert max(seen_known) < 0.5
+
+
+@pytest.mark.parametrize("kind", ["all-black", "alpha-only"])
+def test_mask_without_a_hole_is_an_error(tiny_run_dir, tmp_path, capsys, kind):
+    face = save_face(tmp_path / "face.png", 40)
+    if kind == "all-black":
+        Image.new("L", (40, 40), 0).save(tmp_path / "m.png")
+    else:
+        a = np.zeros((40, 40, 4), np.uint8)
+        a[10:30, 10:30, 3] = 255  # the hole drawn only in alpha
+        Image.fromarray(a, "RGBA").save(tmp_path / "m.png")
+    err = one_line_error(capsys, ["fill", str(face), "-c", str(tiny_run_dir), "--mask", str(tmp_path / "m.png"),
+                                  "-o", str(tmp_path / "o.png")], "no hole")
+    assert "no hole" in err

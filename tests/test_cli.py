@@ -126,7 +126,7 @@ def test_demo_command_writes_a_complete_report(tmp_path, monkeypatch, capsys):
     assert main(["demo", "--minutes", "0.03", "--count", "60", "--quiet", *small]) == 0
     index = tmp_path / "runs" / "demo" / "index.html"
     assert index.is_file()
-    from conftest import check_report_structure
+    from tests.conftest import check_report_structure
     from genfill.demo import DEMO_MASKS
 
     text = check_report_structure(index, list(DEMO_MASKS), ["genfill sampler", "genfill sampler mean",

@@ -15,7 +15,7 @@ import yaml
 import genfill.metrics.fid_eval as fid_eval
 from genfill.cli import main
 from genfill.report import referenced_files
-from conftest import check_report_structure, tiny_raw
+from tests.conftest import check_report_structure, tiny_raw
 
 
 @pytest.fixture

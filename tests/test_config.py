@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -6,6 +7,7 @@ import yaml
 from genfill.config import RunConfig, apply_overrides, from_dict, to_dict
 from genfill.loadconfig import build_config, load_config
 from genfill.errors import GenfillError
+from tests.conftest import one_line_error
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -180,3 +182,33 @@ def test_old_warmup_name_in_a_pretrain_config(tmp_path):
     path = tmp_path / "ssl.yaml"
     path.write_text(yaml.safe_dump({"ssl": {"method": "simclr"}, "train": {"warmup_steps": 6}}))
     assert load_pretrain_config(path).train.lr_warmup_steps == 6
+
+
+# ---- issue 12's probes: settings range-checked at load, a mistyped preset ----------------------------
+
+
+@pytest.mark.parametrize("key,value", [
+    ("batch_size", 0), ("batch_size", -4), ("lr", -1), ("lr", float("nan")), ("betas", [2, 3]), ("log_every", 0),
+    ("val_images", 0), ("epochs", 0), ("max_steps", 0), ("weight_decay", -1), ("grad_clip", 0), ("seed", -1),
+    ("time_budget_s", 0), ("kl_warmup_steps", -1), ("lr_d", -1),
+])
+def test_training_settings_are_range_checked_at_load(make_cfg, key, value, tmp_path, capsys):
+    with pytest.raises(GenfillError, match=f"train.{key}"):
+        make_cfg(train={key: value})
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(to_dict(make_cfg())))
+    one_line_error(capsys, ["train", "-c", str(cfg), "--set", f"train.{key}={json.dumps(value).replace('NaN', '.nan')}",
+                            "--quiet"], f"train.{key}")
+    assert not (tmp_path / "runs").exists()  # no half-made run folder
+
+
+@pytest.mark.parametrize("section,key,value", [("data", "size", 4), ("data", "channels", 2), ("data", "count", 0),
+                                               ("data", "name", "cifar"), ("masks", "eval_seed", -1)])
+def test_data_settings_are_range_checked(make_cfg, section, key, value):
+    with pytest.raises(GenfillError, match=f"{section}.{key}"):
+        make_cfg(**{section: {key: value}})
+
+
+def test_mistyped_preset_lists_the_presets(capsys):
+    err = one_line_error(capsys, ["train", "-c", "vae-fces64"], "presets:")
+    assert "vae-faces64" in err

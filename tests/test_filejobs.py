@@ -12,12 +12,13 @@ import genfill.api as api
 import genfill.filejobs as filejobs
 import genfill.metrics.uncertainty as uncertainty
 from genfill.pixels import to_uint8
+from tests.conftest import one_line_error, save_face
 
 
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory, cache_root):
     """A VAE (it draws several fills) trained for 2 steps on 32x32 faces."""
-    from conftest import tiny_raw
+    from tests.conftest import tiny_raw
     from genfill.loadconfig import build_config
     from genfill.train import train
 
@@ -63,3 +64,16 @@ def test_each_image_and_hole_is_decoded_once_and_k_checked_once(vae_run, tmp_pat
         assert np.array_equal(np.asarray(Image.open(job.output)), np.asarray(painter.fill(src, mask, seed=i)))
         panel = painter.fill_samples(src, mask, 2, seed=i).panel()
         assert np.array_equal(np.asarray(Image.open(job.samples)), to_uint8(panel).numpy())
+
+
+# ---- issue 12's probe: two inputs never overwrite each other -----------------------------------------
+
+
+def test_two_inputs_with_the_same_stem_never_overwrite_each_other(tiny_run_dir, tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    save_face(tmp_path / "a" / "x.png", 40)
+    save_face(tmp_path / "b" / "x.png", 48)
+    one_line_error(capsys, ["fill", str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.png"), "-c",
+                            str(tiny_run_dir), "--mask-kind", "square", "-o", str(tmp_path / "out")], "both be written")
+    assert not (tmp_path / "out").exists()  # refused before anything was written

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from conftest import tiny_raw
+from tests.conftest import tiny_raw
 from genfill.cli import main
 from genfill.config import SSLConfig
 from genfill.loadconfig import build_config, build_pretrain_config

@@ -15,7 +15,7 @@ import yaml
 
 from genfill import progress
 from genfill.progress import Progress, fmt_time
-from conftest import tiny_raw
+from tests.conftest import tiny_raw
 
 LINE = re.compile(r"^\[(\d\d):(\d\d):(\d\d)\] (.*)$")
 

@@ -11,7 +11,7 @@ import yaml
 from genfill.cli import main
 from genfill.report import table, verdict_cards, win_loss_lines
 from genfill.verdict import best_rows
-from conftest import check_report_structure, tiny_raw
+from tests.conftest import check_report_structure, tiny_raw
 
 
 def _doc(values: dict[str, dict[str, float]]) -> dict:

@@ -43,31 +43,31 @@ COPY = ("src", "tests", "configs", "pyproject.toml")
 
 # module (under src/genfill) -> the test files that cover it
 MODULE_TESTS: dict[str, list[str]] = {
-    "masks/kinds.py": ["tests/test_masks.py"],
-    "masks/raster.py": ["tests/test_masks.py"],
-    "masks/shapes.py": ["tests/test_masks.py"],
-    "masks/files.py": ["tests/test_masks.py"],
-    "metrics/basic.py": ["tests/test_metrics_basic.py", "tests/test_eval_invariants.py"],
-    "evaluate.py": ["tests/test_eval_invariants.py", "tests/test_evaluate.py"],
+    "masks/kinds.py": ["tests/masks/test_kinds.py"],
+    "masks/raster.py": ["tests/masks/test_kinds.py"],
+    "masks/shapes.py": ["tests/masks/test_kinds.py"],
+    "masks/files.py": ["tests/masks/test_files.py", "tests/masks/test_kinds.py"],
+    "metrics/basic.py": ["tests/metrics/test_basic.py", "tests/test_evaluate_invariants.py"],
+    "evaluate.py": ["tests/test_evaluate_invariants.py", "tests/test_evaluate.py"],
     "peers.py": ["tests/test_peers.py"],
-    "losses.py": ["tests/test_loss_settings.py", "tests/test_gan.py", "tests/test_vqvae.py"],
-    "models/blocks.py": ["tests/test_loss_settings.py", "tests/test_vae.py"],
-    "models/vae.py": ["tests/test_loss_settings.py", "tests/test_vae.py"],
-    "models/vqvae.py": ["tests/test_loss_settings.py", "tests/test_vqvae.py"],
-    "models/pixelcnn.py": ["tests/test_vqvae.py"],
-    "models/treevi.py": ["tests/test_treevi.py"],
-    "models/avae.py": ["tests/test_loss_settings.py", "tests/test_avae.py"],
-    "models/gan.py": ["tests/test_loss_settings.py", "tests/test_gan.py"],
-    "models/unet.py": ["tests/test_loss_settings.py", "tests/test_unet.py"],
-    "ema.py": ["tests/test_train_options.py"],
-    "train.py": ["tests/test_train_loop.py", "tests/test_train.py", "tests/test_train_options.py"],
-    "runs.py": ["tests/test_train_options.py", "tests/test_train.py", "tests/test_pretrain.py"],
-    "io.py": ["tests/test_train_loop.py", "tests/test_train.py"],
+    "losses.py": ["tests/test_losses.py", "tests/models/test_gan.py", "tests/models/test_vqvae.py"],
+    "models/blocks.py": ["tests/test_losses.py", "tests/models/test_vae.py"],
+    "models/vae.py": ["tests/test_losses.py", "tests/models/test_vae.py"],
+    "models/vqvae.py": ["tests/test_losses.py", "tests/models/test_vqvae.py"],
+    "models/pixelcnn.py": ["tests/models/test_vqvae.py"],
+    "models/treevi.py": ["tests/models/test_treevi.py"],
+    "models/avae.py": ["tests/test_losses.py", "tests/models/test_avae.py"],
+    "models/gan.py": ["tests/test_losses.py", "tests/models/test_gan.py"],
+    "models/unet.py": ["tests/test_losses.py", "tests/models/test_unet.py"],
+    "ema.py": ["tests/train/test_options.py"],
+    "train.py": ["tests/train/test_loop.py", "tests/train/test_run.py", "tests/train/test_options.py"],
+    "runs.py": ["tests/train/test_options.py", "tests/train/test_run.py", "tests/test_pretrain.py"],
+    "io.py": ["tests/train/test_loop.py", "tests/train/test_run.py"],
     "cli.py": ["tests/test_cli.py"],
     "api.py": ["tests/test_api.py"],
     "resolve.py": ["tests/test_resolve.py"],
     "filejobs.py": ["tests/test_filejobs.py"],
-    "metrics/fid_eval.py": ["tests/test_fid_cache.py", "tests/test_evaluate.py"],
+    "metrics/fid_eval.py": ["tests/metrics/test_fid_cache.py", "tests/test_evaluate.py"],
     "verdict.py": ["tests/test_verdict.py", "tests/test_report.py"],
 }
 
@@ -91,9 +91,9 @@ class Mutation:
         return self.tests or MODULE_TESTS[self.module]
 
 
-T_LOSS = "tests/test_loss_settings.py"
-T_LOOP = "tests/test_train_loop.py"
-T_PLURAL = "tests/test_plural.py"
+T_LOSS = "tests/test_losses.py"
+T_LOOP = "tests/train/test_loop.py"
+T_PLURAL = "tests/metrics/test_plural_eval.py"
 
 MUTATIONS: list[Mutation] = [
     # ---- masks
@@ -134,7 +134,7 @@ MUTATIONS: list[Mutation] = [
              "painter.samples_decoded(d, hole, samples, seed)", "every image's K fills drawn with the first seed"),
     Mutation("fid-cache-key-seed", "metrics/fid_eval.py", '"params": self.mask_kinds[kind], "seed": self.seed}',
              '"params": self.mask_kinds[kind]}', "a peer's cached features reused under another mask seed",
-             tests=["tests/test_fid_cache.py"]),
+             tests=["tests/metrics/test_fid_cache.py"]),
     Mutation("verdict-best-is-max", "verdict.py", 'pick = max if how == "max" else min', "pick = max",
              "lower-is-better metrics (LPIPS, FID) crown the worst method"),
     # ---- VAE, beta-VAE, shared blocks
@@ -164,9 +164,9 @@ MUTATIONS: list[Mutation] = [
              "codebook loss left out (ema: false never trains the codebook)"),
     Mutation("vq-hole-weight", "losses.py", "err = err * ((1 - mask) + hole_weight * mask)",
              "err = err * ((1 - mask) + mask)", "VQ-VAE hole_weight ignored",
-             tests=[T_LOSS, "tests/test_vqvae.py"]),
+             tests=[T_LOSS, "tests/models/test_vqvae.py"]),
     Mutation("prior-mask-a", "models/pixelcnn.py", '"A" if i == 0 else "B"', '"B"',
-             "PixelCNN's first layer sees the code it predicts", tests=["tests/test_vqvae.py"]),
+             "PixelCNN's first layer sees the code it predicts", tests=["tests/models/test_vqvae.py"]),
     # ---- TreeVI
     Mutation("treevi-edge-kl-sign", "models/treevi.py", "edge_term = -0.5 * torch.log1p(-gamma.float().pow(2)).sum(1)",
              "edge_term = 0.5 * torch.log1p(-gamma.float().pow(2)).sum(1)", "TreeVI's edge KL has the wrong sign"),
@@ -219,17 +219,17 @@ MUTATIONS: list[Mutation] = [
              tests=[T_LOOP], issue17=True),
     Mutation("train-lr-warmup", "runs.py", "warm = min(1.0, (step + 1) / w) if w > 0 else 1.0",
              "warm = min(1.0, step / w) if w > 0 else 1.0", "lr warm-up starts at 0 (first step wasted)",
-             tests=["tests/test_train_options.py"]),
+             tests=["tests/train/test_options.py"]),
     Mutation("train-cosine-sign", "runs.py", "return warm * 0.5 * (1.0 + math.cos(",
              "return warm * 0.5 * (1.0 - math.cos(", "cosine schedule runs backwards",
-             tests=["tests/test_train_options.py"]),
+             tests=["tests/train/test_options.py"]),
     Mutation("train-resume-rng", "runs.py", '            g.set_state(ckpt[key].cpu())', "            pass",
-             "resume reshuffles the data", tests=["tests/test_train_options.py", "tests/test_train.py"]),
+             "resume reshuffles the data", tests=["tests/train/test_options.py", "tests/train/test_run.py"]),
     Mutation("train-resume-optim", "train.py", '        s.opt.load_state_dict(ckpt["optim"])', "        pass",
-             "resume restarts Adam's moments", tests=["tests/test_train_options.py", "tests/test_train.py"]),
+             "resume restarts Adam's moments", tests=["tests/train/test_options.py", "tests/train/test_run.py"]),
     Mutation("train-accumulate-scale", "train.py", "            (out.loss / k).backward()",
              "            out.loss.backward()", "accumulation sums k gradients instead of averaging",
-             tests=["tests/test_train_options.py"]),
+             tests=["tests/train/test_options.py"]),
     Mutation("ema-decay-swap", "ema.py", "list(live), 1.0 - ema_decay(self.decay, step))",
              "list(live), ema_decay(self.decay, step))", "EMA keeps the live weights' share as the average's"),
     Mutation("ema-warmup", "ema.py", "return min(decay, (1 + step) / (10 + step))", "return decay",
@@ -263,7 +263,7 @@ MUTATIONS: list[Mutation] = [
     Mutation("plural-same-noise", "models/vae.py",
              "z = gaussian_draw(mu.repeat(k, 1), logvar.repeat(k, 1), generator)",
              "z = gaussian_draw(mu, logvar, generator).repeat(k, 1)", "the K fills are one fill K times",
-             tests=["tests/test_contract.py::test_fill_samples_draw_k_different_seeded_fills_that_keep_known_pixels"]),
+             tests=["tests/models/test_contract.py::test_fill_samples_draw_k_different_seeded_fills_that_keep_known_pixels"]),
 ]
 
 

@@ -250,7 +250,7 @@ def fid_from_features(f1, f2) -> float:
     The matrix square root is never formed: its trace comes from singular values or a symmetric
     eigen-decomposition (see `_trace_sqrt_product`), which stay real and accurate when the covariances
     are singular (fewer samples than dimensions), where scipy.linalg.sqrtm of S1 S2 can return complex
-    noise. The two agree with scipy.linalg.sqrtm on well-conditioned inputs (tests/test_fid.py).
+    noise. The two agree with scipy.linalg.sqrtm on well-conditioned inputs (tests/metrics/test_fid.py).
     """
     a, b = _as_f64(f1), _as_f64(f2)
     if a.shape[1] != b.shape[1] or len(a) < 2 or len(b) < 2:
