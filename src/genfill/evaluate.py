@@ -73,7 +73,8 @@ def _nanmean(vals: list[float]) -> float:
 class EvalResult:
     method: str
     records: list[dict] = field(default_factory=list)  # one per (image, mask kind)
-    seconds: float = 0.0  # fill time only
+    seconds: float = 0.0  # fill time only, spent in this run
+    replayed_seconds: float = 0.0  # fill time a cached peer's records carry (metrics.fid_cache.PeerRecords)
     images: int = 0
     extras: dict = field(default_factory=dict)  # fid / kid (per method), filled in by evaluate_methods
 
@@ -103,7 +104,7 @@ class EvalResult:
 
     @property
     def ms_per_image(self) -> float:
-        return 1000.0 * self.seconds / max(self.images, 1)
+        return 1000.0 * (self.seconds + self.replayed_seconds) / max(self.images, 1)
 
 
 def warn(msg: str) -> None:

@@ -181,7 +181,8 @@ def test_a_peer_seen_under_this_protocol_is_not_filled_again(tiny_data, tmp_path
     b = _run(tiny_data, tmp_path, CountingFeatures(), methods=methods)
     assert sum(calls) == 2 * 6  # replayed
     assert b["telea"].records == a["telea"].records and b["telea"].images == a["telea"].images == 12
-    assert b["telea"].seconds == pytest.approx(a["telea"].seconds)
+    assert b["telea"].replayed_seconds == pytest.approx(a["telea"].seconds) and b["telea"].seconds == 0
+    assert b["telea"].ms_per_image == pytest.approx(a["telea"].ms_per_image)
     assert _fids(a) == _fids(b)
     nofid = evaluate_methods(methods, tiny_data, parse_masks("thin,square", tiny_data.size), n=6, seed=5,
                              feature_cache=tmp_path, verbose=False)
