@@ -57,10 +57,13 @@ class ExemplarBank(nn.Module):
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        saved = state_dict.get(prefix + "images")
-        if saved is not None and saved.shape != self.images.shape:  # a bank of another size: take its shape
+    def take_shape(self, saved: Tensor | None) -> None:
+        """Make room for a saved bank of another size (its count is the data's, not the config's)."""
+        if saved is not None and saved.shape != self.images.shape:
             self.images = torch.zeros_like(saved, device=self.images.device)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        self.take_shape(state_dict.get(prefix + "images"))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()

@@ -50,7 +50,7 @@ seam-corrected, by depth into the hole (`exemplar_ramp`: thin strokes keep the t
 still enters; the mean pass is unchanged. With `train_samples: 0` only the mean pass trains (a unet's step)
 and a sample is the mean fill moved towards the exemplar fill by the same depth ramp, uncorrected by the
 network: the CPU preset's choice. Why: a network trained for minutes on a CPU cannot draw an eye in a
-big hole, the stored faces can (benchmarks/results/perception_ab.md). Such a model has no ONNX export.
+big hole, the stored faces can (benchmarks/results/perception_ab_exemplar.md). Such a model has no ONNX export.
 
 Inference: `fill(x, m)` is one sample; its noise comes from a generator seeded by `torch.initial_seed()`, so
 `torch.manual_seed(s)` (what `genfill.load(...).fill(..., seed=s)` and `genfill fill --seed s` do) picks the
@@ -122,8 +122,8 @@ class SamplerConfig:
             raise GenfillError("model.noise_channels: need at least 1 (the sampler's randomness)")
         if self.train_samples == 0:
             if self.exemplars <= 0 or self.w_adv > 0 or self.w_perceptual > 0:
-                raise GenfillError("model.train_samples: 0 (untrained sample passes: a sample is its exemplar fill) "
-                                   "needs model.exemplars > 0 and w_adv = w_perceptual = 0")
+                raise GenfillError("model.train_samples: 0 (untrained sample passes: a sample is the mean fill moved "
+                                   "to an exemplar) needs model.exemplars > 0 and w_adv = w_perceptual = 0")
         elif self.train_samples < 2:
             raise GenfillError("model.train_samples: need at least 2 (the CRPS compares samples with each other), "
                                "or 0 with exemplars")
@@ -139,8 +139,8 @@ class SamplerConfig:
 
     def unet_config(self) -> UNetConfig:
         """The unet config of the same network and prior (what ResUNet and the unet's base fill read)."""
-        return UNetConfig(widths=list(self.widths), unshuffle=self.unshuffle, blocks=self.blocks, norm=self.norm, activation=self.activation,
-                          attention=self.attention, gated=self.gated, context=self.context,
+        return UNetConfig(widths=list(self.widths), unshuffle=self.unshuffle, blocks=self.blocks, norm=self.norm,
+                          activation=self.activation, attention=self.attention, gated=self.gated, context=self.context,
                           context_blocks=self.context_blocks, prior=self.prior, prior_iters=self.prior_iters,
                           smooth_iters=self.smooth_iters, solver=self.solver)
 
@@ -231,9 +231,8 @@ class Sampler(GenModel):
             self.exemplars.index(positions, read, self.cfg.exemplars, generator)
 
     def shape_state(self, state: dict[str, Tensor]) -> None:
-        saved = state.get("exemplars.images")
-        if self.cfg.exemplars > 0 and saved is not None:
-            self.exemplars.images = torch.zeros_like(saved, device=self.exemplars.images.device)
+        if self.cfg.exemplars > 0:
+            self.exemplars.take_shape(state.get("exemplars.images"))
 
     def sample_base(self, x: Tensor, m: Tensor, base: Tensor, reps: int, generator: torch.Generator | None) -> Tensor:
         """(reps * N) bases of sample passes: the classical fill, or with exemplars that fill moved towards a
