@@ -66,8 +66,9 @@ def run_demo(out_dir: str = "runs", minutes: float = 4.0, count: int = 20000, de
     # kinds x 500 faces through Inception cost several minutes of 2 CPU cores, more than the demo's budget;
     # the report then judges perception by LPIPS, and `genfill eval -c runs/demo -c biharmonic -c patchmatch`
     # adds them (benchmarks/results/perception_eval.md).
-    mean = ([Filler(f"{ours} mean", ckpt["path"], ckpt["kind"], lambda x, m: model.fill(x, m, mean=True))]
-            if model.kind == "sampler" else [])
+    fills = _our_fills(model, ours)
+    mean = ([Filler(f"{ours} mean", ckpt["path"], ckpt["kind"], fills[f"{ours} mean"])]
+            if f"{ours} mean" in fills else [])
     path = evaluate_specs([str(run_dir), *mean, "telea", "biharmonic", "patchmatch"], run_dir / "eval",
                           data=to_dict(cfg.data), masks=DEMO_MASKS, n=eval_images, seed=cfg.masks.eval_seed,
                           device=device, fid=False, names=[ours, *[None] * len(mean), *PEER_NAMES.values()],
@@ -78,7 +79,6 @@ def run_demo(out_dir: str = "runs", minutes: float = 4.0, count: int = 20000, de
                "eval_seed": cfg.masks.eval_seed, "kind": ckpt["kind"], **_scores(doc)}
 
     # ---- pictures: the report's shared ones (same images for every method), then what only a demo shows
-    fills = _our_fills(model, ours)
     pics = make_pictures(doc, data, {**fills, **{name: PEERS[p] for p, name in PEER_NAMES.items()}}, run_dir)
     gen_figs = _new_faces(model, data, run_dir)
     summary["wall_seconds"] = round(time.time() - t0, 1)
