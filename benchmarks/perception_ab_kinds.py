@@ -9,6 +9,10 @@ scores go to genfill's per-protocol cache, so `genfill eval` reuses them.
         -c runs/unet-demo -c biharmonic -c patchmatch -c telea -n 1000 --samples 8 --boot 50 \
         --work /tmp/ab --out benchmarks/results/perception_ab_exemplar
 
+`--merge DIR` (repeatable) adds the methods of another such work folder's eval_<kind>/eval.json, when it has
+that kind, to the table: methods evaluated in separate runs (a family trained later, a kind added later) join
+one table only when the protocol (data, split, n, holes, mask seed) is the same, which is checked.
+
 Writes OUT.json and OUT.md (the kinds done so far)."""
 from __future__ import annotations
 
@@ -30,6 +34,24 @@ def run_kind(specs: list[str], kind: str, n: int, samples: int, boot: int, work:
                        device="cpu", report=False, verbose=True)
         print(f"{kind}: {time.time() - t0:.0f} s", flush=True)
     doc, _ = load_eval(path)
+    return doc
+
+
+def merged(doc: dict, kind: str, others: list[Path]) -> dict:
+    """`doc` with the methods of the other work folders' evals of `kind` added (same protocol, or an error)."""
+    for folder in others:
+        path = folder / f"eval_{kind}" / "eval.json"
+        if not path.is_file():
+            continue
+        other, _ = load_eval(path)
+        if other["protocol"] != doc["protocol"]:
+            raise SystemExit(f"{path}: another protocol than {kind}'s run ({other['protocol']} != {doc['protocol']})")
+        for name, e in other["methods"].items():
+            if name in doc["methods"]:
+                raise SystemExit(f"{path}: method {name!r} is in two evals of {kind}")
+            doc["methods"][name] = e
+        doc.setdefault("timing", {}).setdefault("fid", {})["seconds"] = (
+            doc["timing"].get("fid", {}).get("seconds", 0.0) + other.get("timing", {}).get("fid", {}).get("seconds", 0.0))
     return doc
 
 
@@ -55,6 +77,8 @@ def main(argv=None) -> None:
     ap.add_argument("--boot", type=int, default=50)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--work", default="runs/perception_ab", help="where each kind's eval.json goes")
+    ap.add_argument("--merge", action="append", default=[], metavar="DIR",
+                    help="another work folder whose evals of the same kinds join the table (repeatable)")
     ap.add_argument("--out", default="benchmarks/results/perception_ab_exemplar")
     a = ap.parse_args(argv)
     if a.seed != 1234:
@@ -66,7 +90,7 @@ def main(argv=None) -> None:
            "protocol": {"data": "faces64 test", "n": a.n, "seed": a.seed, "kinds": [], "k": a.samples,
                         "fid_n": a.n, "fid_kinds": [], "boot": a.boot}, "fid_seconds": 0.0, "rows": {}}
     for kind in kinds:
-        ev = run_kind(a.c, kind, a.n, a.samples, a.boot, Path(a.work))
+        ev = merged(run_kind(a.c, kind, a.n, a.samples, a.boot, Path(a.work)), kind, [Path(d) for d in a.merge])
         doc["protocol"]["kinds"].append(kind)
         doc["protocol"]["fid_kinds"].append(kind)
         doc["fid_seconds"] += ev.get("timing", {}).get("fid", {}).get("seconds", 0.0)

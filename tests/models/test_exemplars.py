@@ -183,3 +183,33 @@ def test_the_cpu_sampler_preset_trains_the_unet_presets_network():
     shared = set(UNetConfig.__dataclass_fields__) & set(SamplerConfig.__dataclass_fields__) - {"loss_warmup_steps"}
     assert {k: sampler.get(k) for k in shared if k in unet} == {k: unet[k] for k in shared if k in unet}
     assert sampler["exemplars"] > 0 and sampler["train_samples"] == 0
+
+
+def test_residual_samples_are_the_mean_fill_plus_the_exemplars_detail_beyond_its_own_mean_fill():
+    """exemplar_blend residual: a sample is mean(x) + (c - mean(c)) in the hole, c the drawn exemplar and
+    mean(c) the mean pass on c under the same hole; unlike the seam blend it reaches the hole's border (a thin
+    stroke gets spread too), K draws differ, the seed repeats them, and known pixels stay exact."""
+    model = build_model({**TINY, "train_samples": 0, "w_adv": 0.0, "exemplar_blend": "residual"}, SIZE, 3)
+    imgs = smooth_images(30, 1) + 0.1 * torch.randn(30, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    model.exemplars.index(torch.arange(30), lambda i: imgs[i].clamp(-1, 1), 30, torch.Generator().manual_seed(0))
+    x, m = smooth_images(2, 4), square_hole(2)
+    m[1, :, 2:4, :] = 1  # a 2-px stroke: the seam blend leaves it the mean fill, the residual does not
+    model.eval()
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    samples = model.fill_samples(x, m, 3, g())
+    assert torch.equal(samples, model.fill_samples(x, m, 3, g()))
+    mean = model.fill(x, m, mean=True)
+    g2 = g()
+    model.noise(2, x, g2)  # the draw's order: its noise first, then the exemplar
+    c = model.exemplars.neighbours(x, m, 1, g2)
+    mean_c = model.run(c, m, torch.zeros(2, model.cfg.noise_channels, SIZE, SIZE))
+    want = (mean + c - mean_c).clamp(-1, 1) * m + x * (1 - m)
+    assert torch.allclose(samples[0], want, atol=1e-6)
+    stroke = (slice(1, 2), slice(None), slice(2, 4), slice(None))
+    assert (samples[0] - mean)[stroke].abs().amax() > 0.02
+    assert (samples[0] - samples[1]).abs().amax() > 0.02
+    assert torch.equal(samples * (1 - m), x.expand_as(samples) * (1 - m))
+    with pytest.raises(GenfillError, match="exemplar_blend"):
+        build_model({**TINY, "exemplar_blend": "residual"}, SIZE, 3)  # trained sample passes: seam only
+    with pytest.raises(GenfillError, match="exemplar_blend"):
+        build_model({**TINY, "train_samples": 0, "w_adv": 0.0, "exemplar_blend": "paste"}, SIZE, 3)

@@ -113,6 +113,9 @@ class SamplerConfig:
     exemplar_k: int = 8  # a sample draws one of this many nearest
     exemplar_key: int = 32  # lookup keys: images average-pooled to this many cells a side
     exemplar_ramp: list[float] = field(default_factory=lambda: [2.0, 5.0])  # classical fill -> exemplar (px)
+    # how a drawn exemplar c becomes a sample (train_samples 0): "residual" = the mean fill of x plus c's
+    # detail beyond the mean fill of c under the same hole; "seam" = c seam-corrected, by the depth ramp
+    exemplar_blend: str = "seam"
 
     def __post_init__(self) -> None:
         self.unet_config()  # the network and prior keywords validate as the unet's do
@@ -133,6 +136,10 @@ class SamplerConfig:
             raise GenfillError("model: loss weights and r1 must be >= 0")
         if self.exemplars < 0 or self.exemplar_k < 1 or self.exemplar_key < 1:
             raise GenfillError("model.exemplars must be >= 0, exemplar_k and exemplar_key >= 1")
+        if self.exemplar_blend not in ("seam", "residual"):
+            raise GenfillError(f"model.exemplar_blend: 'seam' or 'residual', got {self.exemplar_blend!r}")
+        if self.exemplar_blend == "residual" and self.train_samples != 0:
+            raise GenfillError("model.exemplar_blend: residual draws on the mean pass alone: needs train_samples: 0")
         ramp = list(self.exemplar_ramp)
         if len(ramp) != 2 or not 0 <= ramp[0] < ramp[1] <= 64:
             raise GenfillError(f"model.exemplar_ramp: two depths in pixels, 0 <= start < end <= 64, got {ramp}")
@@ -244,6 +251,19 @@ class Sampler(GenModel):
         b = base.repeat(reps, 1, 1, 1)
         return b + beta * (ex - b)
 
+    def residual_samples(self, x: Tensor, m: Tensor, mean: Tensor, reps: int, generator: torch.Generator | None
+                         ) -> Tensor:
+        """(reps * N) samples `exemplar_blend: residual`: mean + (c - mean_c), c a drawn exemplar and mean_c the
+        mean pass of c under the same hole. c - mean_c is the detail the mean fill cannot predict, measured on
+        an image whose truth is known; added to x's mean fill it gives x that detail. Its size is what the mean
+        fill's error is on a similar image, so K draws spread as far as the truth strays from the mean (the
+        calibration the seam blend lacked), and it fades to 0 at the hole's border, where both mean fills meet
+        their image's known pixels: no seam, no ramp."""
+        c = self.exemplars.neighbours(x, m, reps, generator)
+        mr = m.repeat(reps, 1, 1, 1)
+        mean_c = self.run(c, mr, c.new_zeros(len(c), self.cfg.noise_channels, *c.shape[-2:]))
+        return (mean.repeat(reps, 1, 1, 1) + (c - mean_c)).clamp(-1, 1)
+
     # ---- the network
     def run(self, x: Tensor, m: Tensor, noise: Tensor, base: Tensor | None = None) -> Tensor:
         """Whole-image predictions (N,C,H,W) in [-1, 1] for noise (N, noise_channels, H, W): a sample pass where
@@ -288,6 +308,8 @@ class Sampler(GenModel):
         if self.cfg.train_samples == 0:
             if mean is None:
                 mean = self.run(x, m, torch.zeros_like(z[:len(x)]), base)
+            if self.cfg.exemplar_blend == "residual":
+                return self.residual_samples(x, m, mean, reps, generator)
             return self.sample_base(x, m, mean, reps, generator).clamp(-1, 1)
         return self.run(x, m, z, self.sample_base(x, m, base, reps, generator))
 

@@ -1,0 +1,50 @@
+"""benchmarks/perception_ab_kinds.py's --merge: evals run apart join one table only under one protocol."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def ab():
+    sys.path.insert(0, str(BENCHMARKS))  # the script imports its sibling perception_ab
+    try:
+        import perception_ab_kinds
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return perception_ab_kinds
+
+
+def eval_doc(methods: dict, n: int = 1000) -> dict:
+    protocol = {"data_key": "faces64-64-3-20000-0", "split": "test", "n": n, "masks": {"thin": {}}, "seed": 1234}
+    return {"format": 1, "protocol": protocol, "methods": methods, "timing": {"fid": {"seconds": 2.0}}}
+
+
+def method(psnr: float, fid: float) -> dict:
+    return {"kind": "vae", "summary": {"mask": {"thin": {"psnr": psnr}}}, "by_mask": {"thin": {"fid": fid}}}
+
+
+def put(folder: Path, doc: dict) -> None:
+    (folder / "eval_thin").mkdir(parents=True)
+    (folder / "eval_thin" / "eval.json").write_text(json.dumps(doc))
+
+
+def test_merge_adds_the_other_folders_methods_and_refuses_another_protocol_or_a_method_twice(ab, tmp_path):
+    put(tmp_path / "b", eval_doc({"b": method(30.0, 20.0)}))
+    put(tmp_path / "c", eval_doc({"c": method(31.0, 21.0)}, n=500))
+    put(tmp_path / "d", eval_doc({"a": method(1.0, 1.0)}))
+    doc = ab.merged(eval_doc({"a": method(29.0, 25.0)}), "thin", [tmp_path / "b", tmp_path / "missing"])
+    rows = ab.rows_of(doc, "thin")
+    assert rows == {"a (vae)": {"psnr": 29.0, "ssim": None, "lpips": None, "diversity": None, "fid": 25.0},
+                    "b (vae)": {"psnr": 30.0, "ssim": None, "lpips": None, "diversity": None, "fid": 20.0}}
+    assert doc["timing"]["fid"]["seconds"] == 4.0
+    with pytest.raises(SystemExit, match="another protocol"):
+        ab.merged(eval_doc({"a": method(29.0, 25.0)}), "thin", [tmp_path / "c"])
+    with pytest.raises(SystemExit, match="in two evals"):
+        ab.merged(eval_doc({"a": method(29.0, 25.0)}), "thin", [tmp_path / "d"])
