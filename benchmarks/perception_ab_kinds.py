@@ -30,7 +30,7 @@ def run_kind(specs: list[str], kind: str, n: int, samples: int, boot: int, work:
     path = work / f"eval_{kind}" / "eval.json"
     if not path.is_file():
         t0 = time.time()
-        evaluate_specs(specs, path.parent, masks=kind, n=n, fid=True, samples=samples, fid_bootstrap=boot,
+        evaluate_specs(specs, path.parent, masks=kind, n=n, fid=True, samples=samples or None, fid_bootstrap=boot,
                        device="cpu", report=False, verbose=True)
         print(f"{kind}: {time.time() - t0:.0f} s", flush=True)
     doc, _ = load_eval(path)
@@ -73,7 +73,7 @@ def main(argv=None) -> None:
     ap.add_argument("-c", action="append", required=True, metavar="RUN|PEER", help="a method (repeatable)")
     ap.add_argument("--kinds", default=",".join(EVAL_MASKS))
     ap.add_argument("-n", type=int, default=1000)
-    ap.add_argument("--samples", type=int, default=8)
+    ap.add_argument("--samples", type=int, default=8, help="K fills per image of models that draw several (0: none)")
     ap.add_argument("--boot", type=int, default=50)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--work", default="runs/perception_ab", help="where each kind's eval.json goes")

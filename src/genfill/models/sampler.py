@@ -51,6 +51,10 @@ still enters; the mean pass is unchanged. With `train_samples: 0` only the mean 
 and a sample is the mean fill moved towards the exemplar fill by the same depth ramp, uncorrected by the
 network: the CPU preset's choice. Why: a network trained for minutes on a CPU cannot draw an eye in a
 big hole, the stored faces can (benchmarks/results/perception_ab_exemplar.md). Such a model has no ONNX export.
+`exemplar_blend` picks how the drawn exemplar c enters such a sample: `seam` (the default) as above, or
+`residual`: the mean fill plus c's detail beyond the mean pass on c under the same hole (`residual_samples`),
+everywhere in the hole. Both are inference-only (one checkpoint serves either); seam draws the sharper,
+more natural fill, residual the calibrated spread (the A/B's coverage90 column).
 
 Inference: `fill(x, m)` is one sample; its noise comes from a generator seeded by `torch.initial_seed()`, so
 `torch.manual_seed(s)` (what `genfill.load(...).fill(..., seed=s)` and `genfill fill --seed s` do) picks the
