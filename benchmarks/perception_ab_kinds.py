@@ -50,8 +50,8 @@ def merged(doc: dict, kind: str, others: list[Path]) -> dict:
             if name in doc["methods"]:
                 raise SystemExit(f"{path}: method {name!r} is in two evals of {kind}")
             doc["methods"][name] = e
-        doc.setdefault("timing", {}).setdefault("fid", {})["seconds"] = (
-            doc["timing"].get("fid", {}).get("seconds", 0.0) + other.get("timing", {}).get("fid", {}).get("seconds", 0.0))
+        fid = doc.setdefault("timing", {}).setdefault("fid", {})
+        fid["seconds"] = fid.get("seconds", 0.0) + other.get("timing", {}).get("fid", {}).get("seconds", 0.0)
     return doc
 
 
