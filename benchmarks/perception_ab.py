@@ -119,7 +119,7 @@ def markdown(doc: dict) -> str:
                        f"{fid} | {kid} | {fmt(r.get('diversity'), '.4f')} | {fmt(r.get('coverage90'), '.3f')} | "
                        f"{fmt(r.get('unc_corr'), '.3f')} |")
         out.append("")
-    return "\n".join(out)
+    return "\n".join(out + doc.get("verdict", []))
 
 
 def main(argv=None) -> None:

@@ -68,6 +68,29 @@ def rows_of(doc: dict, kind: str) -> dict:
     return out
 
 
+def verdict(rows: dict, judged: str, kinds: list[str]) -> list[str]:
+    """Markdown lines: per kind, where method `judged` (a row name's start) stands on FID against the best other
+    row, in units of the larger of the two bootstrap stds: "lowest by X" or "behind the best by X"."""
+    mine = [name for name in rows if name.startswith(judged)]
+    if len(mine) != 1:
+        raise SystemExit(f"--judge {judged!r} names {len(mine)} rows of the table (need exactly one)")
+    out = [f"## Verdict on FID: {mine[0]}", ""]
+    for kind in kinds:
+        me = rows[mine[0]].get(kind, {})
+        others = [(r[kind]["fid"], r[kind].get("fid_std") or 0.0, name) for name, r in rows.items()
+                  if name != mine[0] and r.get(kind, {}).get("fid") is not None]
+        if me.get("fid") is None or not others:
+            continue
+        fid, std, name = min(others)
+        spread = max(me.get("fid_std") or 0.0, std)
+        gap = fid - me["fid"]
+        where = "lowest" if gap > 0 else "behind the best"
+        out.append(f"- {kind}: {me['fid']:.2f} against {name}'s {fid:.2f}: {where} by {abs(gap):.2f} = "
+                   f"{abs(gap) / spread:.1f} x the larger bootstrap std ({spread:.2f})" if spread else
+                   f"- {kind}: {me['fid']:.2f} against {name}'s {fid:.2f}: {where} by {abs(gap):.2f}")
+    return out + [""]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-c", action="append", required=True, metavar="RUN|PEER", help="a method (repeatable)")
@@ -79,6 +102,8 @@ def main(argv=None) -> None:
     ap.add_argument("--work", default="runs/perception_ab", help="where each kind's eval.json goes")
     ap.add_argument("--merge", action="append", default=[], metavar="DIR",
                     help="another work folder whose evals of the same kinds join the table (repeatable)")
+    ap.add_argument("--judge", action="append", default=[], metavar="NAME",
+                    help="add a verdict on FID for the row whose name starts with NAME (repeatable)")
     ap.add_argument("--out", default="benchmarks/results/perception_ab_exemplar")
     a = ap.parse_args(argv)
     if a.seed != 1234:
@@ -96,6 +121,7 @@ def main(argv=None) -> None:
         doc["fid_seconds"] += ev.get("timing", {}).get("fid", {}).get("seconds", 0.0)
         for name, row in rows_of(ev, kind).items():
             doc["rows"].setdefault(name, {})[kind] = row
+        doc["verdict"] = [line for judged in a.judge for line in verdict(doc["rows"], judged, doc["protocol"]["kinds"])]
         write(doc, Path(a.out))  # after every kind: what is done is on disk
     print(markdown(doc))
 

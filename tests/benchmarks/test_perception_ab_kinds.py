@@ -48,3 +48,16 @@ def test_merge_adds_the_other_folders_methods_and_refuses_another_protocol_or_a_
         ab.merged(eval_doc({"a": method(29.0, 25.0)}), "thin", [tmp_path / "c"])
     with pytest.raises(SystemExit, match="in two evals"):
         ab.merged(eval_doc({"a": method(29.0, 25.0)}), "thin", [tmp_path / "d"])
+
+
+def test_verdict_measures_the_gap_to_the_best_other_row_in_bootstrap_stds(ab):
+    rows = {"s (sampler)": {"thin": {"fid": 16.3, "fid_std": 0.6}, "square": {"fid": 19.0, "fid_std": 0.5}},
+            "u (unet)": {"thin": {"fid": 15.9, "fid_std": 0.5}, "square": {"fid": 47.0, "fid_std": 1.0}},
+            "p (peer)": {"thin": {"fid": 16.1, "fid_std": 0.7}, "square": {"fid": 64.0, "fid_std": 1.2}}}
+    lines = ab.verdict(rows, "s", ["thin", "square"])
+    assert lines[2] == ("- thin: 16.30 against u (unet)'s 15.90: behind the best by 0.40 = 0.7 x the larger "
+                        "bootstrap std (0.60)")
+    assert lines[3] == ("- square: 19.00 against u (unet)'s 47.00: lowest by 28.00 = 28.0 x the larger bootstrap "
+                        "std (1.00)")
+    with pytest.raises(SystemExit, match="names 0 rows"):
+        ab.verdict(rows, "x", ["thin"])
