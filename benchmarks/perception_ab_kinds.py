@@ -68,17 +68,18 @@ def rows_of(doc: dict, kind: str) -> dict:
     return out
 
 
-def verdict(rows: dict, judged: str, kinds: list[str]) -> list[str]:
+def verdict(rows: dict, judged: str, kinds: list[str], apart: tuple[str, ...] = ()) -> list[str]:
     """Markdown lines: per kind, where method `judged` (a row name's start) stands on FID against the best other
-    row, in units of the larger of the two bootstrap stds: "lowest by X" or "behind the best by X"."""
+    row, in units of the larger of the two bootstrap stds: "lowest by X" or "behind the best by X". Rows whose
+    names start with one of `apart` (variants of the judged method) are not among the others."""
     mine = [name for name in rows if name.startswith(judged)]
     if len(mine) != 1:
         raise SystemExit(f"--judge {judged!r} names {len(mine)} rows of the table (need exactly one)")
-    out = [f"## Verdict on FID: {mine[0]}", ""]
+    out = [f"## Verdict on FID: {mine[0]}" + (" (against every row but the judged ones)" if apart else ""), ""]
     for kind in kinds:
         me = rows[mine[0]].get(kind, {})
         others = [(r[kind]["fid"], r[kind].get("fid_std") or 0.0, name) for name, r in rows.items()
-                  if name != mine[0] and r.get(kind, {}).get("fid") is not None]
+                  if name != mine[0] and not name.startswith(apart) and r.get(kind, {}).get("fid") is not None]
         if me.get("fid") is None or not others:
             continue
         fid, std, name = min(others)
@@ -121,7 +122,8 @@ def main(argv=None) -> None:
         doc["fid_seconds"] += ev.get("timing", {}).get("fid", {}).get("seconds", 0.0)
         for name, row in rows_of(ev, kind).items():
             doc["rows"].setdefault(name, {})[kind] = row
-        doc["verdict"] = [line for judged in a.judge for line in verdict(doc["rows"], judged, doc["protocol"]["kinds"])]
+        doc["verdict"] = [line for judged in a.judge for line in verdict(doc["rows"], judged, doc["protocol"]["kinds"],
+                                                                          tuple(j for j in a.judge if j != judged))]
         write(doc, Path(a.out))  # after every kind: what is done is on disk
     print(markdown(doc))
 

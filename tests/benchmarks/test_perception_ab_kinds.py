@@ -59,5 +59,7 @@ def test_verdict_measures_the_gap_to_the_best_other_row_in_bootstrap_stds(ab):
                         "bootstrap std (0.60)")
     assert lines[3] == ("- square: 19.00 against u (unet)'s 47.00: lowest by 28.00 = 28.0 x the larger bootstrap "
                         "std (1.00)")
+    apart = ab.verdict(rows, "s", ["thin"], apart=("u",))  # u a variant of s: not among the others
+    assert apart[2].startswith("- thin: 16.30 against p (peer)'s 16.10: behind the best by 0.20")
     with pytest.raises(SystemExit, match="names 0 rows"):
         ab.verdict(rows, "x", ["thin"])
