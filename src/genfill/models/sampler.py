@@ -53,8 +53,9 @@ network: the CPU preset's choice. Why: a network trained for minutes on a CPU ca
 big hole, the stored faces can (benchmarks/results/perception_ab_exemplar.md). Such a model has no ONNX export.
 `exemplar_blend` picks how the drawn exemplar c enters such a sample: `seam` (the default) as above, or
 `residual`: the mean fill plus c's detail beyond the mean pass on c under the same hole (`residual_samples`),
-everywhere in the hole. Both are inference-only (one checkpoint serves either); seam draws the sharper,
-more natural fill, residual the calibrated spread (the A/B's coverage90 column).
+everywhere in the hole. Both are inference-only (one checkpoint serves either). seam keeps thin strokes
+the mean fill (the best FID there) and its K fills too alike; residual draws calibrated spread and the lower
+FID in wider holes, but a stranger's detail in thin strokes (the A/B's FID and coverage90 columns).
 
 Inference: `fill(x, m)` is one sample; its noise comes from a generator seeded by `torch.initial_seed()`, so
 `torch.manual_seed(s)` (what `genfill.load(...).fill(..., seed=s)` and `genfill fill --seed s` do) picks the
@@ -261,8 +262,8 @@ class Sampler(GenModel):
         mean pass of c under the same hole. c - mean_c is the detail the mean fill cannot predict, measured on
         an image whose truth is known; added to x's mean fill it gives x that detail. Its size is what the mean
         fill's error is on a similar image, so K draws spread as far as the truth strays from the mean (the
-        calibration the seam blend lacked), and it fades to 0 at the hole's border, where both mean fills meet
-        their image's known pixels: no seam, no ramp."""
+        calibration the seam blend lacked), and it is small at the hole's border, where both mean fills are pinned
+        by their image's known pixels: no seam correction, no ramp."""
         c = self.exemplars.neighbours(x, m, reps, generator)
         mr = m.repeat(reps, 1, 1, 1)
         mean_c = self.run(c, mr, c.new_zeros(len(c), self.cfg.noise_channels, *c.shape[-2:]))
