@@ -403,6 +403,11 @@ def from_model(model, name: str = "model", feather: int | None = None, **options
     """An Inpainter around a GenModel already in memory (eval mode, on its device). Fill options (a fill
     `method`) choose one fill, so an inpainter given some draws no samples."""
     dev = next(model.parameters()).device
+    blend = options.pop("blend", None)  # how a sampler draws, not a fill method: its samples stay on
+    if blend is not None:
+        if not hasattr(model, "use_blend"):
+            raise GenfillError(f"blend is a sampler's option; a {model.kind} model has none")
+        model.use_blend(blend)
     single = single_fill_message(f"a {model.kind} model")
     sample_fn = _model_sample_fn(model.eval()) if model.can_diversify else None
     if options and sample_fn is not None:
@@ -416,7 +421,8 @@ def load(path_or_name: str | Path, device: str | torch.device = "auto", feather:
          **options: Any) -> Inpainter:
     """An Inpainter from a run directory, a checkpoint (.pt), an exported folder (model.safetensors +
     config.json), or a classical peer by name (telea, ns, biharmonic, patchmatch, mean): `genfill.resolve`.
-    `options` go to the model's fill (e.g. method="optimize" for a VAE, mean=True for a sampler's mean fill)."""
+    `options` go to the model's fill (e.g. method="optimize" for a VAE, mean=True for a sampler's mean fill);
+    blend="residual" | "seam" sets how a sampler draws (its `model.exemplar_blend`) for every fill and sample."""
     filler = resolve(path_or_name, device)
     if filler.model is None:
         if options:

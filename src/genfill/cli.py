@@ -90,6 +90,10 @@ def cmd_fill(args) -> None:
         if peer:
             raise GenfillError(f"--mean is a sampler's option; the {peer} peer draws one fill already")
         options["mean"] = True
+    if args.blend:
+        if peer:
+            raise GenfillError(f"--blend is a sampler's option; the {peer} peer draws one fill already")
+        options["blend"] = args.blend
     if args.samples is not None:
         from genfill.metrics.uncertainty import check_samples
 
@@ -329,6 +333,9 @@ def _add_fill(sub) -> None:
                     "input tree, PNG files)")
     sp.add_argument("--mean", action="store_true", help="a sampler's mean fill (best PSNR, blurry) instead of "
                     "one sample (sharp; --seed picks it)")
+    sp.add_argument("--blend", choices=("seam", "residual"),
+                    help="how a sampler with stored faces draws: seam (thin strokes smooth) or residual (calibrated "
+                         "spread); default: the run's model.exemplar_blend")
     sp.add_argument("--samples", type=COUNT, default=None, metavar="K",
                     help="also draw K different fills of each hole (sampler, vae, beta_vae, avae, vqvae_prior) into "
                          "<output>_samples.png with a heat map of their per-pixel spread (--seed seeds them)")

@@ -213,3 +213,50 @@ def test_residual_samples_are_the_mean_fill_plus_the_exemplars_detail_beyond_its
         build_model({**TINY, "exemplar_blend": "residual"}, SIZE, 3)  # trained sample passes: seam only
     with pytest.raises(GenfillError, match="exemplar_blend"):
         build_model({**TINY, "train_samples": 0, "w_adv": 0.0, "exemplar_blend": "paste"}, SIZE, 3)
+
+
+def test_the_blend_is_switched_at_load_and_the_samples_stay_on(tmp_path, capsys):
+    """genfill.load(run, blend=...) / from_model(model, blend=...) / `genfill fill --blend`: the same weights then
+    draw as a model configured with that blend does; a bad name, a family without blends and a peer are refused
+    in one line."""
+    import numpy as np
+    from PIL import Image
+
+    from genfill.api import from_model
+    from genfill.cli import main
+
+    cfg = {**TINY, "train_samples": 0, "w_adv": 0.0}
+    model = build_model(cfg, SIZE, 3)
+    imgs = smooth_images(30, 1)
+    model.exemplars.index(torch.arange(30), lambda i: imgs[i], 30, torch.Generator().manual_seed(0))
+    model.eval()
+    x, m = smooth_images(2, 4), square_hole(2)
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    seam = model.fill_samples(x, m, 2, g())
+    painter = from_model(model, blend="residual")
+    assert model.cfg.exemplar_blend == "residual" and painter.sample_fn is not None
+    ref = build_model({**cfg, "exemplar_blend": "residual"}, SIZE, 3)
+    ref.load_state_dict(model.state_dict())
+    residual = ref.eval().fill_samples(x, m, 2, g())
+    assert torch.equal(model.fill_samples(x, m, 2, g()), residual) and not torch.equal(seam, residual)
+    with pytest.raises(GenfillError, match="exemplar_blend"):
+        from_model(model, blend="paste")
+    with pytest.raises(GenfillError, match="sampler's option"):
+        from_model(build_model({"kind": "unet", "widths": [8, 16]}, SIZE, 3), blend="residual")
+    Image.fromarray((torch.rand(SIZE, SIZE, 3) * 255).byte().numpy()).save(tmp_path / "in.png")
+    Image.fromarray((square_hole(1)[0, 0] * 255).byte().numpy()).save(tmp_path / "mask.png")
+    model.use_blend("seam")
+    save_model(tmp_path / "seam.pt", model)
+    save_model(tmp_path / "residual.pt", ref)
+    out = {}
+    for name, ckpt, extra in (("switched", "seam.pt", ["--blend", "residual"]), ("residual", "residual.pt", []),
+                              ("seam", "seam.pt", [])):
+        assert main(["fill", str(tmp_path / "in.png"), "-c", str(tmp_path / ckpt), "--mask", str(tmp_path / "mask.png"),
+                     "--seed", "1", "-o", str(tmp_path / f"{name}.png"), "-q", *extra]) in (0, None)
+        out[name] = torch.from_numpy(np.asarray(Image.open(tmp_path / f"{name}.png")).copy())
+    assert torch.equal(out["switched"], out["residual"]) and not torch.equal(out["switched"], out["seam"])
+    capsys.readouterr()
+    code = main(["fill", str(tmp_path / "in.png"), "--method", "telea", "--mask-kind", "square", "--blend", "residual",
+                 "-o", str(tmp_path / "t.png"), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--blend" in err and "\n" not in err and not (tmp_path / "t.png").exists()

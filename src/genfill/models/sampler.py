@@ -66,7 +66,7 @@ exact (every fill is composited).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
@@ -255,6 +255,11 @@ class Sampler(GenModel):
         beta = depth_weight(m, tuple(self.cfg.exemplar_ramp)).to(x.dtype).repeat(reps, 1, 1, 1)
         b = base.repeat(reps, 1, 1, 1)
         return b + beta * (ex - b)
+
+    def use_blend(self, blend: str) -> None:
+        """Draw samples with `exemplar_blend` `blend` from now on (inference-only: the weights serve both); the
+        config's own checks refuse a bad name or a sampler that cannot (trained sample passes, no exemplars)."""
+        self.cfg = replace(self.cfg, exemplar_blend=blend)
 
     def residual_samples(self, x: Tensor, m: Tensor, mean: Tensor, reps: int, generator: torch.Generator | None
                          ) -> Tensor:
