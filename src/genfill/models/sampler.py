@@ -271,7 +271,7 @@ class Sampler(GenModel):
         by their image's known pixels: no seam correction, no ramp."""
         c = self.exemplars.neighbours(x, m, reps, generator)
         mr = m.repeat(reps, 1, 1, 1)
-        mean_c = self.run(c, mr, c.new_zeros(len(c), self.cfg.noise_channels, *c.shape[-2:]))
+        mean_c = self.mean_pass(c, mr)
         return (mean.repeat(reps, 1, 1, 1) + (c - mean_c)).clamp(-1, 1)
 
     # ---- the network
@@ -296,6 +296,10 @@ class Sampler(GenModel):
         out = self.net(torch.cat([cond, noise * mr, switch], 1))
         return (base + mr.to(out.dtype) * out).clamp(-1, 1)
 
+    def mean_pass(self, x: Tensor, m: Tensor, base: Tensor | None = None) -> Tensor:
+        """The mean pass (all-zero noise) of images x under holes m: whole-image predictions, as `run`."""
+        return self.run(x, m, x.new_zeros(len(x), self.cfg.noise_channels, *x.shape[-2:]), base)
+
     @staticmethod
     def seeded(like: Tensor) -> torch.Generator:
         """A generator on `like`'s device seeded by torch.initial_seed(): the seeded default fill's draws."""
@@ -317,7 +321,7 @@ class Sampler(GenModel):
         z = self.noise(reps * len(x), x, generator)
         if self.cfg.train_samples == 0:
             if mean is None:
-                mean = self.run(x, m, torch.zeros_like(z[:len(x)]), base)
+                mean = self.mean_pass(x, m, base)
             if self.cfg.exemplar_blend == "residual":
                 return self.residual_samples(x, m, mean, reps, generator)
             return self.sample_base(x, m, mean, reps, generator).clamp(-1, 1)
@@ -328,7 +332,7 @@ class Sampler(GenModel):
     def predict(self, x: Tensor, m: Tensor, mean: bool = False) -> Tensor:
         """One seeded sample (N,C,H,W) in [-1, 1] (module docstring), or the mean fill with `mean`."""
         if mean:
-            return self.run(x, m, torch.zeros_like(self.noise(len(x), x)))
+            return self.mean_pass(x, m)
         return self.draw(x, m, self.base_fill(x, m), 1, self.seeded(x))
 
     @torch.no_grad()
@@ -344,7 +348,7 @@ class Sampler(GenModel):
         base, g = self.base_fill(x, m), generator or self.seeded(x)
         mean = None
         if self.cfg.train_samples == 0:  # the mean pass once for all K
-            mean = self.run(x, m, x.new_zeros(len(x), self.cfg.noise_channels, *x.shape[-2:]), base)
+            mean = self.mean_pass(x, m, base)
         return torch.stack([composite(x, m, self.draw(x, m, base, 1, g, mean).to(x.dtype)) for _ in range(k)])
 
     # ---- the encoder (SSL pretraining): a whole image, no hole, no noise, mean pass
@@ -378,7 +382,7 @@ class Sampler(GenModel):
             return ModelOutput(loss=recon, pred=pred, parts=parts)
         n, k = len(x), c.train_samples
         if k == 0:  # the mean pass alone (samples are exemplar fills): the unet's step
-            mean = self.run(x, m, torch.zeros(n, c.noise_channels, *x.shape[-2:], device=x.device, dtype=x.dtype))
+            mean = self.mean_pass(x, m)
             parts = {"psnr_loss": psnr_loss(mean.float(), x32, m32)}
             self.steps += 1
             return ModelOutput(loss=c.w_mean * parts["psnr_loss"], pred=mean, parts=parts)
