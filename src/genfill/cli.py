@@ -167,7 +167,7 @@ def cmd_eval(args) -> None:
 
     path = evaluate_specs(args.checkpoint, args.output, data=args.data, masks=args.masks, n=args.n, fid=args.fid,
                           seed=args.seed, device=args.device, lpips=not args.no_lpips, verbose=not args.quiet,
-                          samples=args.samples)
+                          samples=args.samples, blend=args.blend)
     doc, _ = load_eval(path)
     print(terminal_summary(doc))
     plural = plural_table(doc)
@@ -245,7 +245,8 @@ def cmd_serve(args) -> None:
 
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=int(args.max_pixels),
                     timeout_s=args.timeout)
-    serve(args.checkpoint or [], peers=args.peers, host=args.host, port=args.port, device=args.device, limits=limits)
+    serve(args.checkpoint or [], peers=args.peers, host=args.host, port=args.port, device=args.device, limits=limits,
+          blend=args.blend)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -276,6 +277,15 @@ def _config_args(sp, config_help: str, set_example: str) -> None:
     sp.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     sp.add_argument("--device", default=None, help="force auto | cpu | cuda | mps (default: train.device)")
     _quiet(sp)
+
+
+BLENDS = ("seam", "residual")  # genfill.models.sampler's exemplar blends (its config check names them too)
+
+
+def _blend_arg(sp, every: str = "") -> None:
+    sp.add_argument("--blend", choices=BLENDS,
+                    help=f"how {every or 'a sampler'} with stored faces draws: seam (thin strokes smooth) or residual "
+                         "(calibrated spread); default: the run's model.exemplar_blend")
 
 
 def _checkpoint_args(sp) -> None:
@@ -333,9 +343,7 @@ def _add_fill(sub) -> None:
                     "input tree, PNG files)")
     sp.add_argument("--mean", action="store_true", help="a sampler's mean fill (best PSNR, blurry) instead of "
                     "one sample (sharp; --seed picks it)")
-    sp.add_argument("--blend", choices=("seam", "residual"),
-                    help="how a sampler with stored faces draws: seam (thin strokes smooth) or residual (calibrated "
-                         "spread); default: the run's model.exemplar_blend")
+    _blend_arg(sp)
     sp.add_argument("--samples", type=COUNT, default=None, metavar="K",
                     help="also draw K different fills of each hole (sampler, vae, beta_vae, avae, vqvae_prior) into "
                          "<output>_samples.png with a heat map of their per-pixel spread (--seed seeds them)")
@@ -394,6 +402,7 @@ def _add_eval_and_compare(sub) -> None:
     sp.add_argument("--samples", type=COUNT, default=None, metavar="K",
                     help="also draw K fills per image from models that can: diversity, best-of-K and "
                          "mean-over-K quality, calibration of their spread")
+    _blend_arg(sp, "every sampler (its row named NAME-BLEND)")
     sp.add_argument("-o", "--output", help="output folder (default: RUN/eval, or runs/eval-PEER)")
     sp.set_defaults(func=cmd_eval)
 
@@ -433,6 +442,7 @@ def _add_serve(sub) -> None:
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this computer only)")
     sp.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     sp.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (for the models)")
+    _blend_arg(sp, "every sampler")
     positive = arg_float(0, 1e12, low_open=True)
     sp.add_argument("--max-upload-mb", type=positive, default=20.0, help="largest request (photo + mask)")
     sp.add_argument("--max-pixels", type=positive, default=40e6, help="largest image, width x height")

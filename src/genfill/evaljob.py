@@ -28,7 +28,7 @@ from genfill.metrics.uncertainty import check_samples
 from genfill.models.base import single_fill_message
 from genfill.pictures import Pictures, make_pictures, plural_picture, slug
 from genfill.report import results_sections, write_page
-from genfill.resolve import Filler, resolve
+from genfill.resolve import Filler, resolve, with_blend
 from genfill.verdict import plural_table
 
 EVAL_FORMAT = 1
@@ -116,18 +116,25 @@ def worst_images(res: EvalResult, k: int = 8) -> list[dict]:
             for r in worst]
 
 
-def resolve_all(specs: list[str | Filler], device, names: list[str | None] | None = None) -> list[Filler]:
+def resolve_all(specs: list[str | Filler], device, names: list[str | None] | None = None,
+                blend: str | None = None) -> list[Filler]:
     """Each spec resolved (`genfill.resolve`; a Filler is taken as it is), renamed by `names` (one per spec,
-    None keeps the default) and made unique (a second "telea" is "telea-2")."""
+    None keeps the default) and made unique (a second "telea" is "telea-2"). `blend` makes every sampler draw
+    with that exemplar blend, named NAME-BLEND (unless `names` names it); it must reach at least one."""
     methods: list[Filler] = []
     for i_spec, spec in enumerate(specs):
         meth = spec if isinstance(spec, Filler) else resolve(spec, device)
+        if blend is not None and with_blend(meth, blend):
+            meth.name = f"{meth.name}-{blend}"
         if names and i_spec < len(names) and names[i_spec]:
             meth.name = names[i_spec]
         base, i = meth.name, 2
         while any(o.name == meth.name for o in methods):
             meth.name, i = f"{base}-{i}", i + 1
         methods.append(meth)
+    if blend is not None and not any(m.blend for m in methods):
+        raise GenfillError(f"--blend {blend} picks how a sampler draws; none of {', '.join(m.name for m in methods)} "
+                           "is a sampler")
     return methods
 
 
@@ -161,6 +168,8 @@ def _entry(meth: Filler, res: EvalResult, cache: ImageCache, proto: Protocol, sa
     entry = {"kind": meth.kind, "source": meth.source, "parameters": meth.parameters,
              "ms_per_image": res.ms_per_image, "images": res.images, "summary": res.summary(),
              **{k: v for k, v in res.extras.items() if k != "test_loss"}}
+    if meth.blend:
+        entry["blend"] = meth.blend
     if meth.model is not None:
         entry["test_loss"] = res.extras.get("test_loss")
         if fid_on and meth.model.can_sample:
@@ -190,7 +199,8 @@ def evaluate_specs(specs: list[str | Filler], out_dir: str | Path | None = None,
                    masks: str | list[str] | dict = DEFAULT_MASKS, n: int = 500, fid: bool | None = None,
                    seed: int = DEFAULT_SEED, split: str = "test", device: str = "auto", lpips: bool = True,
                    gallery: int = 8, verbose: bool = True, names: list[str | None] | None = None,
-                   report: bool = True, samples: int | None = None, fid_bootstrap: int = 0) -> Path:
+                   report: bool = True, samples: int | None = None, fid_bootstrap: int = 0,
+                   blend: str | None = None) -> Path:
     """The `genfill eval` job: evaluate peers, runs, checkpoints and exports under one protocol and write
     `eval.json`, `records.csv`, `summary.csv`, the pictures (`headline.png`, `side_<kind>.png`,
     `failures_<method>.png`) and `report.html` to out_dir. Returns eval.json.
@@ -201,7 +211,8 @@ def evaluate_specs(specs: list[str | Filler], out_dir: str | Path | None = None,
     mean-over-K quality, calibration; `metrics.plural_eval.plural_scores`); the others are noted as drawing one.
     `fid` None turns FID/KID per mask kind on from FID_AUTO_MIN images; their features are cached next to
     the data (`features/` under the data's cache root: `data.cache_dir`, else the per-user cache);
-    `fid_bootstrap` B adds a spread over test images per kind.
+    `fid_bootstrap` B adds a spread over test images per kind. `blend` makes every sampler draw with that
+    exemplar blend (`resolve_all`; eval.json notes it, so pictures redrawn later draw alike).
     `doc["timing"]` records the seconds of the whole evaluation and of Inception."""
     if not specs:
         raise GenfillError("nothing to evaluate: pass a checkpoint, run directory or peer name")
@@ -210,7 +221,7 @@ def evaluate_specs(specs: list[str | Filler], out_dir: str | Path | None = None,
     if not isinstance(n, int) or n < 1:
         raise GenfillError(f"-n must be at least 1 test image, got {n}")
     dev = pick_device(device)
-    methods = resolve_all(specs, dev, names)
+    methods = resolve_all(specs, dev, names, blend)
     data_cfg, cache, split = _open_data(data, methods, split, n, verbose)
     n_eff = min(n, len(cache.split(split)))
     proto = Protocol(to_dict(data_cfg), split, n_eff, parse_masks(masks, cache.size), seed, cache.key)

@@ -33,6 +33,7 @@ class Filler:
     fill: FillFn  # (N,C,H,W) in [-1, 1] under (N,1,H,W) masks, 1 = hole -> the composited fill
     model: GenModel | None = None
     data: dict | None = None  # a run's own data config (its checkpoint's run config), None otherwise
+    blend: str | None = None  # a sampler's exemplar blend when it was set at load (`with_blend`), else None
 
     @property
     def parameters(self) -> int | None:
@@ -71,6 +72,16 @@ def resolve(spec: str | Path, device: str | torch.device = "auto") -> Filler:
                   run_cfg.get("data"))
 
 
+def with_blend(filler: Filler, blend: str) -> bool:
+    """Make a sampler draw with exemplar blend `blend` (its `use_blend`, which refuses a bad name or a sampler
+    without stored faces in one line) and say so (True); any other method is left as it is (False)."""
+    if filler.model is None or not hasattr(filler.model, "use_blend"):
+        return False
+    filler.model.use_blend(blend)
+    filler.blend = blend
+    return True
+
+
 def fillers_of(doc: dict, device: str | torch.device, given: dict[str, FillFn] | None = None
                ) -> dict[str, FillFn | None]:
     """A fill per method of an evaluation document (eval.json): the `given` ones first, peers by name, models
@@ -83,7 +94,10 @@ def fillers_of(doc: dict, device: str | torch.device, given: dict[str, FillFn] |
         elif e.get("kind") == "peer" and source in PEERS:
             out[name] = PEERS[source]
         elif source and _exists(Path(source)):
-            out[name] = resolve(Path(source), device).fill
+            filler = resolve(Path(source), device)
+            if e.get("blend"):  # evaluated with another blend than its config's: draw its pictures alike
+                with_blend(filler, e["blend"])
+            out[name] = filler.fill
         else:
             out[name] = None
     return out

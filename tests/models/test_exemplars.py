@@ -260,3 +260,48 @@ def test_the_blend_is_switched_at_load_and_the_samples_stay_on(tmp_path, capsys)
                  "-o", str(tmp_path / "t.png"), "-q"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--blend" in err and "\n" not in err and not (tmp_path / "t.png").exists()
+
+
+def test_eval_and_serve_take_the_blend_for_every_sampler_and_say_so(make_cfg, tmp_path, capsys):
+    """`genfill eval --blend` / `genfill serve --blend`: a seam checkpoint evaluated with --blend residual scores what
+    the residual checkpoint scores, in a row named NAME-residual that eval.json marks, so pictures redrawn from
+    the document draw alike; --blend that reaches no sampler is refused in one line."""
+    from genfill.cli import main
+    from genfill.config import to_dict
+    from genfill.evaljob import evaluate_specs, load_eval
+    from genfill.resolve import fillers_of
+    from genfill.serve.app import load_methods
+
+    data = make_cfg().data
+    size = data.size
+    cfg = {**TINY, "train_samples": 0, "w_adv": 0.0}
+    model = build_model(cfg, size, 3)
+    imgs = F.interpolate(smooth_images(30, 1), size=(size, size), mode="bilinear", align_corners=False)
+    model.exemplars.index(torch.arange(30), lambda i: imgs[i], 30, torch.Generator().manual_seed(0))
+    save_model(tmp_path / "seam.pt", model.eval())
+    ref = build_model({**cfg, "exemplar_blend": "residual"}, size, 3)
+    ref.load_state_dict(model.state_dict())
+    save_model(tmp_path / "residual.pt", ref.eval())
+    kw = dict(data=to_dict(data), masks="square", n=4, lpips=False, fid=False, gallery=0, verbose=False, report=False)
+    switched, _ = load_eval(evaluate_specs([str(tmp_path / "seam.pt"), "telea"], tmp_path / "a", blend="residual", **kw))
+    plain, _ = load_eval(evaluate_specs([str(tmp_path / "residual.pt"), str(tmp_path / "seam.pt")], tmp_path / "b", **kw))
+    assert list(switched["methods"]) == ["seam-residual", "telea"]
+    row = switched["methods"]["seam-residual"]
+    assert row["blend"] == "residual" and "blend" not in plain["methods"]["residual"]
+    assert row["summary"] == plain["methods"]["residual"]["summary"] != plain["methods"]["seam"]["summary"]
+    x, m = imgs[:2], square_hole(2)[..., :size, :size]
+    fills = fillers_of(switched, "cpu")
+    torch.manual_seed(5)
+    got = fills["seam-residual"](x, m)
+    torch.manual_seed(5)
+    assert torch.equal(got, ref.fill(x, m))
+    painters = load_methods([str(tmp_path / "seam.pt")], blend="residual")
+    assert painters["seam"].model.cfg.exemplar_blend == "residual" and "seam mean" in painters
+    with pytest.raises(GenfillError, match="none of telea is a sampler"):
+        load_methods(["telea"], blend="residual")
+    with pytest.raises(GenfillError, match="none of telea is a sampler"):
+        evaluate_specs(["telea"], tmp_path / "c", blend="residual", **kw)
+    capsys.readouterr()
+    code = main(["eval", "-c", "telea", "--blend", "residual", "-n", "2", "-o", str(tmp_path / "d"), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--blend residual" in err and "\n" not in err

@@ -96,9 +96,11 @@ def method_name(spec: str) -> str:
     return p.resolve().name or spec
 
 
-def load_methods(specs: Sequence[str], peers: bool = False, device: str = "auto") -> dict[str, Inpainter]:
+def load_methods(specs: Sequence[str], peers: bool = False, device: str = "auto", blend: str | None = None
+                 ) -> dict[str, Inpainter]:
     """name -> Inpainter for each run, checkpoint, export or peer name in `specs`, then every classical peer
-    when `peers`. Raises GenfillError for one that does not load (a missing run names its path)."""
+    when `peers`. `blend` makes every sampler draw with that exemplar blend (at least one must take it).
+    Raises GenfillError for one that does not load (a missing run names its path)."""
     wanted = list(specs) + [p for p in PEERS if peers and p not in specs]
     if not wanted:
         raise GenfillError("nothing to serve: give -c RUN_OR_EXPORT (repeatable) and/or --peers")
@@ -113,7 +115,11 @@ def load_methods(specs: Sequence[str], peers: bool = False, device: str = "auto"
         out[name] = load(spec, device=device)
         model = out[name].model
         if model is not None and model.kind == "sampler":  # its mean fill too, as a method of its own
+            if blend is not None:
+                out[name] = from_model(model, name, blend=blend)
             out[f"{name} mean"] = from_model(model, f"{name} mean", mean=True)
+    if blend is not None and not any(p.model is not None and p.model.kind == "sampler" for p in out.values()):
+        raise GenfillError(f"--blend {blend} picks how a sampler draws; none of {', '.join(out)} is a sampler")
     return out
 
 
@@ -397,13 +403,14 @@ def make_server(app, log_level: str = "warning"):
 
 
 def serve(specs: Sequence[str], peers: bool = False, host: str = "127.0.0.1", port: int = 8000,
-          device: str = "auto", limits: Limits = Limits(), say: Callable[[str], None] | None = None) -> None:
+          device: str = "auto", limits: Limits = Limits(), say: Callable[[str], None] | None = None,
+          blend: str | None = None) -> None:
     """`genfill serve`: bind first (a port in use fails before any model loads), load, then serve until
-    Ctrl+C."""
+    Ctrl+C. `blend`: every sampler's exemplar blend (`load_methods`)."""
     say = say or (lambda line: print(line, flush=True))
     sock = bind(host, port)
     try:
-        painters = load_methods(specs, peers, device)
+        painters = load_methods(specs, peers, device, blend)
         app = create_app(painters, limits, log=say)
     except BaseException:
         sock.close()

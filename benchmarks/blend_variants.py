@@ -1,0 +1,198 @@
+"""How the sampler's exemplar blend trades thin-stroke FID against calibration: one trained sampler (stored
+faces, `train_samples: 0`), its samples drawn several ways, each scored by genfill's own eval job (the first n
+faces64 test images, mask seed 1234, FID/KID with a bootstrap spread, K fills for coverage and r).
+
+Why: issue 23 asks one sample to have the lowest-or-tied FID on every kind *and* a 90 % interval covering
+>= 0.60 of the truth. `seam` meets the first, `residual` the second (benchmarks/results/
+perception_ab_exemplar.md); these probes ask whether some blend between or beside them meets both.
+
+Variants (`--variant`, repeatable; default all). c is a drawn stored face, mean(.) the mean pass under the hole,
+r = c - mean(c) the residual blend's detail:
+    mean         every sample is the mean fill (no spread: one end of the trade)
+    seam         the model's seam blend (genfill.models.exemplars)
+    residual     mean(x) + r (the residual blend)
+    scale:G      mean(x) + G r
+    clip:T       mean(x) + r clipped to T x the per-value median |r| over `exemplar_k` drawn faces
+    lum          mean(x) + r's mean over colour channels (its luminance only)
+    ring:P       the residual of one of the 8 (of the P nearest by key) whose pixels on the 3 px ring outside
+                 the hole best match x's, offset removed
+    shift:S      as ring:8, each candidate also shifted by up to S px (the 8 best pairs are drawn from)
+
+    PYTHONPATH=src python benchmarks/blend_variants.py -c runs/sampler-faces64 -n 300 --kinds thin,medium \
+        --work /tmp/blends --out benchmarks/results/blend_variants
+
+Each variant's eval.json lands in WORK/<variant>/ and is read back, not re-run. Writes OUT.json and OUT.md."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from types import MethodType
+
+import torch
+import torch.nn.functional as F
+
+from genfill.evaljob import evaluate_specs, load_eval
+from genfill.models.exemplars import DUPLICATE
+from genfill.resolve import resolve
+
+ALL = ("mean", "seam", "residual", "scale:0.7", "clip:2", "lum", "ring:32", "shift:1")
+
+
+def residuals(model, x, m, reps, generator):
+    """(reps * N) residuals c - mean(c) of drawn stored faces c, as the residual blend draws them."""
+    c = model.exemplars.neighbours(x, m, reps, generator)
+    return c - model.mean_pass(c, m.repeat(reps, 1, 1, 1))
+
+
+def shifted(imgs: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """imgs (..., C, H, W) moved by (dy, dx) px, edges replicated."""
+    if dy == 0 and dx == 0:
+        return imgs
+    s = max(abs(dy), abs(dx))
+    h, w = imgs.shape[-2:]
+    p = F.pad(imgs.reshape(-1, *imgs.shape[-3:]), (s, s, s, s), mode="replicate")
+    return p[..., s - dy:s - dy + h, s - dx:s - dx + w].reshape(imgs.shape)
+
+
+def ring_faces(model, x, m, reps, generator, pool: int, shift: int, ring: int, top: int = 8):
+    """(reps * N) stored faces: per image, one of the `top` (face, shift) pairs, among the `pool` nearest by key
+    and shifts up to `shift` px, whose pixels on the `ring` px band outside the hole best match x's."""
+    bank = model.exemplars
+    keys = bank.keys()
+    known = (F.adaptive_avg_pool2d(1 - m.float(), bank.key_size) > 0.999).float()
+    w = known.expand(-1, x.shape[1], -1, -1).flatten(1)
+    q = bank._key(x)
+    dist = (w * q * q).sum(1, keepdim=True) - 2 * (w * q) @ keys.T + w @ (keys * keys).T
+    cand = dist.topk(min(pool + 2, len(bank)), largest=False).indices
+    imgs = bank.stored(cand.flatten().cpu()).to(x.device).view(*cand.shape, *x.shape[1:])
+    xf = x.float()[:, None]
+    same = torch.minimum((imgs - xf).abs().mean((2, 3, 4)), (imgs.flip(-1) - xf).abs().mean((2, 3, 4)))
+    mf = m.float()
+    band = (F.max_pool2d(mf, 2 * ring + 1, 1, ring) - mf)[:, None]  # (N, 1, 1, H, W)
+    count = band.sum((2, 3, 4)).clamp_min(1)
+    moves = [(dy, dx) for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)]
+    scores = []
+    for dy, dx in moves:
+        d = shifted(imgs, dy, dx) - xf
+        offset = (d * band).sum((3, 4), keepdim=True) / band.sum((3, 4), keepdim=True).clamp_min(1)
+        sc = (((d - offset) ** 2) * band).sum((2, 3, 4)) / count
+        scores.append(torch.where(same < DUPLICATE, torch.full_like(sc, float("inf")), sc))
+    flat = torch.stack(scores, 2).flatten(1)  # (N, (pool + 2) * moves)
+    best = flat.topk(min(top, flat.shape[1]), largest=False).indices
+    usable = torch.isfinite(flat.gather(1, best)).sum(1).clamp_min(1)
+    draw = torch.rand(reps, len(x), generator=generator, device=generator.device if generator else None)
+    chosen = best.gather(1, ((draw.to(x.device) * usable).long().clamp_max(usable - 1)).T).T  # (reps, N)
+    out = []
+    for r in range(reps):
+        for i in range(len(x)):
+            face, move = divmod(int(chosen[r, i]), len(moves))
+            out.append(shifted(imgs[i, face], *moves[move]))
+    return torch.stack(out).to(x.dtype)
+
+
+def variant_fn(name: str):
+    """The residual_samples replacement (model, x, m, mean, reps, generator) -> samples for a variant name."""
+    kind, _, arg = name.partition(":")
+    if kind == "mean":
+        return lambda self, x, m, mean, reps, g: mean.repeat(reps, 1, 1, 1)
+    if kind == "scale":
+        return lambda self, x, m, mean, reps, g: (mean.repeat(reps, 1, 1, 1)
+                                                  + float(arg) * residuals(self, x, m, reps, g)).clamp(-1, 1)
+    if kind == "lum":
+        def lum(self, x, m, mean, reps, g):
+            r = residuals(self, x, m, reps, g)
+            return (mean.repeat(reps, 1, 1, 1) + r.mean(1, keepdim=True).expand_as(r)).clamp(-1, 1)
+        return lum
+    if kind == "clip":
+        def clip(self, x, m, mean, reps, g):
+            k = self.exemplars.k
+            median = residuals(self, x, m, k, g).view(k, len(x), *x.shape[1:]).abs().median(0).values
+            limit = (float(arg) * median).repeat(reps, 1, 1, 1)
+            r = torch.maximum(torch.minimum(residuals(self, x, m, reps, g), limit), -limit)
+            return (mean.repeat(reps, 1, 1, 1) + r).clamp(-1, 1)
+        return clip
+    if kind in ("ring", "shift"):
+        pool, shift, ring = (int(arg), 0, 3) if kind == "ring" else (8, int(arg), 2)
+
+        def aligned(self, x, m, mean, reps, g):
+            c = ring_faces(self, x, m, reps, g, pool, shift, ring)
+            return (mean.repeat(reps, 1, 1, 1) + c - self.mean_pass(c, m.repeat(reps, 1, 1, 1))).clamp(-1, 1)
+        return aligned
+    raise SystemExit(f"unknown variant {name!r} (one of {', '.join(ALL)}, any number after ':')")
+
+
+def filler_for(run: str, name: str):
+    filler = resolve(run, "cpu")
+    model = filler.model
+    if model is None or model.kind != "sampler" or model.cfg.train_samples != 0 or model.cfg.exemplars <= 0:
+        raise SystemExit(f"{run}: needs a sampler with stored faces and train_samples: 0")
+    if name == "seam":
+        model.use_blend("seam")
+    else:
+        model.use_blend("residual")
+        if name != "residual":
+            model.residual_samples = MethodType(variant_fn(name), model)
+    filler.name = name
+    return filler
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-c", required=True, metavar="RUN", help="a sampler run with stored faces, train_samples: 0")
+    ap.add_argument("--variant", action="append", default=None, help=f"repeatable; default: {' '.join(ALL)}")
+    ap.add_argument("--kinds", default="thin,medium")
+    ap.add_argument("-n", type=int, default=300)
+    ap.add_argument("--samples", type=int, default=8)
+    ap.add_argument("--boot", type=int, default=20)
+    ap.add_argument("--work", default="runs/blend_variants")
+    ap.add_argument("--out", default="benchmarks/results/blend_variants")
+    a = ap.parse_args(argv)
+    names = a.variant or list(ALL)
+    for name in names:
+        variant_fn(name) if name not in ("seam", "residual") else None  # a bad name fails before any work
+    kinds = a.kinds.split(",")
+    rows, seconds = {}, {}
+    for name in names:
+        path = Path(a.work) / name.replace(":", "_") / "eval.json"
+        if not path.is_file():
+            t0 = time.time()
+            torch.manual_seed(0)
+            evaluate_specs([filler_for(a.c, name)], path.parent, masks=",".join(kinds), n=a.n, fid=True,
+                           samples=a.samples, fid_bootstrap=a.boot, device="cpu", report=False, verbose=False)
+            seconds[name] = round(time.time() - t0, 1)
+            print(f"{name}: {seconds[name]:.0f} s", flush=True)
+        doc, _ = load_eval(path)
+        e = doc["methods"][name]
+        rows[name] = {}
+        for kind in kinds:
+            s, f = e["summary"]["mask"][kind], e.get("by_mask", {}).get(kind, {})
+            p = e.get("plural", {}).get("by_mask", {}).get(kind, {})
+            rows[name][kind] = {"psnr": s.get("psnr"), "lpips": s.get("lpips"), "diversity": s.get("diversity"),
+                                "fid": f.get("fid"), "fid_std": f.get("fid_std"), "kid": f.get("kid"),
+                                "coverage90": p.get("coverage90"), "unc_corr": p.get("unc_corr")}
+    protocol = {"run": a.c, "n": a.n, "kinds": kinds, "mask_seed": 1234, "samples": a.samples, "boot": a.boot}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out + ".json").write_text(json.dumps({"protocol": protocol, "rows": rows, "seconds": seconds}, indent=1))
+    lines = ["# The sampler's exemplar blend: thin-stroke FID against calibration", "",
+             f"`{' '.join(['python benchmarks/blend_variants.py', '-c', a.c, '-n', str(a.n), '--kinds', a.kinds])}`"
+             f" (faces64 test, first {a.n} images, mask seed 1234, K = {a.samples}, FID ± the std of {a.boot} "
+             "bootstrap draws of test images; FID at this n is biased upwards: compare rows only with each "
+             "other). Variants: the module docstring of benchmarks/blend_variants.py.", "",
+             "| variant | " + " | ".join(f"{k} FID | {k} coverage90 | {k} r | {k} PSNR" for k in kinds) + " |",
+             "|---|" + "---|" * (4 * len(kinds))]
+    fmt = lambda v, d: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
+    for name, r in rows.items():
+        cells = []
+        for k in kinds:
+            c = r[k]
+            fid = fmt(c["fid"], 2) + (f" ± {c['fid_std']:.2f}" if c.get("fid_std") else "")
+            cells += [fid, fmt(c["coverage90"], 3), fmt(c["unc_corr"], 2), fmt(c["psnr"], 2)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    Path(a.out + ".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

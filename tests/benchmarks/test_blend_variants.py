@@ -1,0 +1,94 @@
+"""benchmarks/blend_variants.py: each probe of the sampler's residual blend draws what its docstring says."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genfill.models import build_model
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+SIZE = 32
+TINY = {"kind": "sampler", "widths": [8, 16], "smooth_iters": 5, "noise_channels": 2, "w_perceptual": 0.0,
+        "w_adv": 0.0, "train_samples": 0, "exemplars": 40, "exemplar_k": 3, "exemplar_key": 8,
+        "exemplar_blend": "residual"}
+
+
+@pytest.fixture(scope="module")
+def bv():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import blend_variants
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return blend_variants
+
+
+def smooth(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return F.interpolate(torch.rand(n, 3, 4, 4, generator=g) * 2 - 1, size=(SIZE, SIZE), mode="bilinear",
+                         align_corners=False)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = build_model(TINY, SIZE, 3)
+    imgs = smooth(30, 1)
+    model.exemplars.index(torch.arange(30), lambda i: imgs[i], 30, torch.Generator().manual_seed(0))
+    x, m = smooth(2, 4), torch.zeros(2, 1, SIZE, SIZE)
+    m[:, :, 8:24, 8:24] = 1
+    return model.eval(), x, m, model.mean_pass(x, m).detach()
+
+
+def draw(bv, model, name, x, m, mean, reps=2, seed=3):
+    return bv.variant_fn(name)(model, x, m, mean, reps, torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def test_scale_and_clip_run_from_the_mean_fill_to_the_residual_blend(bv, setup):
+    model, x, m, mean = setup
+    own = model.residual_samples(x, m, mean, 2, torch.Generator().manual_seed(3))
+    assert torch.equal(draw(bv, model, "scale:1", x, m, mean), own)
+    assert torch.equal(draw(bv, model, "scale:0", x, m, mean), mean.repeat(2, 1, 1, 1))
+    assert torch.equal(draw(bv, model, "mean", x, m, mean), mean.repeat(2, 1, 1, 1))
+    assert torch.equal(draw(bv, model, "clip:0", x, m, mean), mean.repeat(2, 1, 1, 1))
+    half = draw(bv, model, "clip:0.5", x, m, mean) - mean.repeat(2, 1, 1, 1)
+    assert 0 < half.abs().amax() <= (own - mean.repeat(2, 1, 1, 1)).abs().amax() + 1e-6
+
+
+@torch.no_grad()
+def test_lum_adds_the_same_detail_to_every_channel(bv, setup):
+    model, x, m, mean = setup
+    d = draw(bv, model, "lum", x, m, mean) - mean.repeat(2, 1, 1, 1)
+    inside = d.abs() < 0.99 - mean.repeat(2, 1, 1, 1).abs()  # where the clamp to [-1, 1] did not act
+    same = (d - d[:, :1]).abs() < 1e-6
+    assert d.abs().amax() > 0 and bool(same[inside].all())
+
+
+@torch.no_grad()
+def test_ring_and_shift_draw_stored_faces_never_the_query(bv, setup):
+    model, x, m, mean = setup
+    stored = model.exemplars.stored(slice(None))
+    faces = bv.ring_faces(model, x, m, 3, torch.Generator().manual_seed(1), pool=30, shift=0, ring=3)
+    assert faces.shape == (6, 3, SIZE, SIZE)
+    assert all(bool(((stored - f).abs().amax((1, 2, 3)) < 1e-6).any()) for f in faces)
+    query = torch.cat([stored[:1], x[1:]])  # a stored face as its own query is never drawn for it
+    again = bv.ring_faces(model, query, m, 4, torch.Generator().manual_seed(1), pool=30, shift=0, ring=3)
+    assert (again[0::2] - stored[:1]).abs().amax((1, 2, 3)).min() > 1e-3
+    moved = bv.ring_faces(model, x, m, 2, torch.Generator().manual_seed(1), pool=8, shift=1, ring=2)
+    shifts = [bv.shifted(stored, dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    assert all(any(bool(((s - f).abs().amax((1, 2, 3)) < 1e-6).any()) for s in shifts) for f in moved)
+    sample = draw(bv, model, "ring:30", x, m, mean)
+    assert sample.shape == (4, 3, SIZE, SIZE) and not torch.equal(sample, mean.repeat(2, 1, 1, 1))
+
+
+def test_shifted_moves_by_whole_pixels_and_a_bad_name_is_refused(bv):
+    img = torch.arange(16.0).view(1, 1, 4, 4)
+    assert torch.equal(bv.shifted(img, 1, 0)[0, 0, 1:], img[0, 0, :3])  # out[p] = in[p - d]
+    assert torch.equal(bv.shifted(img, 0, -1)[0, 0, :, :3], img[0, 0, :, 1:])
+    with pytest.raises(SystemExit, match="unknown variant"):
+        bv.variant_fn("paste")
