@@ -93,6 +93,7 @@ class Mutation:
 
 T_LOSS = "tests/test_losses.py"
 T_LOOP = "tests/train/test_loop.py"
+T_BLEND = "tests/models/test_exemplars.py"
 T_PLURAL = "tests/metrics/test_plural_eval.py"
 
 MUTATIONS: list[Mutation] = [
@@ -264,6 +265,12 @@ MUTATIONS: list[Mutation] = [
              "z = gaussian_draw(mu.repeat(k, 1), logvar.repeat(k, 1), generator)",
              "z = gaussian_draw(mu, logvar, generator).repeat(k, 1)", "the K fills are one fill K times",
              tests=["tests/models/test_contract.py::test_fill_samples_draw_k_different_seeded_fills_that_keep_known_pixels"]),
+    Mutation("blend-name-only", "resolve.py", "    filler.model.use_blend(blend)\n", "",
+             "eval --blend names the row NAME-BLEND but the sampler draws with its run's own blend",
+             tests=[f"{T_BLEND}::test_eval_and_serve_take_the_blend_for_every_sampler_and_say_so"]),
+    Mutation("blend-pictures-forget", "resolve.py", 'if e.get("blend"):', "if False:",
+             "pictures redrawn from eval.json draw with the checkpoint's blend, not the evaluated one",
+             tests=[f"{T_BLEND}::test_eval_and_serve_take_the_blend_for_every_sampler_and_say_so"]),
 ]
 
 
