@@ -21,7 +21,9 @@ r = c - mean(c) the residual blend's detail:
     PYTHONPATH=src python benchmarks/blend_variants.py -c runs/sampler-faces64 -n 300 --kinds thin,medium \
         --work /tmp/blends --out benchmarks/results/blend_variants
 
-Each variant's eval.json lands in WORK/<variant>/ and is read back, not re-run. Writes OUT.json and OUT.md."""
+Each variant's eval.json lands in WORK/<variant>/ and is read back, not re-run. Writes OUT.json and OUT.md.
+`--picture PATH --variant V` instead draws the first 6 test faces under their thin eval holes, 3x enlarged, a row
+each: masked / original / mean fill / two samples of V / 4 x (first sample - mean fill) on grey; then exits."""
 from __future__ import annotations
 
 import argparse
@@ -138,6 +140,25 @@ def filler_for(run: str, name: str):
     return filler
 
 
+@torch.no_grad()
+def picture(run: str, name: str, path: str) -> None:
+    from genfill.config import DataConfig, from_dict
+    from genfill.data.cache import load_cache
+    from genfill.io import save_image
+    from genfill.masks import masks_at
+
+    filler = filler_for(run, name)
+    model = filler.model
+    data = load_cache(from_dict(DataConfig, filler.data, prefix="data"), verbose=False)
+    x = data.batch(data.split("test")[:6], "cpu")
+    m = torch.cat([masks_at("thin", [i], data.size, data.size, seed=1234) for i in range(6)])
+    mean = model.fill(x, m, mean=True)
+    s = model.fill_samples(x, m, 2, torch.Generator().manual_seed(0))
+    rows = [torch.cat([x[i] * (1 - m[i]) + m[i], x[i], mean[i], s[0, i], s[1, i], (s[0, i] - mean[i]) * 4], 2)
+            for i in range(6)]
+    save_image(F.interpolate(torch.cat(rows, 1)[None], scale_factor=3, mode="nearest")[0].clamp(-1, 1), path)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-c", required=True, metavar="RUN", help="a sampler run with stored faces, train_samples: 0")
@@ -148,8 +169,13 @@ def main(argv=None) -> None:
     ap.add_argument("--boot", type=int, default=20)
     ap.add_argument("--work", default="runs/blend_variants")
     ap.add_argument("--out", default="benchmarks/results/blend_variants")
+    ap.add_argument("--picture", metavar="PNG", help="draw the thin-stroke picture of the one --variant instead")
     a = ap.parse_args(argv)
     names = a.variant or list(ALL)
+    if a.picture:
+        if len(names) != 1:
+            raise SystemExit("--picture draws one --variant")
+        return picture(a.c, names[0], a.picture)
     for name in names:
         variant_fn(name) if name not in ("seam", "residual") else None  # a bad name fails before any work
     kinds = a.kinds.split(",")
