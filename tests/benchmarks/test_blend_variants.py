@@ -92,3 +92,23 @@ def test_shifted_moves_by_whole_pixels_and_a_bad_name_is_refused(bv):
     assert torch.equal(bv.shifted(img, 0, -1)[0, 0, :, :3], img[0, 0, :, 1:])
     with pytest.raises(SystemExit, match="unknown variant"):
         bv.variant_fn("paste")
+
+
+@torch.no_grad()
+def test_match_scales_the_detail_to_the_queries_own_surroundings(bv, setup):
+    """match:S: where x is flat around the hole there is no detail to match (the mean fill); the energy is a
+    local RMS of what the blur removes, zero for a flat image and growing with x's contrast."""
+    model, x, m, mean = setup
+    flat = torch.full_like(x, 0.3)
+    flat_mean = model.mean_pass(flat, m)
+    # a flat x's energy is float32 rounding (~3e-8 of 0.3), its gain that over c's energy floored at 1e-4, times
+    # |r| <= 2: at most ~1e-3 from the mean fill; a residual's own detail is ~1e-1
+    got = draw(bv, model, "match:3", flat, m, flat_mean)
+    assert torch.allclose(got, flat_mean.repeat(2, 1, 1, 1), rtol=0, atol=1e-3)
+    known = 1 - m
+    checker = ((torch.arange(SIZE)[:, None] + torch.arange(SIZE)[None]) % 2).float().expand(1, 3, -1, -1) - 0.5
+    e1, e2 = bv.detail_energy(checker, known[:1], 3.0), bv.detail_energy(2 * checker, known[:1], 3.0)
+    assert bv.detail_energy(flat[:1], known[:1], 3.0).abs().amax() < 1e-5 and e1.amin() > 0.1
+    assert torch.allclose(e2, 2 * e1, rtol=1e-4)  # energy is linear in contrast
+    d = draw(bv, model, "match:3", x, m, mean) - mean.repeat(2, 1, 1, 1)
+    assert d.abs().amax() > 0
