@@ -237,11 +237,14 @@ def main(argv=None) -> None:
     protocol = {"run": a.c, "n": a.n, "kinds": kinds, "mask_seed": 1234, "samples": a.samples, "boot": a.boot}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out + ".json").write_text(json.dumps({"protocol": protocol, "rows": rows, "seconds": seconds}, indent=1))
-    lines = ["# The sampler's exemplar blend: thin-stroke FID against calibration", "",
-             f"`{' '.join(['python benchmarks/blend_variants.py', '-c', a.c, '-n', str(a.n), '--kinds', a.kinds])}`"
+    command = ["python benchmarks/blend_variants.py", "-c", a.c, "-n", str(a.n), "--kinds", a.kinds, "--samples",
+               str(a.samples), "--boot", str(a.boot)] + [f"--variant {v}" for v in names]
+    lines = [f"# The sampler's exemplar blend: FID against calibration ({', '.join(kinds)})", "",
+             f"`{' '.join(command)}`"
              f" (faces64 test, first {a.n} images, mask seed 1234, K = {a.samples}, FID ± the std of {a.boot} "
-             "bootstrap draws of test images; FID at this n is biased upwards: compare rows only with each "
-             "other). Variants: the module docstring of benchmarks/blend_variants.py.", "",
+             "bootstrap draws of test images; FID is biased upwards at small n: compare it only at one n and mask "
+             "kind, e.g. with perception_ab_exemplar.md at n = 1,000). Variants: the module docstring of "
+             "benchmarks/blend_variants.py.", "",
              "| variant | " + " | ".join(f"{k} FID | {k} coverage90 | {k} r | {k} PSNR" for k in kinds) + " |",
              "|---|" + "---|" * (4 * len(kinds))]
     fmt = lambda v, d: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
