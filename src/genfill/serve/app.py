@@ -115,8 +115,8 @@ def load_methods(specs: Sequence[str], peers: bool = False, device: str = "auto"
         out[name] = load(spec, device=device)
         model = out[name].model
         if model is not None and model.kind == "sampler":  # its mean fill too, as a method of its own
-            if blend is not None:
-                out[name] = from_model(model, name, blend=blend)
+            if blend is not None:  # the Inpainter fills through the model: its blend is the model's
+                model.use_blend(blend)
             out[f"{name} mean"] = from_model(model, f"{name} mean", mean=True)
     if blend is not None and not any(p.model is not None and p.model.kind == "sampler" for p in out.values()):
         raise GenfillError(f"--blend {blend} picks how a sampler draws; none of {', '.join(out)} is a sampler")
