@@ -282,10 +282,10 @@ def _config_args(sp, config_help: str, set_example: str) -> None:
 BLENDS = ("seam", "residual")  # genfill.models.sampler's exemplar blends (its config check names them too)
 
 
-def _blend_arg(sp, every: str = "") -> None:
+def _blend_arg(sp, who: str = "a sampler", then: str = "") -> None:
     sp.add_argument("--blend", choices=BLENDS,
-                    help=f"how {every or 'a sampler'} with stored faces draws: seam (thin strokes smooth) or residual "
-                         "(calibrated spread); default: the run's model.exemplar_blend")
+                    help=f"how {who} with stored faces draws: seam (thin strokes smooth) or residual (calibrated "
+                         f"spread); default: the run's model.exemplar_blend{then}")
 
 
 def _checkpoint_args(sp) -> None:
@@ -402,7 +402,7 @@ def _add_eval_and_compare(sub) -> None:
     sp.add_argument("--samples", type=COUNT, default=None, metavar="K",
                     help="also draw K fills per image from models that can: diversity, best-of-K and "
                          "mean-over-K quality, calibration of their spread")
-    _blend_arg(sp, "every sampler (its row named NAME-BLEND)")
+    _blend_arg(sp, "every sampler", "; its row is named NAME-BLEND")
     sp.add_argument("-o", "--output", help="output folder (default: RUN/eval, or runs/eval-PEER)")
     sp.set_defaults(func=cmd_eval)
 
