@@ -40,7 +40,6 @@ import torch
 import torch.nn.functional as F
 
 from genfill.evaljob import evaluate_specs, load_eval
-from genfill.models.exemplars import DUPLICATE
 from genfill.resolve import resolve
 
 ALL = ("mean", "seam", "residual", "scale:0.7", "clip:2", "lum", "ring:32", "shift:1")
@@ -65,16 +64,8 @@ def shifted(imgs: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
 def ring_faces(model, x, m, reps, generator, pool: int, shift: int, ring: int, top: int = 8):
     """(reps * N) stored faces: per image, one of the `top` (face, shift) pairs, among the `pool` nearest by key
     and shifts up to `shift` px, whose pixels on the `ring` px band outside the hole best match x's."""
-    bank = model.exemplars
-    keys = bank.keys()
-    known = (F.adaptive_avg_pool2d(1 - m.float(), bank.key_size) > 0.999).float()
-    w = known.expand(-1, x.shape[1], -1, -1).flatten(1)
-    q = bank._key(x)
-    dist = (w * q * q).sum(1, keepdim=True) - 2 * (w * q) @ keys.T + w @ (keys * keys).T
-    cand = dist.topk(min(pool + 2, len(bank)), largest=False).indices
-    imgs = bank.stored(cand.flatten().cpu()).to(x.device).view(*cand.shape, *x.shape[1:])
+    imgs, duplicate = model.exemplars.candidates(x, m, pool)
     xf = x.float()[:, None]
-    same = torch.minimum((imgs - xf).abs().mean((2, 3, 4)), (imgs.flip(-1) - xf).abs().mean((2, 3, 4)))
     mf = m.float()
     band = (F.max_pool2d(mf, 2 * ring + 1, 1, ring) - mf)[:, None]  # (N, 1, 1, H, W)
     count = band.sum((2, 3, 4)).clamp_min(1)
@@ -84,7 +75,7 @@ def ring_faces(model, x, m, reps, generator, pool: int, shift: int, ring: int, t
         d = shifted(imgs, dy, dx) - xf
         offset = (d * band).sum((3, 4), keepdim=True) / band.sum((3, 4), keepdim=True).clamp_min(1)
         sc = (((d - offset) ** 2) * band).sum((2, 3, 4)) / count
-        scores.append(torch.where(same < DUPLICATE, torch.full_like(sc, float("inf")), sc))
+        scores.append(torch.where(duplicate, torch.full_like(sc, float("inf")), sc))
     flat = torch.stack(scores, 2).flatten(1)  # (N, (pool + 2) * moves)
     best = flat.topk(min(top, flat.shape[1]), largest=False).indices
     usable = torch.isfinite(flat.gather(1, best)).sum(1).clamp_min(1)
@@ -212,8 +203,9 @@ def main(argv=None) -> None:
         if len(names) != 1:
             raise SystemExit("--picture draws one --variant")
         return picture(a.c, names[0], a.picture)
-    for name in names:
-        variant_fn(name) if name not in ("seam", "residual") else None  # a bad name fails before any work
+    for name in names:  # a bad name fails before any work
+        if name not in ("seam", "residual"):
+            variant_fn(name)
     kinds = a.kinds.split(",")
     rows, seconds = {}, {}
     for name in names:

@@ -38,7 +38,7 @@ from genfill.metrics.uncertainty import check_samples
 from genfill.models.base import single_fill_message
 from genfill.peers import telea
 from genfill.pixels import FillFn, from_unit, plural_panel, to_unit
-from genfill.resolve import resolve
+from genfill.resolve import resolve, set_blend
 from genfill.validate import integer, seed as valid_seed
 
 ImageLike = Any  # str | Path | PIL.Image.Image | np.ndarray | torch.Tensor
@@ -404,10 +404,8 @@ def from_model(model, name: str = "model", feather: int | None = None, **options
     `method`) choose one fill, so an inpainter given some draws no samples."""
     dev = next(model.parameters()).device
     blend = options.pop("blend", None)  # how a sampler draws, not a fill method: its samples stay on
-    if blend is not None:
-        if not hasattr(model, "use_blend"):
-            raise GenfillError(f"blend is a sampler's option; a {model.kind} model has none")
-        model.use_blend(blend)
+    if blend is not None and not set_blend(model, blend):
+        raise GenfillError(f"blend is a sampler's option; a {model.kind} model has none")
     single = single_fill_message(f"a {model.kind} model")
     sample_fn = _model_sample_fn(model.eval()) if model.can_diversify else None
     if options and sample_fn is not None:

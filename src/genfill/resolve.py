@@ -72,12 +72,19 @@ def resolve(spec: str | Path, device: str | torch.device = "auto") -> Filler:
                   run_cfg.get("data"))
 
 
-def with_blend(filler: Filler, blend: str) -> bool:
+def set_blend(model: GenModel | None, blend: str) -> bool:
     """Make a sampler draw with exemplar blend `blend` (its `use_blend`, which refuses a bad name or a sampler
-    without stored faces in one line) and say so (True); any other method is left as it is (False)."""
-    if filler.model is None or not hasattr(filler.model, "use_blend"):
+    without stored faces in one line) and say so (True); any other model, or none, is left as it is (False)."""
+    if model is None or not hasattr(model, "use_blend"):
         return False
-    filler.model.use_blend(blend)
+    model.use_blend(blend)
+    return True
+
+
+def with_blend(filler: Filler, blend: str) -> bool:
+    """`set_blend` on a Filler's model, noted in `filler.blend` when it took."""
+    if not set_blend(filler.model, blend):
+        return False
     filler.blend = blend
     return True
 

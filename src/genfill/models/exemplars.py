@@ -91,9 +91,10 @@ class ExemplarBank(nn.Module):
         return self.images[idx].float() / 127.5 - 1
 
     @torch.no_grad()
-    def neighbours(self, x: Tensor, m: Tensor, reps: int, generator: torch.Generator | None) -> Tensor:
-        """(reps * N, C, H, W) exemplars for queries x (N,C,H,W) under holes m: for each of `reps` draws and each
-        image, one of its k nearest stored images (module docstring), resized to H x W when the size differs."""
+    def candidates(self, x: Tensor, m: Tensor, count: int) -> tuple[Tensor, Tensor]:
+        """The `count` + 2 stored images nearest to each query x (N,C,H,W) in the key cells its hole m leaves
+        known, nearest first, resized to H x W when the size differs: (N, count + 2, C, H, W), and (N, count + 2)
+        True where one is the query itself, plain or mirrored (the 2 spare make up for those)."""
         if len(self) == 0:
             raise RuntimeError("exemplar bank is empty: the model was never indexed")  # a programming error
         keys = self.keys()
@@ -101,15 +102,22 @@ class ExemplarBank(nn.Module):
         w = known.expand(-1, x.shape[1], -1, -1).flatten(1)
         q = self._key(x)
         dist = (w * q * q).sum(1, keepdim=True) - 2 * (w * q) @ keys.T + w @ (keys * keys).T  # (N, stored)
-        cand = dist.topk(min(self.k + 2, len(self)), largest=False).indices  # 2 spare for duplicates
+        cand = dist.topk(min(count + 2, len(self)), largest=False).indices
         imgs = self.stored(cand.flatten().cpu()).to(x.device)
         if imgs.shape[-2:] != x.shape[-2:]:
             imgs = F.interpolate(imgs, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        imgs = imgs.view(*cand.shape, *x.shape[1:])  # (N, k + 2, C, H, W)
+        imgs = imgs.view(*cand.shape, *x.shape[1:])  # (N, count + 2, C, H, W)
         xf = x.float()[:, None]
         same = torch.minimum((imgs - xf).abs().mean((2, 3, 4)), (imgs.flip(-1) - xf).abs().mean((2, 3, 4)))
-        rank = torch.where(same < DUPLICATE, torch.full_like(same, float("inf")), torch.arange(
-            cand.shape[1], device=x.device, dtype=torch.float32).expand_as(same))
+        return imgs, same < DUPLICATE
+
+    @torch.no_grad()
+    def neighbours(self, x: Tensor, m: Tensor, reps: int, generator: torch.Generator | None) -> Tensor:
+        """(reps * N, C, H, W) exemplars for queries x (N,C,H,W) under holes m: for each of `reps` draws and each
+        image, one of its k nearest stored images (module docstring), resized to H x W when the size differs."""
+        imgs, duplicate = self.candidates(x, m, self.k)
+        rank = torch.where(duplicate, torch.full(duplicate.shape, float("inf"), device=x.device), torch.arange(
+            imgs.shape[1], device=x.device, dtype=torch.float32).expand(duplicate.shape))
         order = rank.argsort(1)[:, :min(self.k, len(self))]  # the k nearest that are not the query itself
         usable = torch.isfinite(rank.gather(1, order)).sum(1).clamp_min(1)  # (N,)
         draw = torch.rand(reps, len(x), generator=generator, device=generator.device if generator else None)

@@ -43,6 +43,7 @@ from genfill.api import Inpainter, decode_mask, from_model, load
 from genfill.data.faces64 import draw_faces, weights_path
 from genfill.errors import GenfillError, did_you_mean
 from genfill.peers import PEERS
+from genfill.resolve import set_blend
 from genfill.validate import integer, number
 
 try:  # the `serve` extra; FastAPI resolves the route signatures' annotations, so these live at module level
@@ -105,6 +106,7 @@ def load_methods(specs: Sequence[str], peers: bool = False, device: str = "auto"
     if not wanted:
         raise GenfillError("nothing to serve: give -c RUN_OR_EXPORT (repeatable) and/or --peers")
     out: dict[str, Inpainter] = {}
+    blended = False
     for spec in wanted:
         if spec not in PEERS and not Path(spec).exists():
             raise GenfillError(f"run not found: {spec}{did_you_mean(spec, PEERS)} (a run directory, a checkpoint, "
@@ -114,11 +116,11 @@ def load_methods(specs: Sequence[str], peers: bool = False, device: str = "auto"
             name, n = f"{method_name(spec)}-{n}", n + 1
         out[name] = load(spec, device=device)
         model = out[name].model
+        if blend is not None:  # the Inpainter fills through the model: its blend is the model's
+            blended = set_blend(model, blend) or blended
         if model is not None and model.kind == "sampler":  # its mean fill too, as a method of its own
-            if blend is not None:  # the Inpainter fills through the model: its blend is the model's
-                model.use_blend(blend)
             out[f"{name} mean"] = from_model(model, f"{name} mean", mean=True)
-    if blend is not None and not any(p.model is not None and p.model.kind == "sampler" for p in out.values()):
+    if blend is not None and not blended:
         raise GenfillError(f"--blend {blend} picks how a sampler draws; none of {', '.join(out)} is a sampler")
     return out
 
