@@ -21,6 +21,15 @@ r = c - mean(c) the residual blend's detail:
                  within a Gaussian window of S px (detail: the image minus its 1.5 px blur): c's detail is
                  scaled to what x's own surroundings have (none where x is smooth around the hole);
                  match:S:CAP caps g at CAP instead of 2; matchc:S[:CAP] matches each colour channel apart
+    band:S:L:G   mean(x) + G e z in the hole, e = x's detail energy (as in match) in a window of S px and z a
+                 standard normal per sample (L = 0) or a normal field blurred by L px, scaled to unit std: the
+                 stroke brightened or darkened by as much as x's surroundings vary, no stranger's detail
+    warp:G[:B]   mean(x) + G z (u . grad mean(x)), u a random direction and z a normal per sample: the mean fill
+                 moved by about G z px; with B, plus band:3:0:B
+    self:D:G     mean(x) + G z d(x) moved by D px in a random direction, d x's own detail on the known pixels
+    hyb:A:W:G    the model's `hybrid` blend (genfill.models.sampler.hybrid_samples) with HYBRID_DEPTH = (A, A + W)
+                 and HYBRID_GAIN = G: residual where the hole is wide, band:3:0:G in thin strokes
+    hybrid       the model's `hybrid` blend as shipped (hyb:1:2:0.7)
 
     PYTHONPATH=src python benchmarks/blend_variants.py -c runs/sampler-faces64 -n 300 --kinds thin,medium \
         --work /tmp/blends --out benchmarks/results/blend_variants
@@ -40,6 +49,8 @@ import torch
 import torch.nn.functional as F
 
 from genfill.evaljob import evaluate_specs, load_eval
+from genfill.models import sampler as sampler_module
+from genfill.models.exemplars import detail_energy, gaussian_blur as blur
 from genfill.resolve import resolve
 
 ALL = ("mean", "seam", "residual", "scale:0.7", "clip:2", "lum", "ring:32", "shift:1")
@@ -89,26 +100,6 @@ def ring_faces(model, x, m, reps, generator, pool: int, shift: int, ring: int, t
     return torch.stack(out).to(x.dtype)
 
 
-def blur(y: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur, reflect-padded, per channel."""
-    k = int(3 * sigma) * 2 + 1
-    t = torch.arange(k, dtype=y.dtype, device=y.device) - k // 2
-    w = torch.exp(-t * t / (2 * sigma * sigma))
-    w = (w / w.sum()).view(1, 1, 1, k).repeat(y.shape[1], 1, 1, 1)
-    y = F.conv2d(F.pad(y, (k // 2, k // 2, 0, 0), mode="reflect"), w, groups=y.shape[1])
-    return F.conv2d(F.pad(y, (0, 0, k // 2, k // 2), mode="reflect"), w.transpose(2, 3), groups=y.shape[1])
-
-
-def detail_energy(y: torch.Tensor, known: torch.Tensor, sigma: float, per_channel: bool = False) -> torch.Tensor:
-    """(N, 1, H, W) RMS of y's detail (y minus its normalised 1.5 px blur over known pixels) over the known
-    pixels within a Gaussian window of `sigma` px, defined inside the hole too (normalised convolution);
-    (N, C, H, W), one per channel, with `per_channel`."""
-    smooth = blur(y * known, 1.5) / blur(known, 1.5).clamp_min(1e-3)
-    d2 = (y - smooth) ** 2
-    d2 = (d2 if per_channel else d2.mean(1, keepdim=True)) * known
-    return (blur(d2, sigma) / blur(known, sigma).clamp_min(1e-3)).clamp_min(0).sqrt()
-
-
 def variant_fn(name: str):
     """The residual_samples replacement (model, x, m, mean, reps, generator) -> samples for a variant name."""
     kind, _, arg = name.partition(":")
@@ -142,6 +133,64 @@ def variant_fn(name: str):
             gain = (e_x / detail_energy(c, known, sigma, per_channel).clamp_min(1e-4)).clamp(0, cap)
             return (mean.repeat(reps, 1, 1, 1) + gain * (c - self.mean_pass(c, mr))).clamp(-1, 1)
         return match
+    if kind == "band":
+        sigma, length, gain = (float(v) for v in arg.split(":"))
+
+        def band(self, x, m, mean, reps, g):
+            mr = m.repeat(reps, 1, 1, 1).to(x.dtype)
+            e_x = detail_energy(x.repeat(reps, 1, 1, 1), 1 - mr, sigma)
+            if length > 0:
+                z = blur(torch.randn(len(mr), 1, *x.shape[-2:], generator=g, device=x.device, dtype=x.dtype), length)
+                z = z / z.flatten(1).std(1).clamp_min(1e-6).view(-1, 1, 1, 1)
+            else:  # one draw per image
+                z = torch.randn(len(mr), 1, 1, 1, generator=g, device=x.device, dtype=x.dtype)
+            return (mean.repeat(reps, 1, 1, 1) + gain * e_x * z * mr).clamp(-1, 1)
+        return band
+    if kind == "hyb":
+        lo, width, gain = (float(v) for v in arg.split(":"))
+
+        def hyb(self, x, m, mean, reps, g):  # the model's hybrid blend with these three numbers
+            saved = sampler_module.HYBRID_DEPTH, sampler_module.HYBRID_GAIN
+            sampler_module.HYBRID_DEPTH, sampler_module.HYBRID_GAIN = (lo, lo + width), gain
+            try:
+                return self.hybrid_samples(x, m, mean, reps, g)
+            finally:
+                sampler_module.HYBRID_DEPTH, sampler_module.HYBRID_GAIN = saved
+        return hyb
+    if kind == "warp":
+        gain, bandgain = (float(v) for v in (arg + ":0").split(":")[:2])
+
+        def warp(self, x, m, mean, reps, g):
+            mr = m.repeat(reps, 1, 1, 1).to(x.dtype)
+            y = mean.repeat(reps, 1, 1, 1)
+            p = F.pad(y, (1, 1, 1, 1), mode="replicate")
+            gy, gx = (p[..., 2:, 1:-1] - p[..., :-2, 1:-1]) / 2, (p[..., 1:-1, 2:] - p[..., 1:-1, :-2]) / 2
+            a = torch.rand(len(mr), 1, 1, 1, generator=g, device=x.device, dtype=x.dtype) * 6.2832
+            z = torch.randn(len(mr), 1, 1, 1, generator=g, device=x.device, dtype=x.dtype)
+            out = y + gain * z * (torch.cos(a) * gx + torch.sin(a) * gy) * mr
+            if bandgain:
+                e_x = detail_energy(x.repeat(reps, 1, 1, 1), 1 - mr, 3.0)
+                zb = torch.randn(len(mr), 1, 1, 1, generator=g, device=x.device, dtype=x.dtype)
+                out = out + bandgain * e_x * zb * mr
+            return out.clamp(-1, 1)
+        return warp
+    if kind == "self":
+        dist, gain = (float(v) for v in arg.split(":"))
+
+        def own(self, x, m, mean, reps, g):
+            known = 1 - m.to(x.dtype)
+            smooth = blur(x * known, 1.5) / blur(known, 1.5).clamp_min(1e-3)
+            d = (x - smooth) * known
+            out = []
+            for r in range(reps):
+                a = torch.rand(len(x), generator=g) * 6.2832
+                z = torch.randn(len(x), generator=g)
+                for i in range(len(x)):
+                    dy, dx = int(round(dist * float(torch.sin(a[i])))), int(round(dist * float(torch.cos(a[i]))))
+                    src = shifted(d[i], dy, dx) / shifted(known[i], dy, dx).clamp_min(1e-3) * shifted(known[i], dy, dx)
+                    out.append(mean[i] + gain * float(z[i]) * src * m[i])
+            return torch.stack(out).clamp(-1, 1)
+        return own
     if kind in ("ring", "shift"):
         pool, shift, ring = (int(arg), 0, 3) if kind == "ring" else (8, int(arg), 2)
 
@@ -157,8 +206,8 @@ def filler_for(run: str, name: str):
     model = filler.model
     if model is None or model.kind != "sampler" or model.cfg.train_samples != 0 or model.cfg.exemplars <= 0:
         raise SystemExit(f"{run}: needs a sampler with stored faces and train_samples: 0")
-    if name == "seam":
-        model.use_blend("seam")
+    if name in ("seam", "hybrid"):
+        model.use_blend(name)
     else:
         model.use_blend("residual")
         if name != "residual":
@@ -204,7 +253,7 @@ def main(argv=None) -> None:
             raise SystemExit("--picture draws one --variant")
         return picture(a.c, names[0], a.picture)
     for name in names:  # a bad name fails before any work
-        if name not in ("seam", "residual"):
+        if name not in ("seam", "residual", "hybrid"):
             variant_fn(name)
     kinds = a.kinds.split(",")
     rows, seconds = {}, {}

@@ -9,6 +9,7 @@ scores go to genfill's per-protocol cache, so `genfill eval` reuses them.
         -c runs/unet-demo -c biharmonic -c patchmatch -c telea -n 1000 --samples 8 --boot 50 \
         --work /tmp/ab --out benchmarks/results/perception_ab_exemplar
 
+`--blend B` scores every sampler with exemplar blend B (`genfill eval --blend`; its row is NAME-B).
 `--merge DIR` (repeatable) adds the methods of another such work folder's eval_<kind>/eval.json, when it has
 that kind, to the table: methods evaluated in separate runs (a family trained later, a kind added later) join
 one table only when the protocol (data, split, n, holes, mask seed) is the same, which is checked.
@@ -26,12 +27,13 @@ from genfill.evaljob import evaluate_specs, load_eval
 from perception_ab import markdown, write  # the same tables as the one-process A/B
 
 
-def run_kind(specs: list[str], kind: str, n: int, samples: int, boot: int, work: Path) -> dict:
+def run_kind(specs: list[str], kind: str, n: int, samples: int, boot: int, work: Path, blend: str | None = None
+             ) -> dict:
     path = work / f"eval_{kind}" / "eval.json"
     if not path.is_file():
         t0 = time.time()
         evaluate_specs(specs, path.parent, masks=kind, n=n, fid=True, samples=samples or None, fid_bootstrap=boot,
-                       device="cpu", report=False, verbose=True)
+                       device="cpu", report=False, verbose=True, blend=blend)
         print(f"{kind}: {time.time() - t0:.0f} s", flush=True)
     doc, _ = load_eval(path)
     return doc
@@ -105,6 +107,8 @@ def main(argv=None) -> None:
                     help="another work folder whose evals of the same kinds join the table (repeatable)")
     ap.add_argument("--judge", action="append", default=[], metavar="NAME",
                     help="add a verdict on FID for the row whose name starts with NAME (repeatable)")
+    ap.add_argument("--blend", default=None, help="every sampler draws with this exemplar blend (genfill eval --blend: "
+                                                   "its row is named NAME-BLEND)")
     ap.add_argument("--out", default="benchmarks/results/perception_ab_exemplar")
     a = ap.parse_args(argv)
     if a.seed != 1234:
@@ -116,7 +120,7 @@ def main(argv=None) -> None:
            "protocol": {"data": "faces64 test", "n": a.n, "seed": a.seed, "kinds": [], "k": a.samples,
                         "fid_n": a.n, "fid_kinds": [], "boot": a.boot}, "fid_seconds": 0.0, "rows": {}}
     for kind in kinds:
-        ev = merged(run_kind(a.c, kind, a.n, a.samples, a.boot, Path(a.work)), kind, [Path(d) for d in a.merge])
+        ev = merged(run_kind(a.c, kind, a.n, a.samples, a.boot, Path(a.work), a.blend), kind, [Path(d) for d in a.merge])
         doc["protocol"]["kinds"].append(kind)
         doc["protocol"]["fid_kinds"].append(kind)
         doc["fid_seconds"] += ev.get("timing", {}).get("fid", {}).get("seconds", 0.0)

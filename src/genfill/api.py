@@ -420,7 +420,7 @@ def load(path_or_name: str | Path, device: str | torch.device = "auto", feather:
     """An Inpainter from a run directory, a checkpoint (.pt), an exported folder (model.safetensors +
     config.json), or a classical peer by name (telea, ns, biharmonic, patchmatch, mean): `genfill.resolve`.
     `options` go to the model's fill (e.g. method="optimize" for a VAE, mean=True for a sampler's mean fill);
-    blend="residual" | "seam" sets how a sampler draws (its `model.exemplar_blend`) for every fill and sample."""
+    blend="seam" | "residual" | "hybrid" sets how a sampler draws (its `model.exemplar_blend`) for every fill and sample."""
     filler = resolve(path_or_name, device)
     if filler.model is None:
         if options:

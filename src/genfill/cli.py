@@ -279,13 +279,14 @@ def _config_args(sp, config_help: str, set_example: str) -> None:
     _quiet(sp)
 
 
-BLENDS = ("seam", "residual")  # genfill.models.sampler's exemplar blends (its config check names them too)
+BLENDS = ("seam", "residual", "hybrid")  # genfill.models.sampler.BLENDS (not imported: the CLI parses without torch)
 
 
 def _blend_arg(sp, who: str = "a sampler", then: str = "") -> None:
     sp.add_argument("--blend", choices=BLENDS,
-                    help=f"how {who} with stored faces draws: seam (thin strokes smooth) or residual (calibrated "
-                         f"spread); default: the run's model.exemplar_blend{then}")
+                    help=f"how {who} with stored faces draws: seam (thin strokes smooth), residual (calibrated "
+                         f"spread) or hybrid (calibrated, thin strokes smoother); default: the run's "
+                         f"model.exemplar_blend{then}")
 
 
 def _checkpoint_args(sp) -> None:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from genfill.errors import GenfillError
 from genfill.models import build_model, load_model, save_model
-from genfill.models.exemplars import ExemplarBank, depth_weight
+from genfill.models.exemplars import ExemplarBank, depth_weight, detail_energy, hole_depth
 
 SIZE = 32
 TINY = {"kind": "sampler", "widths": [8, 16], "smooth_iters": 5, "noise_channels": 2, "w_perceptual": 0.0,
@@ -183,6 +183,68 @@ def test_the_cpu_sampler_preset_trains_the_unet_presets_network():
     shared = set(UNetConfig.__dataclass_fields__) & set(SamplerConfig.__dataclass_fields__) - {"loss_warmup_steps"}
     assert {k: sampler.get(k) for k in shared if k in unet} == {k: unet[k] for k in shared if k in unet}
     assert sampler["exemplars"] > 0 and sampler["train_samples"] == 0
+
+
+def test_hole_depth_and_detail_energy():
+    """hole_depth counts chessboard rings from the known border (1, 2, 3, 2, 1 across a 5 px stroke; 0 outside);
+    detail_energy is 0 on a smooth image, grows with the amplitude of fine detail, and inside a hole reads the
+    known pixels around it (the textured side of a stroke, not the flat side)."""
+    m = torch.zeros(1, 1, SIZE, SIZE)
+    m[..., 10:15, :] = 1
+    assert hole_depth(m, 5)[0, 0, 8:17, 7].tolist() == [0, 0, 1, 2, 3, 2, 1, 0, 0]
+    assert hole_depth(m, 1)[0, 0, 12, 7] == 3  # counted up to cap + 2
+    flat = torch.full((1, 3, SIZE, SIZE), 0.3)
+    assert detail_energy(flat, 1 - m, 3.0).abs().max() < 1e-5
+    checker = ((torch.arange(SIZE)[:, None] + torch.arange(SIZE)[None]) % 2).float().expand(1, 3, SIZE, SIZE)
+    a, b = (detail_energy(v * checker, 1 - m, 3.0) for v in (0.1, 0.2))
+    assert a.min() > 0.02 and torch.allclose(b, 2 * a, atol=1e-5)
+    half = flat.clone()
+    half[..., SIZE // 2:] += 0.2 * checker[..., SIZE // 2:]  # texture on the right only
+    e = detail_energy(half, 1 - m, 3.0)[0, 0, 12]
+    assert e[:6].max() < 1e-3 < 0.05 < e[-6:].min()
+
+
+def test_hybrid_samples_are_residual_in_wide_holes_and_a_detail_scaled_shift_in_thin_strokes():
+    """exemplar_blend hybrid: where the hole is wide (a pixel 3 or more deep within 2 px) a sample is exactly
+    the residual blend's for the same generator; in a stroke 1-2 px wide it is the mean fill shifted by
+    HYBRID_GAIN x x's detail energy x one normal draw per sample: the same shift on every channel, none where
+    x's surroundings are flat, a different one per sample; seeded, known pixels exact."""
+    from genfill.models import sampler as sampler_module
+
+    cfg = {**TINY, "train_samples": 0, "w_adv": 0.0}
+    hybrid = build_model({**cfg, "exemplar_blend": "hybrid"}, SIZE, 3)
+    imgs = smooth_images(30, 1) + 0.1 * torch.randn(30, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    hybrid.exemplars.index(torch.arange(30), lambda i: imgs[i].clamp(-1, 1), 30, torch.Generator().manual_seed(0))
+    residual = build_model({**cfg, "exemplar_blend": "residual"}, SIZE, 3)
+    residual.load_state_dict(hybrid.state_dict())
+    checker = ((torch.arange(SIZE)[:, None] + torch.arange(SIZE)[None]) % 2).float()
+    x = torch.full((2, 3, SIZE, SIZE), 0.1)
+    x[:, :, :, SIZE // 2:] += 0.3 * checker[:, SIZE // 2:]  # detail on the right half only, flat on the left
+    m = square_hole(2)
+    m[1] = 0
+    m[1, :, 15:17, :] = 1  # image 1: one 2 px stroke across the image, 1 deep everywhere
+    hybrid.eval(), residual.eval()
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    samples = hybrid.fill_samples(x, m, 3, g())
+    assert torch.equal(samples, hybrid.fill_samples(x, m, 3, g()))
+    assert torch.equal(samples * (1 - m), x.expand_as(samples) * (1 - m))
+    same = residual.fill_samples(x, m, 3, g())
+    # the first sample (later ones follow the hybrid's extra normal draw); every pixel of the 16 px square,
+    # its border ring too, lies within 2 px of one 3 deep
+    deep = (0, slice(0, 1), slice(None), slice(8, 24), slice(8, 24))
+    assert torch.allclose(samples[deep], same[deep], atol=1e-6) and (samples[deep] - same[deep]).abs().amax() == 0
+    shift = (samples[:, 1] - hybrid.fill(x, m, mean=True)[1])[:, :, 15:17]  # (3, C, 2, W): the stroke
+    assert torch.allclose(shift, shift[:, :1].expand_as(shift), atol=1e-5)  # one shift for every channel
+    energy = detail_energy(x[1:], 1 - m[1:], sampler_module.HYBRID_WINDOW)[0, 0, 15:17]
+    ratio = shift[:, 0, :, -8:] / (sampler_module.HYBRID_GAIN * energy[:, -8:])  # the textured side
+    assert torch.allclose(ratio, ratio[:, :1, :1].expand_as(ratio), atol=1e-4)  # z: one draw per sample
+    z = ratio[:, 0, 0]
+    assert (z[0] - z[1]).abs() > 1e-3 and (z[1] - z[2]).abs() > 1e-3 and z.abs().max() > 0.05
+    assert shift[:, :, :, :6].abs().max() < 2e-3  # flat surroundings: next to no shift
+    assert (samples[0] - same[0])[1, :, 15:17].abs().amax() > 0.01  # not the residual blend in the stroke
+    assert hybrid.cfg.exemplar_blend == "hybrid"
+    with pytest.raises(GenfillError, match="exemplar_blend: hybrid"):
+        build_model({**TINY, "exemplar_blend": "hybrid"}, SIZE, 3)  # trained sample passes: seam only
 
 
 def test_residual_samples_are_the_mean_fill_plus_the_exemplars_detail_beyond_its_own_mean_fill():

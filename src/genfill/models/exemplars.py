@@ -21,6 +21,9 @@ pixels pin the hole down (many near neighbours that agree: small spread).
 - **depth ramp** (`depth_weight`): a pixel less than `ramp[0]` pixels from the known region takes the
   classical fill, more than `ramp[1]` the corrected exemplar, linearly between. Thin strokes (a few pixels
   wide) are best filled by the thin-plate fill; a stranger's detail there is noise.
+- **detail energy** (`detail_energy`): how much fine detail an image's known pixels have around each pixel
+  (the RMS of the image minus its 1.5 px blur, over the known pixels of a Gaussian window), defined inside the
+  hole too: the sampler's `hybrid` blend scales its thin-stroke spread by it.
 """
 
 from __future__ import annotations
@@ -34,15 +37,43 @@ from genfill.models.thinplate import harmonic_fill, levels_for
 DUPLICATE = 1.0 / 127.5  # mean |difference| below one grey level over a whole image: the same image
 
 
+def hole_depth(m: Tensor, cap: float) -> Tensor:
+    """(N,1,H,W) float: how deep each hole pixel lies (chessboard distance to the known region: the hole's first
+    ring is 1), counted up to `cap` + 2 (deeper pixels read that); 0 on known pixels."""
+    reach, depth = 1 - m.float(), m.float()
+    for _ in range(int(cap) + 1):  # each 3x3 max-pool grows the known region by one pixel
+        reach = F.max_pool2d(reach, 3, 1, 1)
+        depth = depth + (1 - reach)
+    return depth
+
+
 def depth_weight(m: Tensor, ramp: tuple[float, float]) -> Tensor:
     """(N,1,H,W) in [0, 1]: 0 up to `ramp[0]` pixels (chessboard distance) into the hole from its known
     border, 1 from `ramp[1]` on, linear between; 0 on known pixels."""
     lo, hi = ramp
-    reach, depth = 1 - m.float(), m.float()  # the hole's first ring is 1 deep
-    for _ in range(int(hi) + 1):  # each 3x3 max-pool grows the known region by one pixel
-        reach = F.max_pool2d(reach, 3, 1, 1)
-        depth = depth + (1 - reach)
-    return ((depth - lo) / max(hi - lo, 1e-6)).clamp(0, 1) * m.float()
+    return ((hole_depth(m, hi) - lo) / max(hi - lo, 1e-6)).clamp(0, 1) * m.float()
+
+
+def gaussian_blur(y: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur of (N,C,H,W) per channel, reflect-padded (the kernel spans 3 sigma a side, at
+    most the image's size less one)."""
+    half = min(int(3 * sigma), min(y.shape[-2:]) - 1)
+    t = torch.arange(-half, half + 1, dtype=y.dtype, device=y.device)
+    w = torch.exp(-t * t / (2 * sigma * sigma))
+    w = (w / w.sum()).view(1, 1, 1, -1).repeat(y.shape[1], 1, 1, 1)
+    y = F.conv2d(F.pad(y, (half, half, 0, 0), mode="reflect"), w, groups=y.shape[1])
+    return F.conv2d(F.pad(y, (0, 0, half, half), mode="reflect"), w.transpose(2, 3), groups=y.shape[1])
+
+
+def detail_energy(y: Tensor, known: Tensor, sigma: float, per_channel: bool = False) -> Tensor:
+    """(N,1,H,W) RMS of y's detail (y minus its 1.5 px blur, normalised over the known pixels) over the known
+    pixels within a Gaussian window of `sigma` px, inside the hole too (normalised convolution); (N,C,H,W), one
+    per channel, with `per_channel`. Float32 whatever y's dtype."""
+    y, known = y.float(), known.float()
+    smooth = gaussian_blur(y * known, 1.5) / gaussian_blur(known, 1.5).clamp_min(1e-3)
+    d2 = (y - smooth) ** 2
+    d2 = (d2 if per_channel else d2.mean(1, keepdim=True)) * known
+    return (gaussian_blur(d2, sigma) / gaussian_blur(known, sigma).clamp_min(1e-3)).clamp_min(0).sqrt()
 
 
 class ExemplarBank(nn.Module):

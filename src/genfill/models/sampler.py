@@ -51,11 +51,15 @@ still enters; the mean pass is unchanged. With `train_samples: 0` only the mean 
 and a sample is the mean fill moved towards the exemplar fill by the same depth ramp, uncorrected by the
 network: the CPU preset's choice. Why: a network trained for minutes on a CPU cannot draw an eye in a
 big hole, the stored faces can (benchmarks/results/perception_ab_exemplar.md). Such a model has no ONNX export.
-`exemplar_blend` picks how the drawn exemplar c enters such a sample: `seam` (the default) as above, or
+`exemplar_blend` picks how the drawn exemplar c enters such a sample: `seam` (the default) as above,
 `residual`: the mean fill plus c's detail beyond the mean pass on c under the same hole (`residual_samples`),
-everywhere in the hole. Both are inference-only (one checkpoint serves either). seam keeps thin strokes
-the mean fill (the best FID there) and its K fills too alike; residual draws calibrated spread and the lower
-FID in wider holes, but a stranger's detail in thin strokes (the A/B's FID and coverage90 columns).
+everywhere in the hole, or `hybrid`: residual where the hole is wide, and in thin strokes the mean fill
+brightened or darkened as a whole by a random amount scaled to the detail x's own known pixels have there
+(`hybrid_samples`). All are inference-only (one checkpoint serves each). seam keeps thin strokes the mean
+fill (the best FID there) and its K fills too alike; residual draws calibrated spread and the lower FID in
+wider holes, but a stranger's detail in thin strokes (the A/B's FID and coverage90 columns); hybrid keeps
+residual's calibration and its wide holes, with about half of its FID cost in thin strokes
+(benchmarks/results/blend_variants.md).
 
 Inference: `fill(x, m)` is one sample; its noise comes from a generator seeded by `torch.initial_seed()`, so
 `torch.manual_seed(s)` (what `genfill.load(...).fill(..., seed=s)` and `genfill fill --seed s` do) picks the
@@ -69,16 +73,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genfill.errors import GenfillError
 from genfill.losses import adversarial_d_loss, adversarial_g_loss, hole_weighted_l1, perceptual_loss, psnr_loss
 from genfill.models.base import GenModel, ModelOutput
 from genfill.models.blocks import PatchDiscriminator
-from genfill.models.exemplars import ExemplarBank, depth_weight
+from genfill.models.exemplars import ExemplarBank, depth_weight, detail_energy, hole_depth
 from genfill.models.thinplate import levels_for
 from genfill.models.unet import ResUNet, UNetConfig, prior_fill
 from genfill.pixels import composite
+
+BLENDS = ("seam", "residual", "hybrid")  # exemplar_blend: how a drawn stored face becomes a sample
+# the hybrid blend (hybrid_samples): residual detail from a nearby hole depth of HYBRID_DEPTH[0] (none) to
+# [1] (all); elsewhere the mean fill shifted by HYBRID_GAIN x the detail energy in a HYBRID_WINDOW px window
+# (benchmarks/blend_variants.py `hyb:1:2:0.7`: thin-stroke coverage 0.6 needs a gain of about 0.6)
+HYBRID_DEPTH, HYBRID_GAIN, HYBRID_WINDOW = (1.0, 3.0), 0.7, 3.0
 
 
 @dataclass
@@ -119,7 +130,8 @@ class SamplerConfig:
     exemplar_key: int = 32  # lookup keys: images average-pooled to this many cells a side
     exemplar_ramp: list[float] = field(default_factory=lambda: [2.0, 5.0])  # classical fill -> exemplar (px)
     # how a drawn exemplar c becomes a sample (train_samples 0): "residual" = the mean fill of x plus c's
-    # detail beyond the mean fill of c under the same hole; "seam" = c seam-corrected, by the depth ramp
+    # detail beyond the mean fill of c under the same hole; "seam" = c seam-corrected, by the depth ramp;
+    # "hybrid" = residual in wide holes, a detail-scaled brightness draw in thin strokes
     exemplar_blend: str = "seam"
 
     def __post_init__(self) -> None:
@@ -141,10 +153,11 @@ class SamplerConfig:
             raise GenfillError("model: loss weights and r1 must be >= 0")
         if self.exemplars < 0 or self.exemplar_k < 1 or self.exemplar_key < 1:
             raise GenfillError("model.exemplars must be >= 0, exemplar_k and exemplar_key >= 1")
-        if self.exemplar_blend not in ("seam", "residual"):
-            raise GenfillError(f"model.exemplar_blend: 'seam' or 'residual', got {self.exemplar_blend!r}")
-        if self.exemplar_blend == "residual" and self.train_samples != 0:
-            raise GenfillError("model.exemplar_blend: residual draws on the mean pass alone: needs train_samples: 0")
+        if self.exemplar_blend not in BLENDS:
+            raise GenfillError(f"model.exemplar_blend: one of {', '.join(BLENDS)}, got {self.exemplar_blend!r}")
+        if self.exemplar_blend != "seam" and self.train_samples != 0:
+            raise GenfillError(f"model.exemplar_blend: {self.exemplar_blend} draws on the mean pass alone: needs "
+                               "train_samples: 0")
         ramp = list(self.exemplar_ramp)
         if len(ramp) != 2 or not 0 <= ramp[0] < ramp[1] <= 64:
             raise GenfillError(f"model.exemplar_ramp: two depths in pixels, 0 <= start < end <= 64, got {ramp}")
@@ -274,6 +287,26 @@ class Sampler(GenModel):
         mean_c = self.mean_pass(c, mr)
         return (mean.repeat(reps, 1, 1, 1) + (c - mean_c)).clamp(-1, 1)
 
+    def hybrid_samples(self, x: Tensor, m: Tensor, mean: Tensor, reps: int, generator: torch.Generator | None
+                       ) -> Tensor:
+        """(reps * N) samples `exemplar_blend: hybrid`: mean + w r + (1 - w) g e z in the hole. r = c - mean_c is
+        the residual blend's detail (drawn first, as there), w in [0, 1] how wide the hole is nearby (0 where
+        the deepest hole pixel within 2 px is 1 deep, 1 where it is 3 or more: `HYBRID_DEPTH`), e x's detail
+        energy around the pixel (`exemplars.detail_energy`, `HYBRID_WINDOW` px), z one standard normal per
+        sample and g = `HYBRID_GAIN`. A stranger's detail in a stroke 1-2 px wide lands off the edges it
+        should continue (specks); brightening or darkening the whole stroke in proportion to the detail
+        around it spreads the K fills as far (coverage) for about half the FID (blend_variants.md)."""
+        c = self.exemplars.neighbours(x, m, reps, generator)
+        mr = m.repeat(reps, 1, 1, 1).to(x.dtype)
+        r = c - self.mean_pass(c, mr)
+        lo, hi = HYBRID_DEPTH
+        wide = (F.max_pool2d(hole_depth(mr, hi), 5, 1, 2) - lo) / (hi - lo)
+        w = wide.clamp(0, 1).to(x.dtype)
+        energy = detail_energy(x.repeat(reps, 1, 1, 1), 1 - mr, HYBRID_WINDOW).to(x.dtype)
+        z = torch.randn(len(mr), 1, 1, 1, generator=generator, device=generator.device if generator else None)
+        shift = HYBRID_GAIN * energy * z.to(x.device, x.dtype)
+        return (mean.repeat(reps, 1, 1, 1) + (w * r + (1 - w) * shift) * mr).clamp(-1, 1)
+
     # ---- the network
     def run(self, x: Tensor, m: Tensor, noise: Tensor, base: Tensor | None = None) -> Tensor:
         """Whole-image predictions (N,C,H,W) in [-1, 1] for noise (N, noise_channels, H, W): a sample pass where
@@ -324,6 +357,8 @@ class Sampler(GenModel):
                 mean = self.mean_pass(x, m, base)
             if self.cfg.exemplar_blend == "residual":
                 return self.residual_samples(x, m, mean, reps, generator)
+            if self.cfg.exemplar_blend == "hybrid":
+                return self.hybrid_samples(x, m, mean, reps, generator)
             return self.sample_base(x, m, mean, reps, generator).clamp(-1, 1)
         return self.run(x, m, z, self.sample_base(x, m, base, reps, generator))
 
