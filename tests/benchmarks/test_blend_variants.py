@@ -112,3 +112,44 @@ def test_match_scales_the_detail_to_the_queries_own_surroundings(bv, setup):
     assert torch.allclose(e2, 2 * e1, rtol=1e-4)  # energy is linear in contrast
     d = draw(bv, model, "match:3", x, m, mean) - mean.repeat(2, 1, 1, 1)
     assert d.abs().amax() > 0
+
+
+@torch.no_grad()
+def test_band_shifts_every_channel_by_the_detail_energy_times_one_draw(bv, setup):
+    """band:S:0:G: in the hole, sample - mean = G e z with e x's detail energy and z one normal per sample, the
+    same on every channel; with L > 0 z varies over the image instead; zero gain is the mean fill."""
+    model, x, m, mean = setup
+    mr = m.repeat(2, 1, 1, 1)
+    d = (draw(bv, model, "band:3:0:0.5", x, m, mean) - mean.repeat(2, 1, 1, 1)) * mr
+    e = bv.detail_energy(x.repeat(2, 1, 1, 1), 1 - mr, 3.0)
+    z = d[:, :1] / (0.5 * e).clamp_min(1e-6)
+    inside = (mr > 0) & (e > 1e-3)
+    first = z[0][inside[0]]
+    assert torch.allclose(first, first[:1].expand_as(first), atol=1e-3) and first.abs()[0] > 1e-3
+    assert torch.allclose(d, d[:, :1].expand_as(d), atol=1e-6)
+    field = (draw(bv, model, "band:3:4:0.5", x, m, mean) - mean.repeat(2, 1, 1, 1))[:, :1] / (0.5 * e).clamp_min(1e-6)
+    assert field[0][inside[0]].std() > 0.05  # a blurred normal field: z differs across the hole
+    assert torch.equal(draw(bv, model, "band:3:0:0", x, m, mean), mean.repeat(2, 1, 1, 1))
+
+
+@torch.no_grad()
+def test_hyb_is_the_models_hybrid_blend_with_its_numbers_and_puts_them_back(bv, setup):
+    from genfill.models import sampler as sampler_module
+
+    model, x, m, mean = setup
+    shipped = model.hybrid_samples(x, m, mean, 2, torch.Generator().manual_seed(3))
+    saved = sampler_module.HYBRID_DEPTH, sampler_module.HYBRID_GAIN
+    lo, hi = saved[0]
+    assert torch.equal(draw(bv, model, f"hyb:{lo}:{hi - lo}:{saved[1]}", x, m, mean), shipped)
+    other = draw(bv, model, "hyb:3:2:0.2", x, m, mean)
+    assert not torch.equal(other, shipped) and (sampler_module.HYBRID_DEPTH, sampler_module.HYBRID_GAIN) == saved
+
+
+@torch.no_grad()
+def test_warp_and_self_are_the_mean_fill_at_zero_gain_and_move_it_otherwise(bv, setup):
+    model, x, m, mean = setup
+    for name in ("warp:0", "self:4:0"):
+        assert torch.allclose(draw(bv, model, name, x, m, mean), mean.repeat(2, 1, 1, 1), atol=1e-6)
+    for name in ("warp:1", "warp:0.5:0.5", "self:4:1"):
+        d = draw(bv, model, name, x, m, mean) - mean.repeat(2, 1, 1, 1)
+        assert d.abs().amax() > 1e-3 and (d * (1 - m.repeat(2, 1, 1, 1))).abs().amax() == 0
