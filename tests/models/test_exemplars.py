@@ -277,6 +277,14 @@ def test_residual_samples_are_the_mean_fill_plus_the_exemplars_detail_beyond_its
         build_model({**TINY, "train_samples": 0, "w_adv": 0.0, "exemplar_blend": "paste"}, SIZE, 3)
 
 
+def test_the_cli_offers_every_blend_the_sampler_has():
+    """cli.BLENDS (the --blend choices, kept apart so the CLI parses without torch) names the sampler's blends."""
+    from genfill import cli
+    from genfill.models import sampler
+
+    assert cli.BLENDS == sampler.BLENDS
+
+
 def test_the_blend_is_switched_at_load_and_the_samples_stay_on(tmp_path, capsys):
     """genfill.load(run, blend=...) / from_model(model, blend=...) / `genfill fill --blend`: the same weights then
     draw as a model configured with that blend does; a bad name, a family without blends and a peer are refused

@@ -58,8 +58,8 @@ brightened or darkened as a whole by a random amount scaled to the detail x's ow
 (`hybrid_samples`). All are inference-only (one checkpoint serves each). seam keeps thin strokes the mean
 fill (the best FID there) and its K fills too alike; residual draws calibrated spread and the lower FID in
 wider holes, but a stranger's detail in thin strokes (the A/B's FID and coverage90 columns); hybrid keeps
-residual's calibration and its wide holes, with about half of its FID cost in thin strokes
-(benchmarks/results/blend_variants.md).
+residual's calibration and its wide holes at less FID cost in thin strokes (19.0 against 20.3 and seam's 16.3
+at n = 1,000: benchmarks/results/perception_ab_hybrid.md).
 
 Inference: `fill(x, m)` is one sample; its noise comes from a generator seeded by `torch.initial_seed()`, so
 `torch.manual_seed(s)` (what `genfill.load(...).fill(..., seed=s)` and `genfill fill --seed s` do) picks the
@@ -88,7 +88,7 @@ from genfill.pixels import composite
 BLENDS = ("seam", "residual", "hybrid")  # exemplar_blend: how a drawn stored face becomes a sample
 # the hybrid blend (hybrid_samples): residual detail from a nearby hole depth of HYBRID_DEPTH[0] (none) to
 # [1] (all); elsewhere the mean fill shifted by HYBRID_GAIN x the detail energy in a HYBRID_WINDOW px window
-# (benchmarks/blend_variants.py `hyb:1:2:0.7`: thin-stroke coverage 0.6 needs a gain of about 0.6)
+# (benchmarks/blend_variants.py `hyb:1:2:G`: thin-stroke coverage 0.60 at n = 300 needs G of about 0.6)
 HYBRID_DEPTH, HYBRID_GAIN, HYBRID_WINDOW = (1.0, 3.0), 0.7, 3.0
 
 
@@ -295,7 +295,7 @@ class Sampler(GenModel):
         energy around the pixel (`exemplars.detail_energy`, `HYBRID_WINDOW` px), z one standard normal per
         sample and g = `HYBRID_GAIN`. A stranger's detail in a stroke 1-2 px wide lands off the edges it
         should continue (specks); brightening or darkening the whole stroke in proportion to the detail
-        around it spreads the K fills as far (coverage) for about half the FID (blend_variants.md)."""
+        around it spreads the K fills as far (coverage) for less FID (blend_variants_band.md)."""
         c = self.exemplars.neighbours(x, m, reps, generator)
         mr = m.repeat(reps, 1, 1, 1).to(x.dtype)
         r = c - self.mean_pass(c, mr)
