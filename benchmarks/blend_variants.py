@@ -24,6 +24,7 @@ r = c - mean(c) the residual blend's detail:
     band:S:L:G   mean(x) + G e z in the hole, e = x's detail energy (as in match) in a window of S px and z a
                  standard normal per sample (L = 0) or a normal field blurred by L px, scaled to unit std: the
                  stroke brightened or darkened by as much as x's surroundings vary, no stranger's detail
+                 band:S:L:G:F adds a floor: (G e + F) z, F in [-1, 1] units (0.0078 = one grey level)
     warp:G[:B]   mean(x) + G z (u . grad mean(x)), u a random direction and z a normal per sample: the mean fill
                  moved by about G z px; with B, plus band:3:0:B
     self:D:G     mean(x) + G z d(x) moved by D px in a random direction, d x's own detail on the known pixels
@@ -134,7 +135,7 @@ def variant_fn(name: str):
             return (mean.repeat(reps, 1, 1, 1) + gain * (c - self.mean_pass(c, mr))).clamp(-1, 1)
         return match
     if kind == "band":
-        sigma, length, gain = (float(v) for v in arg.split(":"))
+        sigma, length, gain, floor = (float(v) for v in (arg + ":0").split(":")[:4])
 
         def band(self, x, m, mean, reps, g):
             mr = m.repeat(reps, 1, 1, 1).to(x.dtype)
@@ -144,7 +145,7 @@ def variant_fn(name: str):
                 z = z / z.flatten(1).std(1).clamp_min(1e-6).view(-1, 1, 1, 1)
             else:  # one draw per image
                 z = torch.randn(len(mr), 1, 1, 1, generator=g, device=x.device, dtype=x.dtype)
-            return (mean.repeat(reps, 1, 1, 1) + gain * e_x * z * mr).clamp(-1, 1)
+            return (mean.repeat(reps, 1, 1, 1) + (gain * e_x + floor) * z * mr).clamp(-1, 1)
         return band
     if kind == "hyb":
         lo, width, gain = (float(v) for v in arg.split(":"))

@@ -130,6 +130,9 @@ def test_band_shifts_every_channel_by_the_detail_energy_times_one_draw(bv, setup
     field = (draw(bv, model, "band:3:4:0.5", x, m, mean) - mean.repeat(2, 1, 1, 1))[:, :1] / (0.5 * e).clamp_min(1e-6)
     assert field[0][inside[0]].std() > 0.05  # a blurred normal field: z differs across the hole
     assert torch.equal(draw(bv, model, "band:3:0:0", x, m, mean), mean.repeat(2, 1, 1, 1))
+    floor = (draw(bv, model, "band:3:0:0:0.05", x, m, mean) - mean.repeat(2, 1, 1, 1)) * mr  # F z alone
+    hole = floor[0][mr[0].expand_as(floor[0]) > 0]
+    assert torch.allclose(hole, hole[:1].expand_as(hole), atol=1e-6) and 0 < hole.abs()[0] < 0.5
 
 
 @torch.no_grad()
