@@ -188,8 +188,7 @@ def variant_fn(name: str):
                 z = torch.randn(len(x), generator=g)
                 for i in range(len(x)):
                     dy, dx = int(round(dist * float(torch.sin(a[i])))), int(round(dist * float(torch.cos(a[i]))))
-                    src = shifted(d[i], dy, dx) / shifted(known[i], dy, dx).clamp_min(1e-3) * shifted(known[i], dy, dx)
-                    out.append(mean[i] + gain * float(z[i]) * src * m[i])
+                    out.append(mean[i] + gain * float(z[i]) * shifted(d[i], dy, dx) * m[i])  # d is 0 off known pixels
             return torch.stack(out).clamp(-1, 1)
         return own
     if kind in ("ring", "shift"):
