@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genfill.augment import gaussian_blur as augment_blur
 from genfill.models.thinplate import harmonic_fill, levels_for
 
 DUPLICATE = 1.0 / 127.5  # mean |difference| below one grey level over a whole image: the same image
@@ -55,14 +56,11 @@ def depth_weight(m: Tensor, ramp: tuple[float, float]) -> Tensor:
 
 
 def gaussian_blur(y: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of (N,C,H,W) per channel, reflect-padded (the kernel spans 3 sigma a side, at
-    most the image's size less one)."""
-    half = min(int(3 * sigma), min(y.shape[-2:]) - 1)
-    t = torch.arange(-half, half + 1, dtype=y.dtype, device=y.device)
-    w = torch.exp(-t * t / (2 * sigma * sigma))
-    w = (w / w.sum()).view(1, 1, 1, -1).repeat(y.shape[1], 1, 1, 1)
-    y = F.conv2d(F.pad(y, (half, half, 0, 0), mode="reflect"), w, groups=y.shape[1])
-    return F.conv2d(F.pad(y, (0, 0, half, half), mode="reflect"), w.transpose(2, 3), groups=y.shape[1])
+    """(N,C,H,W) blurred per channel by one Gaussian of `sigma` px (3 sigma a side): `augment.gaussian_blur`'s
+    separable, reflect-padded blur with the same sigma for every image."""
+    n = len(y)
+    return augment_blur(y, torch.ones(n, dtype=torch.bool, device=y.device),
+                        torch.full((n,), float(sigma), device=y.device), 2 * int(3 * sigma) + 1)
 
 
 def detail_energy(y: Tensor, known: Tensor, sigma: float, per_channel: bool = False) -> Tensor:
