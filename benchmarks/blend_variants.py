@@ -57,12 +57,6 @@ from genfill.resolve import resolve
 ALL = ("mean", "seam", "residual", "scale:0.7", "clip:2", "lum", "ring:32", "shift:1")
 
 
-def residuals(model, x, m, reps, generator):
-    """(reps * N) residuals c - mean(c) of drawn stored faces c, as the residual blend draws them."""
-    c = model.exemplars.neighbours(x, m, reps, generator)
-    return c - model.mean_pass(c, m.repeat(reps, 1, 1, 1))
-
-
 def shifted(imgs: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """imgs (..., C, H, W) moved by (dy, dx) px, edges replicated."""
     if dy == 0 and dx == 0:
@@ -108,18 +102,18 @@ def variant_fn(name: str):
         return lambda self, x, m, mean, reps, g: mean.repeat(reps, 1, 1, 1)
     if kind == "scale":
         return lambda self, x, m, mean, reps, g: (mean.repeat(reps, 1, 1, 1)
-                                                  + float(arg) * residuals(self, x, m, reps, g)).clamp(-1, 1)
+                                                  + float(arg) * self.residual_detail(x, m, reps, g)).clamp(-1, 1)
     if kind == "lum":
         def lum(self, x, m, mean, reps, g):
-            r = residuals(self, x, m, reps, g)
+            r = self.residual_detail(x, m, reps, g)
             return (mean.repeat(reps, 1, 1, 1) + r.mean(1, keepdim=True).expand_as(r)).clamp(-1, 1)
         return lum
     if kind == "clip":
         def clip(self, x, m, mean, reps, g):
             k = self.exemplars.k
-            median = residuals(self, x, m, k, g).view(k, len(x), *x.shape[1:]).abs().median(0).values
+            median = self.residual_detail(x, m, k, g).view(k, len(x), *x.shape[1:]).abs().median(0).values
             limit = (float(arg) * median).repeat(reps, 1, 1, 1)
-            r = torch.maximum(torch.minimum(residuals(self, x, m, reps, g), limit), -limit)
+            r = torch.maximum(torch.minimum(self.residual_detail(x, m, reps, g), limit), -limit)
             return (mean.repeat(reps, 1, 1, 1) + r).clamp(-1, 1)
         return clip
     if kind in ("match", "matchc"):

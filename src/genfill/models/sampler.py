@@ -282,10 +282,13 @@ class Sampler(GenModel):
         fill's error is on a similar image, so K draws spread as far as the truth strays from the mean (the
         calibration the seam blend lacked), and it is small at the hole's border, where both mean fills are pinned
         by their image's known pixels: no seam correction, no ramp."""
+        return (mean.repeat(reps, 1, 1, 1) + self.residual_detail(x, m, reps, generator)).clamp(-1, 1)
+
+    def residual_detail(self, x: Tensor, m: Tensor, reps: int, generator: torch.Generator | None) -> Tensor:
+        """(reps * N) c - mean_c: drawn exemplars c (`exemplars.neighbours`) less the mean pass on c under the
+        same holes: the detail the residual and hybrid blends add to x's mean fill."""
         c = self.exemplars.neighbours(x, m, reps, generator)
-        mr = m.repeat(reps, 1, 1, 1)
-        mean_c = self.mean_pass(c, mr)
-        return (mean.repeat(reps, 1, 1, 1) + (c - mean_c)).clamp(-1, 1)
+        return c - self.mean_pass(c, m.repeat(reps, 1, 1, 1))
 
     def hybrid_samples(self, x: Tensor, m: Tensor, mean: Tensor, reps: int, generator: torch.Generator | None
                        ) -> Tensor:
@@ -296,9 +299,8 @@ class Sampler(GenModel):
         sample and g = `HYBRID_GAIN`. A stranger's detail in a stroke 1-2 px wide lands off the edges it
         should continue (specks); brightening or darkening the whole stroke in proportion to the detail
         around it spreads the K fills as far (coverage) for less FID (blend_variants_band.md)."""
-        c = self.exemplars.neighbours(x, m, reps, generator)
+        r = self.residual_detail(x, m, reps, generator)
         mr = m.repeat(reps, 1, 1, 1).to(x.dtype)
-        r = c - self.mean_pass(c, mr)
         lo, hi = HYBRID_DEPTH
         wide = (F.max_pool2d(hole_depth(mr, hi), 5, 1, 2) - lo) / (hi - lo)
         w = wide.clamp(0, 1).to(x.dtype)
