@@ -31,6 +31,18 @@ r = c - mean(c) the residual blend's detail:
     hyb:A:W:G    the model's `hybrid` blend (genfill.models.sampler.hybrid_samples) with HYBRID_DEPTH = (A, A + W)
                  and HYBRID_GAIN = G: residual where the hole is wide, band:3:0:G in thin strokes
     hybrid       the model's `hybrid` blend as shipped (hyb:1:2:0.7)
+    local:R:S:P:T[:H[:G]]
+                 non-parametric sampling from the stored faces, per pixel (Efros & Leung's idea with the
+                 training set as the source, positions kept because faces are aligned): each of the P faces
+                 nearest by key, moved by up to S px, is compared with x over the known pixels of the
+                 (2R+1)^2 window around each hole pixel (mean difference removed); a sample takes, per pixel,
+                 one of its T best (face, shift) pairs, chosen by a random score per pair shared across the
+                 image (`LocalPairs.draw`), at that pair's value in x's brightness. H = 1 (default): only where
+                 the hybrid blend would shift the stroke (residual detail where the hole is wide); G scales
+                 the step from the mean fill (default 1)
+    sharp:A:S[:V]
+                 variant V's samples (default: the mean fill) plus A x (the composite minus its S px blur) in
+                 the hole: an unsharp mask of the fill
 
     PYTHONPATH=src python benchmarks/blend_variants.py -c runs/sampler-faces64 -n 300 --kinds thin,medium \
         --work /tmp/blends --out benchmarks/results/blend_variants
@@ -65,6 +77,72 @@ def shifted(imgs: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     h, w = imgs.shape[-2:]
     p = F.pad(imgs.reshape(-1, *imgs.shape[-3:]), (s, s, s, s), mode="replicate")
     return p[..., s - dy:s - dy + h, s - dx:s - dx + w].reshape(imgs.shape)
+
+
+class LocalPairs:
+    """Per hole pixel, the `top` (stored face, shift) pairs whose pixels around it best match the query's:
+    `local_pairs` makes them once per image and hole, `draw` picks among them per sample.
+
+    idx (N, top, H, W): which pair (face * shifts + shift, out of `pairs`), nearest first; values
+    (N, top, C, H, W) what each gives the pixel. Known pixels hold pair 0 and value 0 (never read)."""
+
+    def __init__(self, idx: torch.Tensor, values: torch.Tensor, pairs: int) -> None:
+        self.idx, self.values, self.pairs = idx, values, pairs
+
+    def draw(self, reps: int, generator: torch.Generator | None) -> torch.Tensor:
+        """(reps * N, C, H, W): per sample one random score per pair, shared by all the pixels of an image;
+        each pixel takes the best-scored of its `top` pairs. A pixel's pick is uniform over its own top pairs,
+        and neighbouring pixels whose top pairs overlap mostly pick the same one (coherent strokes, not specks)."""
+        n, top, c, h, w = self.values.shape
+        out = []
+        for _ in range(reps):
+            score = torch.rand(n, self.pairs, generator=generator,
+                               device=generator.device if generator else None).to(self.idx.device)
+            pick = score.gather(1, self.idx.flatten(1)).view(self.idx.shape).argmax(1, keepdim=True)
+            out.append(self.values.gather(1, pick[:, :, None].expand(-1, -1, c, -1, -1))[:, 0])
+        return torch.cat(out)
+
+
+@torch.no_grad()
+def local_pairs(bank, x, m, radius: int, shift: int, pool: int, top: int) -> LocalPairs:
+    """For every hole pixel of x (N,C,H,W) under m, its `top` best (stored face, shift) pairs (`LocalPairs`):
+    each of the `pool` faces nearest by key (`candidates`; the query itself never), moved by up to `shift`
+    px each way, is compared with x over the known pixels of the (2 radius + 1)^2 window around the pixel,
+    after removing the per-channel mean difference there (the mean squared difference left). Its value for
+    the pixel is its own plus that mean difference: the face's detail in x's brightness and colour.
+    One image at a time, hole pixels only (pool x shifts x pixels is large)."""
+    imgs, duplicate = bank.candidates(x, m, pool)  # (N, P, C, H, W)
+    n, p, c, h, w = imgs.shape
+    moves = [(dy, dx) for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)]
+    top = min(top, p * len(moves))
+    win = 2 * radius + 1
+    box = lambda t: F.avg_pool2d(t, win, 1, radius, count_include_pad=False)  # noqa: E731
+    idx = torch.zeros(n, top, h * w, dtype=torch.long, device=x.device)
+    values = torch.zeros(n, top, c, h * w, dtype=torch.float32, device=x.device)
+    for i in range(n):
+        hole = m[i, 0].flatten().nonzero().squeeze(1)
+        if hole.numel() == 0:
+            continue
+        k = (1 - m[i:i + 1].float())  # (1, 1, H, W)
+        xi = x[i:i + 1].float()
+        s0 = box(k).flatten(1)[:, hole].clamp_min(1e-6)  # (1, holes): share of known pixels in the window
+        bad = duplicate[i][:, None]
+        dist, vals = [], []
+        for dy, dx in moves:
+            cj = shifted(imgs[i].float(), dy, dx)  # (P, C, H, W)
+            diff = xi - cj
+            s1 = box(diff * k).flatten(2)[:, :, hole]  # (P, C, holes)
+            s2 = box((diff * diff * k).sum(1, keepdim=True)).flatten(1)[:, hole]  # (P, holes)
+            mu = s1 / s0
+            d = (s2 - (mu * s1).sum(1)) / (s0 * c)
+            dist.append(torch.where(bad, torch.full_like(d, float("inf")), d))
+            vals.append(cj.flatten(2)[:, :, hole] + mu)
+        dist = torch.stack(dist, 1).flatten(0, 1)  # (P * shifts, holes): pair = face * shifts + shift
+        best = dist.topk(top, 0, largest=False).indices  # (top, holes)
+        idx[i][:, hole] = best
+        vals = torch.stack(vals, 1).flatten(0, 1)  # (P * shifts, C, holes)
+        values[i][:, :, hole] = vals.gather(0, best[:, None].expand(-1, c, -1))
+    return LocalPairs(idx.view(n, top, h, w), values.view(n, top, c, h, w), p * len(moves))
 
 
 def ring_faces(model, x, m, reps, generator, pool: int, shift: int, ring: int, top: int = 8):
@@ -141,6 +219,8 @@ def variant_fn(name: str):
                 z = torch.randn(len(mr), 1, 1, 1, generator=g, device=x.device, dtype=x.dtype)
             return (mean.repeat(reps, 1, 1, 1) + (gain * e_x + floor) * z * mr).clamp(-1, 1)
         return band
+    if kind == "hybrid":
+        return lambda self, x, m, mean, reps, g: self.hybrid_samples(x, m, mean, reps, g)
     if kind == "hyb":
         lo, width, gain = (float(v) for v in arg.split(":"))
 
@@ -152,6 +232,43 @@ def variant_fn(name: str):
             finally:
                 sampler_module.HYBRID_DEPTH, sampler_module.HYBRID_GAIN = saved
         return hyb
+    if kind == "local":
+        parts = (arg + ":1:1").split(":")
+        radius, shift, pool, top, hybrid = (int(v) for v in parts[:5])
+        gain = float(parts[5])
+
+        memo = {}
+
+        def local(self, x, m, mean, reps, g):
+            """LocalPairs in the thin parts of the hole; with hybrid 1 the residual
+            detail where the hole is wide (the hybrid blend's w), else the local pairs everywhere."""
+            if not (memo.get("x") is not None and memo["x"].shape == x.shape and torch.equal(memo["x"], x)
+                    and torch.equal(memo["m"], m)):  # fill and fill_samples of one batch share the pairs
+                memo.update(x=x.clone(), m=m.clone(),
+                            pairs=local_pairs(self.exemplars, x, m, radius, shift, pool, top))
+            mr = m.repeat(reps, 1, 1, 1).to(x.dtype)
+            y = mean.repeat(reps, 1, 1, 1)
+            v = y + gain * (memo["pairs"].draw(reps, g).to(x.dtype) - y)
+            if hybrid:
+                r = self.residual_detail(x, m, reps, g)
+                lo, hi = sampler_module.HYBRID_DEPTH
+                wgt = ((F.max_pool2d(sampler_module.hole_depth(mr, hi), 5, 1, 2) - lo) / (hi - lo)).clamp(0, 1)
+                return (y + (wgt * r + (1 - wgt) * (v - y)) * mr).clamp(-1, 1)
+            return (y + (v - y) * mr).clamp(-1, 1)
+        return local
+    if kind == "sharp":  # sharp:A:S[:B] the hole of B's samples (default the mean fill) sharpened
+        parts = arg.split(":", 2)
+        amount, sigma, base = float(parts[0]), float(parts[1]), parts[2] if len(parts) > 2 else ""
+        inner = variant_fn(base) if base else None
+
+        def sharp(self, x, m, mean, reps, g):
+            """B's samples plus A x (the composite minus its S px blur) in the hole: an unsharp mask of the fill
+            and the known pixels around it (the mean fill is blurrier than faces are)."""
+            y = inner(self, x, m, mean, reps, g) if inner else mean.repeat(reps, 1, 1, 1)
+            mr = m.repeat(reps, 1, 1, 1).to(x.dtype)
+            comp = x.repeat(reps, 1, 1, 1) * (1 - mr) + y * mr
+            return (y + amount * (comp - blur(comp, sigma)) * mr).clamp(-1, 1)
+        return sharp
     if kind == "warp":
         gain, bandgain = (float(v) for v in (arg + ":0").split(":")[:2])
 

@@ -156,3 +156,36 @@ def test_warp_and_self_are_the_mean_fill_at_zero_gain_and_move_it_otherwise(bv, 
     for name in ("warp:1", "warp:0.5:0.5", "self:4:1"):
         d = draw(bv, model, name, x, m, mean) - mean.repeat(2, 1, 1, 1)
         assert d.abs().amax() > 1e-3 and (d * (1 - m.repeat(2, 1, 1, 1))).abs().amax() == 0
+
+
+@torch.no_grad()
+def test_local_pairs_find_the_stored_face_a_query_was_cut_from(bv, setup):
+    """A query that is a stored face moved by 1 px, with a thin stroke missing: every stroke pixel's best pair
+    is that face at that shift, whose value is the truth; the draws keep known pixels out and stay among a
+    pixel's own top pairs."""
+    model, _, _, _ = setup
+    stored = model.exemplars.stored(slice(None))
+    x = bv.shifted(stored[5:6], 1, 0)
+    m = torch.zeros(1, 1, SIZE, SIZE)
+    m[:, :, 14:16, 4:28] = 1  # a 2 px stroke
+    pairs = bv.local_pairs(model.exemplars, x, m, radius=2, shift=1, pool=40, top=3)
+    hole = m[0, 0].bool()
+    assert torch.allclose(pairs.values[0, 0][:, hole], x[0][:, hole], atol=1e-5)
+    face = torch.div(pairs.idx[0, 0][hole], 9, rounding_mode="floor")
+    assert face.unique().numel() == 1 and int(pairs.idx[0, 0][hole][0] % 9) == 7  # (dy, dx) = (1, 0)
+    draws = pairs.draw(4, torch.Generator().manual_seed(0))
+    assert draws.shape == (4, 3, SIZE, SIZE) and bool((draws[:, :, ~hole] == 0).all())
+    allowed = pairs.values[0][:, :, hole]  # (top, C, holes)
+    assert all(bool(((allowed - d[:, hole]).abs().amax(1) < 1e-6).any(0).all()) for d in draws)
+    assert not torch.equal(draws[0], draws[1])  # a new score per sample
+
+
+@torch.no_grad()
+def test_local_and_sharp_change_only_the_hole(bv, setup):
+    model, x, m, mean = setup
+    for name in ("local:1:1:10:3:0", "local:1:1:10:3:1:0.5", "sharp:0.5:1", "sharp:0.5:1:scale:1"):
+        s = draw(bv, model, name, x, m, mean)
+        assert torch.equal(s * (1 - m.repeat(2, 1, 1, 1)), mean.repeat(2, 1, 1, 1) * (1 - m.repeat(2, 1, 1, 1)))
+        assert not torch.equal(s, mean.repeat(2, 1, 1, 1))
+    assert torch.equal(draw(bv, model, "sharp:0:1", x, m, mean), mean.repeat(2, 1, 1, 1))
+    assert torch.equal(draw(bv, model, "local:1:1:10:3:0:0", x, m, mean), mean.repeat(2, 1, 1, 1))
