@@ -25,6 +25,8 @@ r = c - mean(c) the residual blend's detail:
                  standard normal per sample (L = 0) or a normal field blurred by L px, scaled to unit std: the
                  stroke brightened or darkened by as much as x's surroundings vary, no stranger's detail
                  band:S:L:G:F adds a floor: (G e + F) z, F in [-1, 1] units (0.0078 = one grey level)
+    bandc:S:L:G[:F]
+                 band with a draw per colour channel: the stroke's colour moves, not only its brightness
     warp:G[:B]   mean(x) + G z (u . grad mean(x)), u a random direction and z a normal per sample: the mean fill
                  moved by about G z px; with B, plus band:3:0:B
     self:D:G     mean(x) + G z d(x) moved by D px in a random direction, d x's own detail on the known pixels
@@ -206,17 +208,18 @@ def variant_fn(name: str):
             gain = (e_x / detail_energy(c, known, sigma, per_channel).clamp_min(1e-4)).clamp(0, cap)
             return (mean.repeat(reps, 1, 1, 1) + gain * (c - self.mean_pass(c, mr))).clamp(-1, 1)
         return match
-    if kind == "band":
+    if kind in ("band", "bandc"):
         sigma, length, gain, floor = (float(v) for v in (arg + ":0").split(":")[:4])
+        zc = 3 if kind == "bandc" else 1  # bandc: one draw per colour channel
 
         def band(self, x, m, mean, reps, g):
             mr = m.repeat(reps, 1, 1, 1).to(x.dtype)
             e_x = detail_energy(x.repeat(reps, 1, 1, 1), 1 - mr, sigma)
             if length > 0:
-                z = blur(torch.randn(len(mr), 1, *x.shape[-2:], generator=g, device=x.device, dtype=x.dtype), length)
+                z = blur(torch.randn(len(mr), zc, *x.shape[-2:], generator=g, device=x.device, dtype=x.dtype), length)
                 z = z / z.flatten(1).std(1).clamp_min(1e-6).view(-1, 1, 1, 1)
-            else:  # one draw per image
-                z = torch.randn(len(mr), 1, 1, 1, generator=g, device=x.device, dtype=x.dtype)
+            else:  # one draw per image (per colour channel: bandc)
+                z = torch.randn(len(mr), zc, 1, 1, generator=g, device=x.device, dtype=x.dtype)
             return (mean.repeat(reps, 1, 1, 1) + (gain * e_x + floor) * z * mr).clamp(-1, 1)
         return band
     if kind == "hybrid":

@@ -133,6 +133,10 @@ def test_band_shifts_every_channel_by_the_detail_energy_times_one_draw(bv, setup
     floor = (draw(bv, model, "band:3:0:0:0.05", x, m, mean) - mean.repeat(2, 1, 1, 1)) * mr  # F z alone
     hole = floor[0][mr[0].expand_as(floor[0]) > 0]
     assert torch.allclose(hole, hole[:1].expand_as(hole), atol=1e-6) and 0 < hole.abs()[0] < 0.5
+    colour = (draw(bv, model, "bandc:3:0:0:0.05", x, m, mean) - mean.repeat(2, 1, 1, 1)) * mr  # a draw per channel
+    per = colour[0][:, mr[0, 0] > 0]  # (C, hole pixels): one value per channel
+    assert torch.allclose(per, per[:, :1].expand_as(per), atol=1e-6)
+    assert per[:, 0].unique().numel() == 3 and bool((per[:, 0].abs() < 0.5).all())
 
 
 @torch.no_grad()
