@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from genfill.errors import GenfillError
-from genfill.inpaint import fill_native, fill_native_many
+from genfill.inpaint import fill_native, fill_native_many, thin_part
 from genfill.imageread import open_image, to_8bit
 from genfill.metrics.uncertainty import check_samples
 from genfill.models.base import single_fill_message
@@ -242,6 +242,23 @@ class PluralFill:
                             torch.from_numpy(self.uncertainty)[None, None])
 
 
+def shift_thin(arrays: np.ndarray, pixels: np.ndarray, hole: np.ndarray, thin: np.ndarray, gains: np.ndarray,
+               colour: int) -> None:
+    """Spread K fills (K,H,W,C) in [0, 1] over the `thin` part of their `hole` (pixels the native fill fills
+    outside the model, the same in every fill), in place: fill k's thin pixels move by gains[k] x the image's
+    detail energy around them (`exemplars.detail_energy` of `pixels`' known pixels, HYBRID_WINDOW px; 0 where
+    the surround is flat), on the first `colour` channels alike, clipped to [0, 1]: a sampler's thin strokes
+    in `hybrid_samples`, at the photo's own size (`Sampler.thin_stroke_gain`)."""
+    from genfill.models.exemplars import detail_energy
+    from genfill.models.sampler import HYBRID_WINDOW
+
+    x = torch.from_numpy(np.ascontiguousarray(pixels[..., :colour], dtype=np.float32)).permute(2, 0, 1)[None]
+    known = torch.from_numpy(~hole)[None, None].float()
+    energy = detail_energy(x, known, HYBRID_WINDOW)[0, 0].numpy() * thin  # (H, W), 0 off the thin part
+    moved = arrays[..., :colour] + gains[:, None, None, None] * energy[None, :, :, None]
+    arrays[..., :colour] = np.clip(moved, 0, 1)
+
+
 class Inpainter:
     """Fills images of any size. `size` is the model's working side (None for a classical peer, which works
     at any size directly); `fill_fn(x, m)` fills a batch (N,C,S,S) in [-1, 1] under masks (N,1,S,S), 1 = hole,
@@ -328,6 +345,11 @@ class Inpainter:
         fill_fn = lambda x, m: self.sample_fn(x, m, g)  # noqa: E731
         arrays = np.stack([self.fill_array(d.pixels, hole, fill_fn) for _ in range(k)])
         colour = d.colour
+        gain = self.model.thin_stroke_gain() if hasattr(self.model, "thin_stroke_gain") else 0.0
+        thin = thin_part(hole, self.size) if gain and self.size is not None else None
+        if thin is not None and thin.any():  # drawn after the fills: the fills are those of a seed without it
+            z = torch.randn(k, generator=g, device=g.device).cpu().numpy()
+            shift_thin(arrays, d.pixels, hole, thin, gain * z, colour)
         unc = arrays[..., :colour].std(0, ddof=1).mean(-1).astype(np.float32) * hole
         return PluralFill([_encode(d, a, hole) for a in arrays], unc, d.pixels, hole, arrays)
 

@@ -313,6 +313,14 @@ def fill_native_many(xs: list[torch.Tensor], holes: list[np.ndarray], fill_fn: F
     return imgs
 
 
+def thin_part(hole: np.ndarray, size: int) -> np.ndarray | None:
+    """The pixels of `hole` (H,W bool) that `fill_native_many` fills by `harmonic_thin`, outside the model (the
+    same in every sample): `split_thin`'s thin part, or None when the image fits one window of side `size`."""
+    if hole.shape[0] <= size and hole.shape[1] <= size:
+        return None
+    return split_thin(hole)[1]
+
+
 THIN = 4  # hole pixels farther than this from the hole's wide core (a disk of radius THIN fits) are thin
 THIN_SWEEPS = 10  # Jacobi sweeps smoothing the thin fill's peel (astronaut's 3 px strokes, PSNR dB: 0 sweeps
 # 20.95, 10: 22.14, 20: 22.03, 40: 21.98, converged (2000): 21.97)

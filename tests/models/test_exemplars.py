@@ -375,3 +375,64 @@ def test_eval_and_serve_take_the_blend_for_every_sampler_and_say_so(make_cfg, tm
     code = main(["eval", "-c", "telea", "--blend", "residual", "-n", "2", "-o", str(tmp_path / "d"), "-q"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--blend residual" in err and "\n" not in err
+
+
+def test_samples_of_a_big_photo_spread_its_thin_strokes_as_hybrid_spreads_strokes():
+    """fill_samples of an image larger than the model: the thin part of the hole (filled at native size outside
+    the model) was the same in every sample. With the hybrid and residual blends sample k now moves it by
+    HYBRID_GAIN x the detail energy around it x z_k (one normal per sample, drawn after the fills): no shift
+    where the surround is flat, the wide part and the known pixels untouched, the same seed the same samples;
+    with seam nothing moves."""
+    import numpy as np
+
+    from genfill.api import from_model, shift_thin
+    from genfill.inpaint import thin_part
+    from genfill.models.sampler import HYBRID_GAIN, HYBRID_WINDOW
+
+    cfg = {**TINY, "train_samples": 0, "w_adv": 0.0}
+    model = build_model(cfg, SIZE, 3)
+    imgs = smooth_images(30, 1)
+    model.exemplars.index(torch.arange(30), lambda i: imgs[i], 30, torch.Generator().manual_seed(0))
+    model.eval()
+    h, w = 40, 96  # larger than SIZE: native fill, thin part by the harmonic fill
+    rng = np.random.default_rng(0)
+    photo = np.full((h, w, 3), 120, np.uint8)
+    photo[:, 48:] = rng.integers(0, 256, (h, 48, 3))  # left half flat, right half textured
+    hole = np.zeros((h, w), bool)
+    hole[19:22, 4:92] = True  # a 3 px stroke across both halves
+    hole[6:30, 60:84] = True  # a wide square on the textured half
+    thin = thin_part(hole, SIZE)
+    assert thin is not None and thin[20, 10] and not thin[18, 72] and thin_part(hole[:32, :32], SIZE) is None
+    mask = hole.astype(np.uint8) * 255
+    seam = from_model(model, blend="seam").fill_samples(photo, mask, 4, seed=5).arrays
+    assert np.array_equal(seam[0][thin], seam[3][thin])  # seam: the thin part the same in every sample
+    painter = from_model(model, blend="hybrid")
+    a, b = painter.fill_samples(photo, mask, 4, seed=5), painter.fill_samples(photo, mask, 4, seed=5)
+    assert np.array_equal(a.arrays, b.arrays)
+    known = ~hole
+    assert all(np.array_equal(np.asarray(f)[known], photo[known]) for f in a.fills)  # the fills as returned
+    flat = thin.copy()
+    flat[:, 24:] = False  # the stroke's flat stretch, far from the texture and from the varying square
+    assert np.allclose(a.arrays[0][flat], a.arrays[3][flat], atol=1e-5)
+    textured = thin.copy()
+    textured[:, :48] = False
+    model.thin_stroke_gain = lambda: 0.0  # the same draws without the shift (z comes after the fills)
+    ref = painter.fill_samples(photo, mask, 4, seed=5).arrays
+    del model.thin_stroke_gain
+    assert np.array_equal(a.arrays[:, ~thin], ref[:, ~thin])
+    energy = detail_energy(torch.from_numpy(photo / 255.0).permute(2, 0, 1)[None].float(),
+                           torch.from_numpy(known)[None, None].float(), HYBRID_WINDOW)[0, 0].numpy()
+    z = (a.arrays - ref)[:, textured].mean(-1) / (HYBRID_GAIN * energy[textured])  # (4, pixels): one z a sample
+    inside = (ref[:, textured] > 0.02).all(-1) & (ref[:, textured] < 0.98).all(-1) & (
+        np.abs(a.arrays[:, textured] - 0.5) < 0.48).all(-1)  # where the clip to [0, 1] did not act
+    per = [np.median(z[k][inside[k]]) for k in range(4)]
+    assert all(np.allclose(z[k][inside[k]], per[k], atol=1e-3) for k in range(4))
+    assert len({round(float(v), 2) for v in per}) == 4 and max(abs(v) for v in per) > 0.3
+    assert a.uncertainty[textured].mean() > 0.01 and a.uncertainty[flat].max() < 1e-3
+    # the shift itself: gain x energy x z on every colour channel, clipped
+    arrays = np.full((2, h, w, 3), 0.5, np.float32)
+    shift_thin(arrays, photo / 255.0, hole, thin, np.array([0.0, 2.0]), 3)
+    assert np.array_equal(arrays[0], np.full((h, w, 3), 0.5, np.float32))
+    want = np.clip(0.5 + 2.0 * energy * thin, 0, 1)
+    assert np.allclose(arrays[1], want[..., None], atol=1e-6) and want[textured].max() > 0.55
+    assert 0 < HYBRID_GAIN == model.thin_stroke_gain() and build_model(cfg, SIZE, 3).thin_stroke_gain() == 0

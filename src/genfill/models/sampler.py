@@ -309,6 +309,14 @@ class Sampler(GenModel):
         shift = HYBRID_GAIN * energy * z.to(x.device, x.dtype)
         return (mean.repeat(reps, 1, 1, 1) + (w * r + (1 - w) * shift) * mr).clamp(-1, 1)
 
+    def thin_stroke_gain(self) -> float:
+        """How far each sample moves hole pixels it does not draw itself: the thin part of a big photo's hole,
+        which the native fill fills outside the model, the same in every sample (genfill.inpaint.split_thin).
+        With the calibrated blends (residual, hybrid) a sample shifts them as `hybrid_samples` shifts a thin
+        stroke: HYBRID_GAIN x the detail energy around them x one normal per sample (the caller draws it:
+        `genfill.api.shift_thin`); with seam none (its thin strokes keep the mean fill)."""
+        return HYBRID_GAIN if self.cfg.exemplar_blend in ("residual", "hybrid") else 0.0
+
     # ---- the network
     def run(self, x: Tensor, m: Tensor, noise: Tensor, base: Tensor | None = None) -> Tensor:
         """Whole-image predictions (N,C,H,W) in [-1, 1] for noise (N, noise_channels, H, W): a sample pass where

@@ -1,0 +1,105 @@
+"""Calibration of K fills at a photo's own size, on the thin part of the hole and on the rest: does the spread
+of `fill --samples K` cover the truth where the native fill has no window (inpaint.py: strokes up to ~9 px wide
+are filled at native resolution by a harmonic fill, the same in every sample)?
+
+    python benchmarks/native_thin_spread.py -c runs/sampler-faces64 --blend hybrid [--out OUT]
+
+Photos: scikit-image's samples at their own size (benchmarks/photo_fill.py's PHOTOS); mask: photo_fill.py's
+"thin" (an ellipse object of ~10 % of the photo and five 3 px strokes), seed 0. For each photo, K = 8 fills
+(`Inpainter.fill_samples`, seed 0) and the ordinary fill (seed 0). Per part of the hole (`thin`: the pixels
+`inpaint.split_thin` sends to the harmonic fill; `wide`: the rest): coverage90, the share of true values
+(0-1, every channel) inside the 5-95 % interval of the K fills (nominal 0.70 at K = 8), the mean spread
+(std over K, averaged over channels) and r, Pearson's correlation of spread with the ordinary fill's
+|error|. Writes OUT.json and OUT.md.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from skimage import data
+
+import genfill
+from genfill.inpaint import split_thin
+from genfill.io import atomic_write_json, atomic_write_text
+from genfill.metrics.uncertainty import Moments, sample_interval
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from photo_fill import PHOTOS, masks  # noqa: E402
+
+
+def part_scores(arrays: np.ndarray, fill: np.ndarray, truth: np.ndarray, part: np.ndarray) -> dict:
+    """coverage90 (covered, total), spread and Moments of K fills (K,H,W,C) over the pixels `part` (H,W)."""
+    s = torch.from_numpy(arrays).float().permute(0, 3, 1, 2)[:, None]  # (K, 1, C, H, W)
+    t = torch.from_numpy(truth).float().permute(2, 0, 1)[None]
+    lo, hi = sample_interval(s)
+    w = torch.from_numpy(part)[None, None].float()
+    inside = ((t >= lo) & (t <= hi)).float() * w.expand_as(t)
+    spread = s.std(0, correction=1).mean(1, keepdim=True)  # (1, 1, H, W)
+    err = (torch.from_numpy(fill).float().permute(2, 0, 1)[None] - t).abs().mean(1, keepdim=True)
+    return {"covered": float(inside.sum()), "total": float(w.sum() * t.shape[1]),
+            "spread_sum": float((spread * w).sum()), "pixels": float(w.sum()), "moments": Moments.of(spread, err, w)}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-c", required=True, metavar="RUN")
+    ap.add_argument("--blend", default=None, help="a sampler's exemplar blend (default: its config's)")
+    ap.add_argument("-k", type=int, default=8)
+    ap.add_argument("--out", default="benchmarks/results/native_thin_spread")
+    a = ap.parse_args(argv)
+    painter = genfill.load(a.c, device="cpu", **({"blend": a.blend} if a.blend else {}))
+    rows, pooled = {}, {}
+    t0 = time.time()
+    for name in PHOTOS:
+        photo = getattr(data, name)()
+        if photo.ndim == 2:
+            photo = np.stack([photo] * 3, -1)
+        photo = np.ascontiguousarray(photo[..., :3])
+        hole = masks(*photo.shape[:2], seed=0)["thin"]
+        res = painter.fill_samples(photo, hole.astype(np.uint8) * 255, a.k, seed=0)
+        fill = np.asarray(painter.fill(photo, hole.astype(np.uint8) * 255, seed=0), dtype=np.float32) / 255
+        truth = photo.astype(np.float32) / 255
+        wide, thin = split_thin(hole)
+        rows[name] = {}
+        for part, where in (("thin", thin), ("wide", wide)):
+            sc = part_scores(res.arrays[..., :3], fill, truth, where)
+            p = pooled.setdefault(part, {"covered": 0.0, "total": 0.0, "spread_sum": 0.0, "pixels": 0.0, "m": []})
+            for key in ("covered", "total", "spread_sum", "pixels"):
+                p[key] += sc[key]
+            p["m"].append(sc["moments"])
+            rows[name][part] = {"coverage90": sc["covered"] / max(sc["total"], 1),
+                                "spread": sc["spread_sum"] / max(sc["pixels"], 1), "r": float(sc["moments"].r()[0]),
+                                "pixels": int(sc["pixels"])}
+    summary = {}
+    for part, p in pooled.items():
+        m = p["m"][0]
+        for more in p["m"][1:]:
+            m = Moments(*(torch.cat([getattr(m, f), getattr(more, f)]) for f in ("n", "su", "se", "suu", "see", "sue")))
+        summary[part] = {"coverage90": p["covered"] / max(p["total"], 1), "spread": p["spread_sum"] / max(p["pixels"], 1),
+                         "r": float(m.total().r()), "pixels": int(p["pixels"])}
+    command = "python benchmarks/native_thin_spread.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    doc = {"command": command, "run": a.c, "blend": a.blend, "k": a.k, "seconds": round(time.time() - t0, 1),
+           "photos": rows, "pooled": summary}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(a.out + ".json"), doc)
+    lines = [f"# K = {a.k} fills at the photo's own size: calibration on the thin part and the rest", "",
+             f"`{command}` ({doc['seconds']:.0f} s)", "",
+             "| photo | thin px | thin coverage90 | thin spread | thin r | wide px | wide coverage90 | wide spread | wide r |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    fmt = lambda v: "-" if v != v else f"{v:.3f}"  # noqa: E731 (NaN: no spread at all)
+    for name, r in [*rows.items(), ("**pooled**", summary)]:
+        lines.append(f"| {name} | " + " | ".join(f"{r[p]['pixels']} | {fmt(r[p]['coverage90'])} | {fmt(r[p]['spread'])} | "
+                                                 f"{fmt(r[p]['r'])}" for p in ("thin", "wide")) + " |")
+    atomic_write_text(Path(a.out + ".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
