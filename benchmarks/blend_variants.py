@@ -227,13 +227,14 @@ def variant_fn(name: str):
     if kind == "hyb":
         lo, width, gain = (float(v) for v in arg.split(":"))
 
-        def hyb(self, x, m, mean, reps, g):  # the model's hybrid blend with these three numbers
+        def hyb(self, x, m, mean, reps, g, strata=None):  # the model's hybrid blend with these three numbers
             saved = sampler_module.HYBRID_DEPTH, sampler_module.HYBRID_GAIN
             sampler_module.HYBRID_DEPTH, sampler_module.HYBRID_GAIN = (lo, lo + width), gain
             try:
-                return self.hybrid_samples(x, m, mean, reps, g)
+                return self.hybrid_samples(x, m, mean, reps, g, strata)
             finally:
                 sampler_module.HYBRID_DEPTH, sampler_module.HYBRID_GAIN = saved
+        hyb.strata = True  # drawn with fill_samples' Latin-hypercube draws, as the model's blends are
         return hyb
     if kind == "local":
         parts = (arg + ":1:1").split(":")
@@ -325,7 +326,12 @@ def filler_for(run: str, name: str):
     else:
         model.use_blend("residual")
         if name != "residual":
-            model.residual_samples = MethodType(variant_fn(name), model)
+            fn = variant_fn(name)
+            takes = getattr(fn, "strata", False)  # `hyb` draws K fills as the model's blends do; others, one by one
+
+            def probe(self, x, m, mean, reps, g, strata=None):
+                return fn(self, x, m, mean, reps, g, strata) if takes else fn(self, x, m, mean, reps, g)
+            model.residual_samples = MethodType(probe, model)
     filler.name = name
     return filler
 
@@ -360,6 +366,8 @@ def main(argv=None) -> None:
     ap.add_argument("--work", default="runs/blend_variants")
     ap.add_argument("--out", default="benchmarks/results/blend_variants")
     ap.add_argument("--picture", metavar="PNG", help="draw the thin-stroke picture of the one --variant instead")
+    ap.add_argument("--no-fid", dest="fid", action="store_false",
+                    help="calibration only (a variant's one fill, hence its FID, does not depend on how K are drawn)")
     a = ap.parse_args(argv)
     names = a.variant or list(ALL)
     if a.picture:
@@ -376,7 +384,7 @@ def main(argv=None) -> None:
         if not path.is_file():
             t0 = time.time()
             torch.manual_seed(0)
-            evaluate_specs([filler_for(a.c, name)], path.parent, masks=",".join(kinds), n=a.n, fid=True,
+            evaluate_specs([filler_for(a.c, name)], path.parent, masks=",".join(kinds), n=a.n, fid=a.fid,
                            samples=a.samples, fid_bootstrap=a.boot, device="cpu", report=False, verbose=False)
             print(f"{name}: {time.time() - t0:.0f} s", flush=True)
         doc, _ = load_eval(path)
@@ -393,7 +401,8 @@ def main(argv=None) -> None:
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out + ".json").write_text(json.dumps({"protocol": protocol, "rows": rows, "seconds": seconds}, indent=1))
     command = ["python benchmarks/blend_variants.py", "-c", a.c, "-n", str(a.n), "--kinds", a.kinds, "--samples",
-               str(a.samples), "--boot", str(a.boot)] + [f"--variant {v}" for v in names]
+               str(a.samples), "--boot", str(a.boot)] + ([] if a.fid else ["--no-fid"])
+    command += [f"--variant {v}" for v in names]
     lines = [f"# The sampler's exemplar blend: FID against calibration ({', '.join(kinds)})", "",
              f"`{' '.join(command)}`"
              f" (faces64 test, first {a.n} images, mask seed 1234, K = {a.samples}, FID ± the std of {a.boot} "

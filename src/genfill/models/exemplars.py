@@ -55,6 +55,16 @@ def depth_weight(m: Tensor, ramp: tuple[float, float]) -> Tensor:
     return ((hole_depth(m, hi) - lo) / max(hi - lo, 1e-6)).clamp(0, 1) * m.float()
 
 
+def latin_draws(k: int, n: int, generator: torch.Generator | None) -> Tensor:
+    """(k, n) uniforms in [0, 1), a Latin-hypercube draw per column: one in each of [j/k, (j+1)/k), in random
+    order. Each is uniform on its own (one sample is drawn as with a fresh uniform), but k of them spread
+    evenly: k fills of one image pick k different of its nearest faces when k <= their number (`neighbours`),
+    where independent draws repeat one (6 fills of 8 faces: 92 % of images)."""
+    dev = generator.device if generator else None
+    order = torch.rand(k, n, generator=generator, device=dev).argsort(0)
+    return (order + torch.rand(k, n, generator=generator, device=dev)) / k
+
+
 def gaussian_blur(y: Tensor, sigma: float) -> Tensor:
     """(N,C,H,W) blurred per channel by one Gaussian of `sigma` px (3 sigma a side): `augment.gaussian_blur`'s
     separable, reflect-padded blur with the same sigma for every image."""
@@ -141,16 +151,19 @@ class ExemplarBank(nn.Module):
         return imgs, same < DUPLICATE
 
     @torch.no_grad()
-    def neighbours(self, x: Tensor, m: Tensor, reps: int, generator: torch.Generator | None) -> Tensor:
+    def neighbours(self, x: Tensor, m: Tensor, reps: int, generator: torch.Generator | None,
+                   draws: Tensor | None = None) -> Tensor:
         """(reps * N, C, H, W) exemplars for queries x (N,C,H,W) under holes m: for each of `reps` draws and each
-        image, one of its k nearest stored images (module docstring), resized to H x W when the size differs."""
+        image, one of its k nearest stored images (module docstring), resized to H x W when the size differs.
+        `draws` (reps, N) uniforms in [0, 1) pick them instead of fresh ones from `generator` (`latin_draws`)."""
         imgs, duplicate = self.candidates(x, m, self.k)
         rank = torch.where(duplicate, torch.full(duplicate.shape, float("inf"), device=x.device), torch.arange(
             imgs.shape[1], device=x.device, dtype=torch.float32).expand(duplicate.shape))
         order = rank.argsort(1)[:, :min(self.k, len(self))]  # the k nearest that are not the query itself
         usable = torch.isfinite(rank.gather(1, order)).sum(1).clamp_min(1)  # (N,)
-        draw = torch.rand(reps, len(x), generator=generator, device=generator.device if generator else None)
-        slot = (draw.to(x.device) * usable).long().clamp_max(usable - 1)  # (reps, N)
+        if draws is None:
+            draws = torch.rand(reps, len(x), generator=generator, device=generator.device if generator else None)
+        slot = (draws.to(x.device) * usable).long().clamp_max(usable - 1)  # (reps, N)
         chosen = order.gather(1, slot.T).T  # (reps, N) index into the k + 2 candidates
         rows = torch.arange(len(x), device=x.device).expand(reps, -1)
         return imgs[rows, chosen].reshape(reps * len(x), *x.shape[1:]).to(x.dtype)

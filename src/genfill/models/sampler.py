@@ -70,6 +70,7 @@ exact (every fill is composited).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -80,11 +81,12 @@ from genfill.errors import GenfillError
 from genfill.losses import adversarial_d_loss, adversarial_g_loss, hole_weighted_l1, perceptual_loss, psnr_loss
 from genfill.models.base import GenModel, ModelOutput
 from genfill.models.blocks import PatchDiscriminator
-from genfill.models.exemplars import ExemplarBank, depth_weight, detail_energy, hole_depth
+from genfill.models.exemplars import ExemplarBank, depth_weight, detail_energy, hole_depth, latin_draws
 from genfill.models.thinplate import levels_for
 from genfill.models.unet import ResUNet, UNetConfig, prior_fill
 from genfill.pixels import composite
 
+Strata = tuple[Tensor, Tensor] | None  # (exemplar, shift) uniforms per sample: Sampler.draw
 BLENDS = ("seam", "residual", "hybrid")  # exemplar_blend: how a drawn stored face becomes a sample
 # the hybrid blend (hybrid_samples): residual detail from a nearby hole depth of HYBRID_DEPTH[0] (none) to
 # [1] (all); elsewhere the mean fill shifted by HYBRID_GAIN x the detail energy in a HYBRID_WINDOW px window
@@ -259,12 +261,14 @@ class Sampler(GenModel):
         if self.cfg.exemplars > 0:
             self.exemplars.take_shape(state.get("exemplars.images"))
 
-    def sample_base(self, x: Tensor, m: Tensor, base: Tensor, reps: int, generator: torch.Generator | None) -> Tensor:
+    def sample_base(self, x: Tensor, m: Tensor, base: Tensor, reps: int, generator: torch.Generator | None,
+                    strata: Strata = None) -> Tensor:
         """(reps * N) bases of sample passes: the classical fill, or with exemplars that fill moved towards a
-        drawn exemplar, seam-corrected, by the depth ramp (genfill.models.exemplars)."""
+        drawn exemplar, seam-corrected, by the depth ramp (genfill.models.exemplars). `strata`: `draw`."""
         if self.cfg.exemplars <= 0 or len(self.exemplars) == 0:
             return base.repeat(reps, 1, 1, 1)
-        ex = self.exemplars.corrected(x, m, self.exemplars.neighbours(x, m, reps, generator))
+        faces = self.exemplars.neighbours(x, m, reps, generator, strata[0] if strata else None)
+        ex = self.exemplars.corrected(x, m, faces)
         beta = depth_weight(m, tuple(self.cfg.exemplar_ramp)).to(x.dtype).repeat(reps, 1, 1, 1)
         b = base.repeat(reps, 1, 1, 1)
         return b + beta * (ex - b)
@@ -274,38 +278,43 @@ class Sampler(GenModel):
         config's own checks refuse a bad name or a sampler that cannot (trained sample passes, no exemplars)."""
         self.cfg = replace(self.cfg, exemplar_blend=blend)
 
-    def residual_samples(self, x: Tensor, m: Tensor, mean: Tensor, reps: int, generator: torch.Generator | None
-                         ) -> Tensor:
+    def residual_samples(self, x: Tensor, m: Tensor, mean: Tensor, reps: int, generator: torch.Generator | None,
+                         strata: Strata = None) -> Tensor:
         """(reps * N) samples `exemplar_blend: residual`: mean + (c - mean_c), c a drawn exemplar and mean_c the
         mean pass of c under the same hole. c - mean_c is the detail the mean fill cannot predict, measured on
         an image whose truth is known; added to x's mean fill it gives x that detail. Its size is what the mean
         fill's error is on a similar image, so K draws spread as far as the truth strays from the mean (the
         calibration the seam blend lacked), and it is small at the hole's border, where both mean fills are pinned
-        by their image's known pixels: no seam correction, no ramp."""
-        return (mean.repeat(reps, 1, 1, 1) + self.residual_detail(x, m, reps, generator)).clamp(-1, 1)
+        by their image's known pixels: no seam correction, no ramp. `strata`: `draw`."""
+        return (mean.repeat(reps, 1, 1, 1) + self.residual_detail(x, m, reps, generator, strata)).clamp(-1, 1)
 
-    def residual_detail(self, x: Tensor, m: Tensor, reps: int, generator: torch.Generator | None) -> Tensor:
+    def residual_detail(self, x: Tensor, m: Tensor, reps: int, generator: torch.Generator | None,
+                        strata: Strata = None) -> Tensor:
         """(reps * N) c - mean_c: drawn exemplars c (`exemplars.neighbours`) less the mean pass on c under the
-        same holes: the detail the residual and hybrid blends add to x's mean fill."""
-        c = self.exemplars.neighbours(x, m, reps, generator)
+        same holes: the detail the residual and hybrid blends add to x's mean fill. `strata`: `draw`."""
+        c = self.exemplars.neighbours(x, m, reps, generator, strata[0] if strata else None)
         return c - self.mean_pass(c, m.repeat(reps, 1, 1, 1))
 
-    def hybrid_samples(self, x: Tensor, m: Tensor, mean: Tensor, reps: int, generator: torch.Generator | None
-                       ) -> Tensor:
+    def hybrid_samples(self, x: Tensor, m: Tensor, mean: Tensor, reps: int, generator: torch.Generator | None,
+                       strata: Strata = None) -> Tensor:
         """(reps * N) samples `exemplar_blend: hybrid`: mean + w r + (1 - w) g e z in the hole. r = c - mean_c is
         the residual blend's detail (drawn first, as there), w in [0, 1] how wide the hole is nearby (0 where
         the deepest hole pixel within 2 px is 1 deep, 1 where it is 3 or more: `HYBRID_DEPTH`), e x's detail
         energy around the pixel (`exemplars.detail_energy`, `HYBRID_WINDOW` px), z one standard normal per
         sample and g = `HYBRID_GAIN`. A stranger's detail in a stroke 1-2 px wide lands off the edges it
         should continue (specks); brightening or darkening the whole stroke in proportion to the detail
-        around it spreads the K fills as far (coverage) for less FID (blend_variants_band.md)."""
-        r = self.residual_detail(x, m, reps, generator)
+        around it spreads the K fills as far (coverage) for less FID (blend_variants_band.md). `strata`: `draw`
+        (z is then the normal quantile of strata[1])."""
+        r = self.residual_detail(x, m, reps, generator, strata)
         mr = m.repeat(reps, 1, 1, 1).to(x.dtype)
         lo, hi = HYBRID_DEPTH
         wide = (F.max_pool2d(hole_depth(mr, hi), 5, 1, 2) - lo) / (hi - lo)
         w = wide.clamp(0, 1).to(x.dtype)
         energy = detail_energy(x.repeat(reps, 1, 1, 1), 1 - mr, HYBRID_WINDOW).to(x.dtype)
-        z = torch.randn(len(mr), 1, 1, 1, generator=generator, device=generator.device if generator else None)
+        if strata:
+            z = math.sqrt(2) * torch.erfinv(2 * strata[1].reshape(-1, 1, 1, 1).clamp(1e-6, 1 - 1e-6) - 1)
+        else:
+            z = torch.randn(len(mr), 1, 1, 1, generator=generator, device=generator.device if generator else None)
         shift = HYBRID_GAIN * energy * z.to(x.device, x.dtype)
         return (mean.repeat(reps, 1, 1, 1) + (w * r + (1 - w) * shift) * mr).clamp(-1, 1)
 
@@ -356,21 +365,22 @@ class Sampler(GenModel):
                               generator or self.seeded(like), like.device)
 
     def draw(self, x: Tensor, m: Tensor, base: Tensor, reps: int, generator: torch.Generator,
-             mean: Tensor | None = None) -> Tensor:
+             mean: Tensor | None = None, strata: Strata = None) -> Tensor:
         """`reps` sample passes of every image, in one batch: (reps * N) predictions. With `train_samples: 0`
         the network never learnt a sample pass: a sample is the mean fill moved towards a drawn exemplar
         (`sample_base` around the mean pass's prediction, `mean` when the caller has it), so thin strokes
-        keep the trained mean fill."""
+        keep the trained mean fill. `strata` (two (reps, N) uniforms, `latin_draws` rows) pick the exemplar
+        and hybrid's shift instead of fresh draws (`fill_samples`)."""
         z = self.noise(reps * len(x), x, generator)
         if self.cfg.train_samples == 0:
             if mean is None:
                 mean = self.mean_pass(x, m, base)
             if self.cfg.exemplar_blend == "residual":
-                return self.residual_samples(x, m, mean, reps, generator)
+                return self.residual_samples(x, m, mean, reps, generator, strata)
             if self.cfg.exemplar_blend == "hybrid":
-                return self.hybrid_samples(x, m, mean, reps, generator)
-            return self.sample_base(x, m, mean, reps, generator).clamp(-1, 1)
-        return self.run(x, m, z, self.sample_base(x, m, base, reps, generator))
+                return self.hybrid_samples(x, m, mean, reps, generator, strata)
+            return self.sample_base(x, m, mean, reps, generator, strata).clamp(-1, 1)
+        return self.run(x, m, z, self.sample_base(x, m, base, reps, generator, strata))
 
     # ---- inference
     @torch.no_grad()
@@ -389,12 +399,16 @@ class Sampler(GenModel):
 
     @torch.no_grad()
     def fill_samples(self, x: Tensor, m: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
-        """K composited samples (K,N,C,H,W) from `generator`, one pass per sample (memory of one batch)."""
+        """K composited samples (K,N,C,H,W) from `generator`, one pass per sample (memory of one batch). The K
+        exemplar picks (and hybrid's K shifts) are one Latin-hypercube draw (`exemplars.latin_draws`): each
+        sample is drawn as `fill` draws one, but K <= `exemplar_k` fills of an image use K different faces."""
         base, g = self.base_fill(x, m), generator or self.seeded(x)
         mean = None
         if self.cfg.train_samples == 0:  # the mean pass once for all K
             mean = self.mean_pass(x, m, base)
-        return torch.stack([composite(x, m, self.draw(x, m, base, 1, g, mean).to(x.dtype)) for _ in range(k)])
+        u, v = latin_draws(k, len(x), g), latin_draws(k, len(x), g)
+        return torch.stack([composite(x, m, self.draw(x, m, base, 1, g, mean, (u[j:j + 1], v[j:j + 1])).to(x.dtype))
+                            for j in range(k)])
 
     # ---- the encoder (SSL pretraining): a whole image, no hole, no noise, mean pass
     @property
