@@ -82,8 +82,9 @@ def main(argv=None) -> None:
         m = p["m"][0]
         for more in p["m"][1:]:
             m = Moments(*(torch.cat([getattr(m, f), getattr(more, f)]) for f in ("n", "su", "se", "suu", "see", "sue")))
-        summary[part] = {"coverage90": p["covered"] / max(p["total"], 1), "spread": p["spread_sum"] / max(p["pixels"], 1),
-                         "r": float(m.total().r()), "pixels": int(p["pixels"])}
+        summary[part] = {"coverage90": p["covered"] / max(p["total"], 1),
+                         "spread": p["spread_sum"] / max(p["pixels"], 1), "r": float(m.total().r()),
+                         "pixels": int(p["pixels"])}
     command = "python benchmarks/native_thin_spread.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     doc = {"command": command, "run": a.c, "blend": a.blend, "k": a.k, "seconds": round(time.time() - t0, 1),
            "photos": rows, "pooled": summary}
@@ -91,12 +92,13 @@ def main(argv=None) -> None:
     atomic_write_json(Path(a.out + ".json"), doc)
     lines = [f"# K = {a.k} fills at the photo's own size: calibration on the thin part and the rest", "",
              f"`{command}` ({doc['seconds']:.0f} s)", "",
-             "| photo | thin px | thin coverage90 | thin spread | thin r | wide px | wide coverage90 | wide spread | wide r |",
+             "| photo | " + " | ".join(f"{p} px | {p} coverage90 | {p} spread | {p} r" for p in ("thin", "wide")) + " |",
              "|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v: "-" if v != v else f"{v:.3f}"  # noqa: E731 (NaN: no spread at all)
     for name, r in [*rows.items(), ("**pooled**", summary)]:
-        lines.append(f"| {name} | " + " | ".join(f"{r[p]['pixels']} | {fmt(r[p]['coverage90'])} | {fmt(r[p]['spread'])} | "
-                                                 f"{fmt(r[p]['r'])}" for p in ("thin", "wide")) + " |")
+        cells = [f"{r[p]['pixels']} | {fmt(r[p]['coverage90'])} | {fmt(r[p]['spread'])} | {fmt(r[p]['r'])}"
+                 for p in ("thin", "wide")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     atomic_write_text(Path(a.out + ".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -23,6 +23,7 @@ away: `genfill.load("runs/sampler-faces64", mean=True)` (CLI: `genfill fill --me
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -35,6 +36,7 @@ from genfill.errors import GenfillError
 from genfill.inpaint import fill_native, fill_native_many, thin_part
 from genfill.imageread import open_image, to_8bit
 from genfill.metrics.uncertainty import check_samples
+from genfill.models.exemplars import latin_draws
 from genfill.models.base import single_fill_message
 from genfill.peers import telea
 from genfill.pixels import FillFn, from_unit, plural_panel, to_unit
@@ -348,7 +350,8 @@ class Inpainter:
         gain = self.model.thin_stroke_gain() if hasattr(self.model, "thin_stroke_gain") else 0.0
         thin = thin_part(hole, self.size) if gain and self.size is not None else None
         if thin is not None and thin.any():  # drawn after the fills: the fills are those of a seed without it
-            z = torch.randn(k, generator=g, device=g.device).cpu().numpy()
+            v = latin_draws(k, 1, g)[:, 0].clamp(1e-6, 1 - 1e-6)  # K normals spread evenly, as fill_samples'
+            z = (math.sqrt(2) * torch.erfinv(2 * v - 1)).cpu().numpy()
             shift_thin(arrays, d.pixels, hole, thin, gain * z, colour)
         unc = arrays[..., :colour].std(0, ddof=1).mean(-1).astype(np.float32) * hole
         return PluralFill([_encode(d, a, hole) for a in arrays], unc, d.pixels, hole, arrays)

@@ -3,6 +3,8 @@ correction, the depth ramp, the bank in checkpoints, and samples built on them."
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -378,14 +380,15 @@ def test_eval_and_serve_take_the_blend_for_every_sampler_and_say_so(make_cfg, tm
 def test_samples_of_a_big_photo_spread_its_thin_strokes_as_hybrid_spreads_strokes():
     """fill_samples of an image larger than the model: the thin part of the hole (filled at native size outside
     the model) was the same in every sample. With the hybrid and residual blends sample k now moves it by
-    HYBRID_GAIN x the detail energy around it x z_k (one normal per sample, drawn after the fills): no shift
+    NATIVE_THIN_GAIN x the detail energy around it x z_k (K normals by one Latin-hypercube draw after the
+    fills: one in each K-quantile of the normal): no shift
     where the surround is flat, the wide part and the known pixels untouched, the same seed the same samples;
     with seam nothing moves."""
     import numpy as np
 
     from genfill.api import from_model, shift_thin
     from genfill.inpaint import thin_part
-    from genfill.models.sampler import HYBRID_GAIN, HYBRID_WINDOW
+    from genfill.models.sampler import HYBRID_WINDOW, NATIVE_THIN_GAIN
 
     cfg = {**TINY, "train_samples": 0, "w_adv": 0.0}
     model = build_model(cfg, SIZE, 3)
@@ -421,12 +424,14 @@ def test_samples_of_a_big_photo_spread_its_thin_strokes_as_hybrid_spreads_stroke
     assert np.array_equal(a.arrays[:, ~thin], ref[:, ~thin])
     energy = detail_energy(torch.from_numpy(photo / 255.0).permute(2, 0, 1)[None].float(),
                            torch.from_numpy(known)[None, None].float(), HYBRID_WINDOW)[0, 0].numpy()
-    z = (a.arrays - ref)[:, textured].mean(-1) / (HYBRID_GAIN * energy[textured])  # (4, pixels): one z a sample
+    z = (a.arrays - ref)[:, textured].mean(-1) / (NATIVE_THIN_GAIN * energy[textured])  # (4, pixels): one z a sample
     inside = (ref[:, textured] > 0.02).all(-1) & (ref[:, textured] < 0.98).all(-1) & (
         np.abs(a.arrays[:, textured] - 0.5) < 0.48).all(-1)  # where the clip to [0, 1] did not act
     per = [np.median(z[k][inside[k]]) for k in range(4)]
     assert all(np.allclose(z[k][inside[k]], per[k], atol=1e-3) for k in range(4))
     assert len({round(float(v), 2) for v in per}) == 4 and max(abs(v) for v in per) > 0.3
+    quarter = sorted(int(4 * 0.5 * (1 + math.erf(float(v) / math.sqrt(2)))) for v in per)
+    assert quarter == [0, 1, 2, 3]  # one z in each quarter of the normal: K fills spread evenly
     assert a.uncertainty[textured].mean() > 0.01 and a.uncertainty[flat].max() < 1e-3
     # the shift itself: gain x energy x z on every colour channel, clipped
     arrays = np.full((2, h, w, 3), 0.5, np.float32)
@@ -434,7 +439,7 @@ def test_samples_of_a_big_photo_spread_its_thin_strokes_as_hybrid_spreads_stroke
     assert np.array_equal(arrays[0], np.full((h, w, 3), 0.5, np.float32))
     want = np.clip(0.5 + 2.0 * energy * thin, 0, 1)
     assert np.allclose(arrays[1], want[..., None], atol=1e-6) and want[textured].max() > 0.55
-    assert 0 < HYBRID_GAIN == model.thin_stroke_gain() and build_model(cfg, SIZE, 3).thin_stroke_gain() == 0
+    assert 0 < NATIVE_THIN_GAIN == model.thin_stroke_gain() and build_model(cfg, SIZE, 3).thin_stroke_gain() == 0
 
 
 def test_k_fills_draw_k_different_faces_each_drawn_as_one_fill_is():

@@ -64,8 +64,9 @@ at n = 1,000: benchmarks/results/perception_ab_hybrid.md).
 Inference: `fill(x, m)` is one sample; its noise comes from a generator seeded by `torch.initial_seed()`, so
 `torch.manual_seed(s)` (what `genfill.load(...).fill(..., seed=s)` and `genfill fill --seed s` do) picks the
 sample and the same seed gives the same fill, call after call (eval's forward pass, `predict` and `fill`
-agree). `fill_samples(x, m, K, generator)` draws K different ones from `generator`. Known pixels are always
-exact (every fill is composited).
+agree). `fill_samples(x, m, K, generator)` draws K different ones from `generator`: their faces (and hybrid's
+shifts) by one Latin-hypercube draw (`exemplars.latin_draws`), so K <= exemplar_k fills use K different faces,
+each fill drawn as `fill` draws one. Known pixels are always exact (every fill is composited).
 """
 
 from __future__ import annotations
@@ -90,8 +91,12 @@ Strata = tuple[Tensor, Tensor] | None  # (exemplar, shift) uniforms per sample: 
 BLENDS = ("seam", "residual", "hybrid")  # exemplar_blend: how a drawn stored face becomes a sample
 # the hybrid blend (hybrid_samples): residual detail from a nearby hole depth of HYBRID_DEPTH[0] (none) to
 # [1] (all); elsewhere the mean fill shifted by HYBRID_GAIN x the detail energy in a HYBRID_WINDOW px window
-# (benchmarks/blend_variants.py `hyb:1:2:G`: thin-stroke coverage 0.60 at n = 300 needs G of about 0.6)
-HYBRID_DEPTH, HYBRID_GAIN, HYBRID_WINDOW = (1.0, 3.0), 0.7, 3.0
+# (benchmarks/blend_variants_latin.md, n = 300, K = 8 drawn by `latin_draws`: thin-stroke coverage 0.64 at
+# G = 0.5, 0.69 at 0.7; every tenth of G costs thin-stroke FID)
+HYBRID_DEPTH, HYBRID_GAIN, HYBRID_WINDOW = (1.0, 3.0), 0.5, 3.0
+# the same shift on the thin part of a big photo's hole, filled outside the model (`thin_stroke_gain`): strokes
+# 3-9 px wide in photos, not 1-2 px in faces (benchmarks/results/native_thin_spread.md: coverage 0.48 at 0.5)
+NATIVE_THIN_GAIN = 0.7
 
 
 @dataclass
@@ -322,9 +327,9 @@ class Sampler(GenModel):
         """How far each sample moves hole pixels it does not draw itself: the thin part of a big photo's hole,
         which the native fill fills outside the model, the same in every sample (genfill.inpaint.split_thin).
         With the calibrated blends (residual, hybrid) a sample shifts them as `hybrid_samples` shifts a thin
-        stroke: HYBRID_GAIN x the detail energy around them x one normal per sample (the caller draws it:
+        stroke: NATIVE_THIN_GAIN x the detail energy around them x one normal per sample (the caller draws it:
         `genfill.api.shift_thin`); with seam none (its thin strokes keep the mean fill)."""
-        return HYBRID_GAIN if self.cfg.exemplar_blend in ("residual", "hybrid") else 0.0
+        return NATIVE_THIN_GAIN if self.cfg.exemplar_blend in ("residual", "hybrid") else 0.0
 
     # ---- the network
     def run(self, x: Tensor, m: Tensor, noise: Tensor, base: Tensor | None = None) -> Tensor:
