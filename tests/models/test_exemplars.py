@@ -159,7 +159,7 @@ def test_untrained_sample_passes_are_the_mean_fill_moved_to_exemplars_and_traini
     stroke = (slice(1, 2), slice(None), slice(2, 4), slice(None))
     assert torch.equal(samples[0][stroke], mean[stroke]) and torch.equal(samples[1][stroke], mean[stroke])
     assert (samples[0] - mean)[:, :, 12:20, 12:20].abs().amax() > 0.05  # deep in the square: the exemplar
-    u = latin_draws(2, 2, g())  # fill_samples picks its K faces first (`latin_draws`), sample 0 by row 0
+    u = latin_draws(3, 2, g())  # fill_samples picks its faces first (`latin_draws` over exemplar_k): row 0
     ex = model.exemplars.corrected(x, m, model.exemplars.neighbours(x, m, 1, None, u[:1]))
     beta = depth_weight(m, (2.0, 5.0))
     assert torch.allclose(samples[0], (mean + beta * (ex - mean)).clamp(-1, 1) * m + x * (1 - m), atol=1e-6)
@@ -461,6 +461,11 @@ def test_k_fills_draw_k_different_faces_each_drawn_as_one_fill_is():
         model.exemplars.index(torch.arange(30), lambda i: imgs[i], 30, torch.Generator().manual_seed(0))
         model.eval()
         x, m = smooth_images(6, 4), square_hole(6)
-        s = model.fill_samples(x, m, 4, torch.Generator().manual_seed(1))
+        for k in (4, 3):  # as many fills as faces, and fewer
+            s = model.fill_samples(x, m, k, torch.Generator().manual_seed(1))
+            for i in range(6):
+                assert all(not torch.equal(s[a, i], s[b, i]) for a in range(k) for b in range(a + 1, k)), (blend, k, i)
+        s = model.fill_samples(x, m, 8, torch.Generator().manual_seed(1))  # more fills than faces: each face twice
         for i in range(6):
-            assert all(not torch.equal(s[a, i], s[b, i]) for a in range(4) for b in range(a + 1, 4)), (blend, i)
+            same = sum(torch.equal(s[a, i], s[b, i]) for a in range(8) for b in range(a + 1, 8))
+            assert same == 4, (blend, i, same)  # the square is wide: hybrid is residual there

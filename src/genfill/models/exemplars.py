@@ -58,7 +58,7 @@ def depth_weight(m: Tensor, ramp: tuple[float, float]) -> Tensor:
 def latin_draws(k: int, n: int, generator: torch.Generator | None) -> Tensor:
     """(k, n) uniforms in [0, 1), a Latin-hypercube draw per column: one in each of [j/k, (j+1)/k), in random
     order. Each is uniform on its own (one sample is drawn as with a fresh uniform), but k of them spread
-    evenly: k fills of one image pick k different of its nearest faces when k <= their number (`neighbours`),
+    evenly: with k = the number of nearest faces, the first K rows pick K different faces (`neighbours`),
     where independent draws repeat one (6 fills of 8 faces: 92 % of images)."""
     dev = generator.device if generator else None
     order = torch.rand(k, n, generator=generator, device=dev).argsort(0)

@@ -405,13 +405,16 @@ class Sampler(GenModel):
     @torch.no_grad()
     def fill_samples(self, x: Tensor, m: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
         """K composited samples (K,N,C,H,W) from `generator`, one pass per sample (memory of one batch). The K
-        exemplar picks (and hybrid's K shifts) are one Latin-hypercube draw (`exemplars.latin_draws`): each
-        sample is drawn as `fill` draws one, but K <= `exemplar_k` fills of an image use K different faces."""
+        exemplar picks are rows of Latin-hypercube draws over `exemplar_k` strata, hybrid's K shifts one over K
+        (`exemplars.latin_draws`): each sample is drawn as `fill` draws one, but K <= `exemplar_k` fills of an
+        image use K different faces."""
         base, g = self.base_fill(x, m), generator or self.seeded(x)
         mean = None
         if self.cfg.train_samples == 0:  # the mean pass once for all K
             mean = self.mean_pass(x, m, base)
-        u, v = latin_draws(k, len(x), g), latin_draws(k, len(x), g)
+        faces = max(self.exemplars.k, 1)  # one stratum per nearest face: K <= exemplar_k picks K different ones
+        u = torch.cat([latin_draws(faces, len(x), g) for _ in range(-(-k // faces))])[:k]
+        v = latin_draws(k, len(x), g)
         return torch.stack([composite(x, m, self.draw(x, m, base, 1, g, mean, (u[j:j + 1], v[j:j + 1])).to(x.dtype))
                             for j in range(k)])
 
