@@ -58,8 +58,8 @@ brightened or darkened as a whole by a random amount scaled to the detail x's ow
 (`hybrid_samples`). All are inference-only (one checkpoint serves each). seam keeps thin strokes the mean
 fill (the best FID there) and its K fills too alike; residual draws calibrated spread and the lower FID in
 wider holes, but a stranger's detail in thin strokes (the A/B's FID and coverage90 columns); hybrid keeps
-residual's calibration and its wide holes at less FID cost in thin strokes (19.0 against 20.3 and seam's 16.3
-at n = 1,000: benchmarks/results/perception_ab_hybrid.md).
+residual's calibration and its wide holes at less FID cost in thin strokes (18.3 against 20.3 and seam's 16.3
+at n = 1,000: benchmarks/results/perception_ab_latin.md).
 
 Inference: `fill(x, m)` is one sample; its noise comes from a generator seeded by `torch.initial_seed()`, so
 `torch.manual_seed(s)` (what `genfill.load(...).fill(..., seed=s)` and `genfill fill --seed s` do) picks the
