@@ -65,7 +65,7 @@ Inference: `fill(x, m)` is one sample; its noise comes from a generator seeded b
 `torch.manual_seed(s)` (what `genfill.load(...).fill(..., seed=s)` and `genfill fill --seed s` do) picks the
 sample and the same seed gives the same fill, call after call (eval's forward pass, `predict` and `fill`
 agree). `fill_samples(x, m, K, generator)` draws K different ones from `generator`: their faces (and hybrid's
-shifts) by one Latin-hypercube draw (`exemplars.latin_draws`), so K <= exemplar_k fills use K different faces,
+shifts) by Latin-hypercube draws (`exemplars.latin_draws`), so K <= exemplar_k fills use K different faces,
 each fill drawn as `fill` draws one. Known pixels are always exact (every fill is composited).
 """
 
@@ -412,7 +412,7 @@ class Sampler(GenModel):
         mean = None
         if self.cfg.train_samples == 0:  # the mean pass once for all K
             mean = self.mean_pass(x, m, base)
-        faces = max(self.exemplars.k, 1)  # one stratum per nearest face: K <= exemplar_k picks K different ones
+        faces = max(self.cfg.exemplar_k, 1)  # one stratum per nearest face: K <= exemplar_k picks K different ones
         u = torch.cat([latin_draws(faces, len(x), g) for _ in range(-(-k // faces))])[:k]
         v = latin_draws(k, len(x), g)
         return torch.stack([composite(x, m, self.draw(x, m, base, 1, g, mean, (u[j:j + 1], v[j:j + 1])).to(x.dtype))
