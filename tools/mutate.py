@@ -279,6 +279,23 @@ MUTATIONS: list[Mutation] = [
              "z = torch.randn(len(mr), 1, *x.shape[-2:],", "the hybrid's thin-stroke shift is drawn per pixel "
              "(specks) instead of once per sample",
              tests=[f"{T_BLEND}::test_hybrid_samples_are_residual_in_wide_holes_and_a_detail_scaled_shift_in_thin_strokes"]),
+    Mutation("hybrid-strata-shift-per-pixel", "models/sampler.py",
+             "strata[1].reshape(-1, 1, 1, 1)", "torch.rand(len(mr), 1, *x.shape[-2:])",
+             "fill_samples' hybrid shift is drawn per pixel (specks) instead of once per sample",
+             tests=[f"{T_BLEND}::test_hybrid_samples_are_residual_in_wide_holes_and_a_detail_scaled_shift_in_thin_strokes"]),
+    Mutation("latin-unused", "models/sampler.py", "self.draw(x, m, base, 1, g, mean, (u[j:j + 1], v[j:j + 1]))",
+             "self.draw(x, m, base, 1, g, mean)", "fill_samples draws its K faces independently: repeated fills",
+             tests=[f"{T_BLEND}::test_k_fills_draw_k_different_faces_each_drawn_as_one_fill_is"]),
+    Mutation("latin-strata-k", "models/sampler.py", "faces = max(self.cfg.exemplar_k, 1)", "faces = k",
+             "the face picks are stratified over K, not the faces: K < exemplar_k fills still repeat a face",
+             tests=[f"{T_BLEND}::test_k_fills_draw_k_different_faces_each_drawn_as_one_fill_is"]),
+    Mutation("native-thin-unshifted", "api.py", "if thin is not None and thin.any():", "if False:",
+             "fill --samples at a photo's size leaves the thin part the same in every fill (uncertainty 0 there)",
+             tests=[f"{T_BLEND}::test_samples_of_a_big_photo_spread_its_thin_strokes_as_hybrid_spreads_strokes"]),
+    Mutation("native-thin-one-z", "api.py", "shift_thin(arrays, d.pixels, hole, thin, gain * z, colour)",
+             "shift_thin(arrays, d.pixels, hole, thin, gain * z[:1], colour)",
+             "every fill's thin part moves by the same shift: no spread",
+             tests=[f"{T_BLEND}::test_samples_of_a_big_photo_spread_its_thin_strokes_as_hybrid_spreads_strokes"]),
 ]
 
 

@@ -242,6 +242,10 @@ def test_hybrid_samples_are_residual_in_wide_holes_and_a_detail_scaled_shift_in_
     z = ratio[:, 0, 0]
     assert (z[0] - z[1]).abs() > 1e-3 and (z[1] - z[2]).abs() > 1e-3 and z.abs().max() > 0.05
     assert shift[:, :, :, :6].abs().max() < 2e-3  # flat surroundings: next to no shift
+    torch.manual_seed(5)  # the single seeded fill draws its own normal: one shift for the whole stroke too
+    single = (hybrid.fill(x, m) - hybrid.fill(x, m, mean=True))[1, :, 15:17, -8:] / (
+        sampler_module.HYBRID_GAIN * energy[:, -8:])
+    assert torch.allclose(single, single[:1, :1, :1].expand_as(single), atol=1e-4) and single.abs().max() > 1e-3
     assert (samples[0] - same[0])[1, :, 15:17].abs().amax() > 0.01  # not the residual blend in the stroke
     assert hybrid.cfg.exemplar_blend == "hybrid"
     with pytest.raises(GenfillError, match="exemplar_blend: hybrid"):
