@@ -473,3 +473,9 @@ def test_k_fills_draw_k_different_faces_each_drawn_as_one_fill_is():
         for i in range(6):
             same = sum(torch.equal(s[a, i], s[b, i]) for a in range(8) for b in range(a + 1, 8))
             assert same == 4, (blend, i, same)  # the square is wide: hybrid is residual there
+    # 6 fills of 8 faces, 40 images: stratified over the 8 faces, never a repeat (stratified over K, repeats)
+    model = build_model({**cfg, "exemplar_k": 8}, SIZE, 3)
+    model.exemplars.index(torch.arange(30), lambda i: imgs[i], 30, torch.Generator().manual_seed(0))
+    x, m = smooth_images(40, 6), square_hole(40)
+    s = model.eval().fill_samples(x, m, 6, torch.Generator().manual_seed(2))
+    assert not any(torch.equal(s[a, i], s[b, i]) for i in range(40) for a in range(6) for b in range(a + 1, 6))
