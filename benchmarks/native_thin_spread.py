@@ -6,11 +6,12 @@ are filled at native resolution by a harmonic fill, the same in every sample)?
 
 Photos: scikit-image's samples at their own size (benchmarks/photo_fill.py's PHOTOS); mask: photo_fill.py's
 "thin" (an ellipse object of ~10 % of the photo and five 3 px strokes), seed 0. For each photo, K = 8 fills
-(`Inpainter.fill_samples`, seed 0) and the ordinary fill (seed 0). Per part of the hole (`thin`: the pixels
-`inpaint.split_thin` sends to the harmonic fill; `wide`: the rest): coverage90, the share of true values
-(0-1, every channel) inside the 5-95 % interval of the K fills (nominal 0.70 at K = 8), the mean spread
-(std over K, averaged over channels) and r, Pearson's correlation of spread with the ordinary fill's
-|error|. Writes OUT.json and OUT.md.
+(`Inpainter.fill_samples`) for each of `--seeds` seeds (0, 1, ...; a photo's thin part moves by only K draws
+per seed, so one seed is a noisy measure) and the ordinary fill (seed 0); scores pool the seeds. Per part of
+the hole (`thin`: the pixels `inpaint.split_thin` sends to the harmonic fill; `wide`: the rest): coverage90,
+the share of true values (0-1, every channel) inside the 5-95 % interval of the K fills (nominal 0.70 at
+K = 8), the mean spread (std over K, averaged over channels) and r, Pearson's correlation of spread with the
+ordinary fill's |error| (`metrics.uncertainty`: `coverage`, `CalibrationTally`). Writes OUT.json and OUT.md.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from skimage import data
 import genfill
 from genfill.inpaint import split_thin
 from genfill.io import atomic_write_json, atomic_write_text
-from genfill.metrics.uncertainty import Moments, sample_interval
+from genfill.metrics.uncertainty import CalibrationTally, Moments, coverage, sample_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -40,10 +41,10 @@ def part_scores(arrays: np.ndarray, fill: np.ndarray, truth: np.ndarray, part: n
     t = torch.from_numpy(truth).float().permute(2, 0, 1)[None]
     lo, hi = sample_interval(s)
     w = torch.from_numpy(part)[None, None].float()
-    inside = ((t >= lo) & (t <= hi)).float() * w.expand_as(t)
+    covered, total = coverage(lo, hi, t, w)
     spread = s.std(0, correction=1).mean(1, keepdim=True)  # (1, 1, H, W)
     err = (torch.from_numpy(fill).float().permute(2, 0, 1)[None] - t).abs().mean(1, keepdim=True)
-    return {"covered": float(inside.sum()), "total": float(w.sum() * t.shape[1]),
+    return {"covered": float(covered.sum()), "total": float(total.sum()),
             "spread_sum": float((spread * w).sum()), "pixels": float(w.sum()), "moments": Moments.of(spread, err, w)}
 
 
@@ -52,10 +53,11 @@ def main(argv=None) -> None:
     ap.add_argument("-c", required=True, metavar="RUN")
     ap.add_argument("--blend", default=None, help="a sampler's exemplar blend (default: its config's)")
     ap.add_argument("-k", type=int, default=8)
+    ap.add_argument("--seeds", type=int, default=5, help="K fills drawn with seeds 0..S-1, pooled")
     ap.add_argument("--out", default="benchmarks/results/native_thin_spread")
     a = ap.parse_args(argv)
     painter = genfill.load(a.c, device="cpu", **({"blend": a.blend} if a.blend else {}))
-    rows, pooled = {}, {}
+    tally, spread = {}, {}  # per photo and "**pooled**": CalibrationTally by part, [spread sum, pixels] by part
     t0 = time.time()
     for name in PHOTOS:
         photo = getattr(data, name)()
@@ -63,36 +65,33 @@ def main(argv=None) -> None:
             photo = np.stack([photo] * 3, -1)
         photo = np.ascontiguousarray(photo[..., :3])
         hole = masks(*photo.shape[:2], seed=0)["thin"]
-        res = painter.fill_samples(photo, hole.astype(np.uint8) * 255, a.k, seed=0)
         fill = np.asarray(painter.fill(photo, hole.astype(np.uint8) * 255, seed=0), dtype=np.float32) / 255
         truth = photo.astype(np.float32) / 255
         wide, thin = split_thin(hole)
-        rows[name] = {}
-        for part, where in (("thin", thin), ("wide", wide)):
-            sc = part_scores(res.arrays[..., :3], fill, truth, where)
-            p = pooled.setdefault(part, {"covered": 0.0, "total": 0.0, "spread_sum": 0.0, "pixels": 0.0, "m": []})
-            for key in ("covered", "total", "spread_sum", "pixels"):
-                p[key] += sc[key]
-            p["m"].append(sc["moments"])
-            rows[name][part] = {"coverage90": sc["covered"] / max(sc["total"], 1),
-                                "spread": sc["spread_sum"] / max(sc["pixels"], 1), "r": float(sc["moments"].r()[0]),
-                                "pixels": int(sc["pixels"])}
-    summary = {}
-    for part, p in pooled.items():
-        m = p["m"][0]
-        for more in p["m"][1:]:
-            m = Moments(*(torch.cat([getattr(m, f), getattr(more, f)]) for f in ("n", "su", "se", "suu", "see", "sue")))
-        summary[part] = {"coverage90": p["covered"] / max(p["total"], 1),
-                         "spread": p["spread_sum"] / max(p["pixels"], 1), "r": float(m.total().r()),
-                         "pixels": int(p["pixels"])}
+        for seed in range(a.seeds):
+            res = painter.fill_samples(photo, hole.astype(np.uint8) * 255, a.k, seed=seed)
+            for part, where in (("thin", thin), ("wide", wide)):
+                sc = part_scores(res.arrays[..., :3], fill, truth, where)
+                for key in (name, "**pooled**"):
+                    tally.setdefault(key, CalibrationTally()).add(part, torch.tensor(sc["covered"]),
+                                                                  torch.tensor(sc["total"]), sc["moments"])
+                    sums = spread.setdefault(key, {}).setdefault(part, [0.0, 0.0])
+                    sums[0] += sc["spread_sum"]  # over every seed
+                    sums[1] += sc["pixels"] if seed == 0 else 0  # the part's pixels, once
+    rows = {key: {part: {"coverage90": c["coverage90"], "r": c["unc_corr"], "pixels": int(spread[key][part][1]),
+                         "spread": spread[key][part][0] / max(spread[key][part][1] * a.seeds, 1)}
+                  for part, c in t.by_mask().items()} for key, t in tally.items()}
+    summary = rows.pop("**pooled**")
     command = "python benchmarks/native_thin_spread.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    doc = {"command": command, "run": a.c, "blend": a.blend, "k": a.k, "seconds": round(time.time() - t0, 1),
+    doc = {"command": command, "run": a.c, "blend": a.blend, "k": a.k, "seeds": a.seeds,
+           "seconds": round(time.time() - t0, 1),
            "photos": rows, "pooled": summary}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(a.out + ".json"), doc)
     lines = [f"# K = {a.k} fills at the photo's own size: calibration on the thin part and the rest", "",
              f"`{command}` ({doc['seconds']:.0f} s)", "",
-             "| photo | " + " | ".join(f"{p} px | {p} coverage90 | {p} spread | {p} r" for p in ("thin", "wide")) + " |",
+             "| photo | " + " | ".join(f"{p} px | {p} coverage90 | {p} spread | {p} r" for p in ("thin", "wide"))
+             + " |",
              "|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v: "-" if v != v else f"{v:.3f}"  # noqa: E731 (NaN: no spread at all)
     for name, r in [*rows.items(), ("**pooled**", summary)]:

@@ -95,7 +95,7 @@ BLENDS = ("seam", "residual", "hybrid")  # exemplar_blend: how a drawn stored fa
 # G = 0.5, 0.69 at 0.7; every tenth of G costs thin-stroke FID)
 HYBRID_DEPTH, HYBRID_GAIN, HYBRID_WINDOW = (1.0, 3.0), 0.5, 3.0
 # the same shift on the thin part of a big photo's hole, filled outside the model (`thin_stroke_gain`): strokes
-# 3-9 px wide in photos, not 1-2 px in faces (benchmarks/results/native_thin_spread.md: coverage 0.48 at 0.5)
+# 3-9 px wide in photos, not 1-2 px in faces (benchmarks/results/native_thin_spread.md: coverage 0.50 at 0.5)
 NATIVE_THIN_GAIN = 0.7
 
 
