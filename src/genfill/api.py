@@ -23,7 +23,6 @@ away: `genfill.load("runs/sampler-faces64", mean=True)` (CLI: `genfill fill --me
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -36,8 +35,8 @@ from genfill.errors import GenfillError
 from genfill.inpaint import fill_native, fill_native_many, thin_part
 from genfill.imageread import open_image, to_8bit
 from genfill.metrics.uncertainty import check_samples
-from genfill.models.exemplars import latin_draws
 from genfill.models.base import single_fill_message
+from genfill.models.exemplars import detail_energy, latin_draws, normal_quantile
 from genfill.peers import telea
 from genfill.pixels import FillFn, from_unit, plural_panel, to_unit
 from genfill.resolve import resolve, set_blend
@@ -251,8 +250,7 @@ def shift_thin(arrays: np.ndarray, pixels: np.ndarray, hole: np.ndarray, thin: n
     detail energy around them (`exemplars.detail_energy` of `pixels`' known pixels, HYBRID_WINDOW px; 0 where
     the surround is flat), on the first `colour` channels alike, clipped to [0, 1]: a sampler's thin strokes
     in `hybrid_samples`, at the photo's own size (`Sampler.thin_stroke_gain`)."""
-    from genfill.models.exemplars import detail_energy
-    from genfill.models.sampler import HYBRID_WINDOW
+    from genfill.models.sampler import HYBRID_WINDOW  # the sampler's module: imported when a sampler draws
 
     x = torch.from_numpy(np.ascontiguousarray(pixels[..., :colour], dtype=np.float32)).permute(2, 0, 1)[None]
     known = torch.from_numpy(~hole)[None, None].float()
@@ -350,8 +348,7 @@ class Inpainter:
         gain = self.model.thin_stroke_gain() if hasattr(self.model, "thin_stroke_gain") else 0.0
         thin = thin_part(hole, self.size) if gain and self.size is not None else None
         if thin is not None and thin.any():  # drawn after the fills: the fills are those of a seed without it
-            v = latin_draws(k, 1, g)[:, 0].clamp(1e-6, 1 - 1e-6)  # K normals spread evenly, as fill_samples'
-            z = (math.sqrt(2) * torch.erfinv(2 * v - 1)).cpu().numpy()
+            z = normal_quantile(latin_draws(k, 1, g)[:, 0]).cpu().numpy()  # K normals spread evenly
             shift_thin(arrays, d.pixels, hole, thin, gain * z, colour)
         unc = arrays[..., :colour].std(0, ddof=1).mean(-1).astype(np.float32) * hole
         return PluralFill([_encode(d, a, hole) for a in arrays], unc, d.pixels, hole, arrays)

@@ -28,6 +28,8 @@ pixels pin the hole down (many near neighbours that agree: small spread).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -63,6 +65,12 @@ def latin_draws(k: int, n: int, generator: torch.Generator | None) -> Tensor:
     dev = generator.device if generator else None
     order = torch.rand(k, n, generator=generator, device=dev).argsort(0)
     return (order + torch.rand(k, n, generator=generator, device=dev)) / k
+
+
+def normal_quantile(u: Tensor) -> Tensor:
+    """Standard normal draws from uniforms u in [0, 1) (the inverse CDF, u kept 1e-6 off 0 and 1): with
+    `latin_draws`, K normals spread evenly (hybrid's shifts in `Sampler.fill_samples`, `api.shift_thin`'s)."""
+    return math.sqrt(2) * torch.erfinv(2 * u.clamp(1e-6, 1 - 1e-6) - 1)
 
 
 def gaussian_blur(y: Tensor, sigma: float) -> Tensor:

@@ -71,7 +71,6 @@ each fill drawn as `fill` draws one. Known pixels are always exact (every fill i
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -82,7 +81,8 @@ from genfill.errors import GenfillError
 from genfill.losses import adversarial_d_loss, adversarial_g_loss, hole_weighted_l1, perceptual_loss, psnr_loss
 from genfill.models.base import GenModel, ModelOutput
 from genfill.models.blocks import PatchDiscriminator
-from genfill.models.exemplars import ExemplarBank, depth_weight, detail_energy, hole_depth, latin_draws
+from genfill.models.exemplars import (ExemplarBank, depth_weight, detail_energy, hole_depth, latin_draws,
+                                      normal_quantile)
 from genfill.models.thinplate import levels_for
 from genfill.models.unet import ResUNet, UNetConfig, prior_fill
 from genfill.pixels import composite
@@ -317,7 +317,7 @@ class Sampler(GenModel):
         w = wide.clamp(0, 1).to(x.dtype)
         energy = detail_energy(x.repeat(reps, 1, 1, 1), 1 - mr, HYBRID_WINDOW).to(x.dtype)
         if strata:
-            z = math.sqrt(2) * torch.erfinv(2 * strata[1].reshape(-1, 1, 1, 1).clamp(1e-6, 1 - 1e-6) - 1)
+            z = normal_quantile(strata[1].reshape(-1, 1, 1, 1))
         else:
             z = torch.randn(len(mr), 1, 1, 1, generator=generator, device=generator.device if generator else None)
         shift = HYBRID_GAIN * energy * z.to(x.device, x.dtype)
