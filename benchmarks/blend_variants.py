@@ -32,7 +32,7 @@ r = c - mean(c) the residual blend's detail:
     self:D:G     mean(x) + G z d(x) moved by D px in a random direction, d x's own detail on the known pixels
     hyb:A:W:G    the model's `hybrid` blend (genfill.models.sampler.hybrid_samples) with HYBRID_DEPTH = (A, A + W)
                  and HYBRID_GAIN = G: residual where the hole is wide, band:3:0:G in thin strokes
-    hybrid       the model's `hybrid` blend as shipped (hyb:1:2:0.7)
+    hybrid       the model's `hybrid` blend as shipped (hyb:1:2:0.5; hyb:1:2:0.7 until 2026-12-06)
     local:R:S:P:T[:H[:G]]
                  non-parametric sampling from the stored faces, per pixel (Efros & Leung's idea with the
                  training set as the source, positions kept because faces are aligned): each of the P faces
@@ -255,8 +255,7 @@ def variant_fn(name: str):
             v = y + gain * (memo["pairs"].draw(reps, g).to(x.dtype) - y)
             if hybrid:
                 r = self.residual_detail(x, m, reps, g)
-                lo, hi = sampler_module.HYBRID_DEPTH
-                wgt = ((F.max_pool2d(sampler_module.hole_depth(mr, hi), 5, 1, 2) - lo) / (hi - lo)).clamp(0, 1)
+                wgt = sampler_module.hybrid_width(mr)
                 return (y + (wgt * r + (1 - wgt) * (v - y)) * mr).clamp(-1, 1)
             return (y + (v - y) * mr).clamp(-1, 1)
         return local

@@ -271,8 +271,8 @@ MUTATIONS: list[Mutation] = [
     Mutation("blend-pictures-forget", "resolve.py", 'if e.get("blend"):', "if False:",
              "pictures redrawn from eval.json draw with the checkpoint's blend, not the evaluated one",
              tests=[f"{T_BLEND}::test_eval_and_serve_take_the_blend_for_every_sampler_and_say_so"]),
-    Mutation("hybrid-no-reach", "models/sampler.py", "F.max_pool2d(hole_depth(mr, hi), 5, 1, 2)",
-             "hole_depth(mr, hi)", "the hybrid blend's width test reads each pixel's own depth: the border rings "
+    Mutation("hybrid-no-reach", "models/sampler.py", "F.max_pool2d(hole_depth(m, hi), 5, 1, 2)",
+             "hole_depth(m, hi)", "the hybrid blend's width test reads each pixel's own depth: the border rings "
              "of a wide hole get the brightness shift instead of the residual detail",
              tests=[f"{T_BLEND}::test_hybrid_samples_are_residual_in_wide_holes_and_a_detail_scaled_shift_in_thin_strokes"]),
     Mutation("hybrid-shift-per-pixel", "models/sampler.py", "z = torch.randn(len(mr), 1, 1, 1,",

@@ -99,6 +99,13 @@ HYBRID_DEPTH, HYBRID_GAIN, HYBRID_WINDOW = (1.0, 3.0), 0.5, 3.0
 NATIVE_THIN_GAIN = 0.7
 
 
+def hybrid_width(m: Tensor) -> Tensor:
+    """(N,1,H,W) in [0, 1]: how wide the hole m is around each pixel, the hybrid blend's w: 0 where the deepest
+    hole pixel within 2 px is HYBRID_DEPTH[0] deep, 1 where it is HYBRID_DEPTH[1] or more, linear between."""
+    lo, hi = HYBRID_DEPTH
+    return ((F.max_pool2d(hole_depth(m, hi), 5, 1, 2) - lo) / (hi - lo)).clamp(0, 1)
+
+
 @dataclass
 class SamplerConfig:
     # the network and the classical fill it corrects: the unet's keywords of the same names
@@ -312,9 +319,7 @@ class Sampler(GenModel):
         (z is then the normal quantile of strata[1])."""
         r = self.residual_detail(x, m, reps, generator, strata)
         mr = m.repeat(reps, 1, 1, 1).to(x.dtype)
-        lo, hi = HYBRID_DEPTH
-        wide = (F.max_pool2d(hole_depth(mr, hi), 5, 1, 2) - lo) / (hi - lo)
-        w = wide.clamp(0, 1).to(x.dtype)
+        w = hybrid_width(mr).to(x.dtype)
         energy = detail_energy(x.repeat(reps, 1, 1, 1), 1 - mr, HYBRID_WINDOW).to(x.dtype)
         if strata:
             z = normal_quantile(strata[1].reshape(-1, 1, 1, 1))
