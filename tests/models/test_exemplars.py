@@ -30,6 +30,13 @@ def square_hole(n: int) -> torch.Tensor:
     return m
 
 
+def store(model, images: torch.Tensor):
+    """`model` with all of `images` stored as its exemplars (the training-start index, seeded)."""
+    model.exemplars.index(torch.arange(len(images)), lambda idx: images[idx], len(images),
+                          torch.Generator().manual_seed(0))
+    return model
+
+
 def bank_of(images: torch.Tensor, k: int = 3) -> ExemplarBank:
     bank = ExemplarBank(3, SIZE, k=k, key_size=8)
     bank.index(torch.arange(len(images)), lambda idx: images[idx], len(images), torch.Generator().manual_seed(0))
@@ -142,7 +149,7 @@ def test_untrained_sample_passes_are_the_mean_fill_moved_to_exemplars_and_traini
     pass's."""
     model = build_model({**TINY, "train_samples": 0, "w_adv": 0.0}, SIZE, 3)
     imgs = smooth_images(30, 1)
-    model.exemplars.index(torch.arange(30), lambda i: imgs[i], 30, torch.Generator().manual_seed(0))
+    store(model, imgs)
     x, m = smooth_images(2, 4), square_hole(2)
     m[1, :, 2:4, :] = 1  # image 1 also has a 2-px stroke: no pixel of it is 2 px deep
     model.train()
@@ -215,7 +222,7 @@ def test_hybrid_samples_are_residual_in_wide_holes_and_a_detail_scaled_shift_in_
     cfg = {**TINY, "train_samples": 0, "w_adv": 0.0}
     hybrid = build_model({**cfg, "exemplar_blend": "hybrid"}, SIZE, 3)
     imgs = smooth_images(30, 1) + 0.1 * torch.randn(30, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
-    hybrid.exemplars.index(torch.arange(30), lambda i: imgs[i].clamp(-1, 1), 30, torch.Generator().manual_seed(0))
+    store(hybrid, imgs.clamp(-1, 1))
     residual = build_model({**cfg, "exemplar_blend": "residual"}, SIZE, 3)
     residual.load_state_dict(hybrid.state_dict())
     checker = ((torch.arange(SIZE)[:, None] + torch.arange(SIZE)[None]) % 2).float()
@@ -258,7 +265,7 @@ def test_residual_samples_are_the_mean_fill_plus_the_exemplars_detail_beyond_its
     stroke gets spread too), K draws differ, the seed repeats them, and known pixels stay exact."""
     model = build_model({**TINY, "train_samples": 0, "w_adv": 0.0, "exemplar_blend": "residual"}, SIZE, 3)
     imgs = smooth_images(30, 1) + 0.1 * torch.randn(30, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
-    model.exemplars.index(torch.arange(30), lambda i: imgs[i].clamp(-1, 1), 30, torch.Generator().manual_seed(0))
+    store(model, imgs.clamp(-1, 1))
     x, m = smooth_images(2, 4), square_hole(2)
     m[1, :, 2:4, :] = 1  # a 2-px stroke: the seam blend leaves it the mean fill, the residual does not
     model.eval()
@@ -302,7 +309,7 @@ def test_the_blend_is_switched_at_load_and_the_samples_stay_on(tmp_path, capsys)
     cfg = {**TINY, "train_samples": 0, "w_adv": 0.0}
     model = build_model(cfg, SIZE, 3)
     imgs = smooth_images(30, 1)
-    model.exemplars.index(torch.arange(30), lambda i: imgs[i], 30, torch.Generator().manual_seed(0))
+    store(model, imgs)
     model.eval()
     x, m = smooth_images(2, 4), square_hole(2)
     g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
@@ -351,7 +358,7 @@ def test_eval_and_serve_take_the_blend_for_every_sampler_and_say_so(make_cfg, tm
     cfg = {**TINY, "train_samples": 0, "w_adv": 0.0}
     model = build_model(cfg, size, 3)
     imgs = F.interpolate(smooth_images(30, 1), size=(size, size), mode="bilinear", align_corners=False)
-    model.exemplars.index(torch.arange(30), lambda i: imgs[i], 30, torch.Generator().manual_seed(0))
+    store(model, imgs)
     save_model(tmp_path / "seam.pt", model.eval())
     ref = build_model({**cfg, "exemplar_blend": "residual"}, size, 3)
     ref.load_state_dict(model.state_dict())
@@ -397,7 +404,7 @@ def test_samples_of_a_big_photo_spread_its_thin_strokes_as_hybrid_spreads_stroke
     cfg = {**TINY, "train_samples": 0, "w_adv": 0.0}
     model = build_model(cfg, SIZE, 3)
     imgs = smooth_images(30, 1)
-    model.exemplars.index(torch.arange(30), lambda i: imgs[i], 30, torch.Generator().manual_seed(0))
+    store(model, imgs)
     model.eval()
     h, w = 40, 96  # larger than SIZE: native fill, thin part by the harmonic fill
     rng = np.random.default_rng(0)
@@ -462,7 +469,7 @@ def test_k_fills_draw_k_different_faces_each_drawn_as_one_fill_is():
     imgs = smooth_images(30, 1)
     for blend in ("seam", "residual", "hybrid"):
         model = build_model({**cfg, "exemplar_blend": blend}, SIZE, 3)
-        model.exemplars.index(torch.arange(30), lambda i: imgs[i], 30, torch.Generator().manual_seed(0))
+        store(model, imgs)
         model.eval()
         x, m = smooth_images(6, 4), square_hole(6)
         for k in (4, 3):  # as many fills as faces, and fewer
@@ -475,7 +482,7 @@ def test_k_fills_draw_k_different_faces_each_drawn_as_one_fill_is():
             assert same == 4, (blend, i, same)  # the square is wide: hybrid is residual there
     # 6 fills of 8 faces, 40 images: stratified over the 8 faces, never a repeat (stratified over K, repeats)
     model = build_model({**cfg, "exemplar_k": 8}, SIZE, 3)
-    model.exemplars.index(torch.arange(30), lambda i: imgs[i], 30, torch.Generator().manual_seed(0))
+    store(model, imgs)
     x, m = smooth_images(40, 6), square_hole(40)
     s = model.eval().fill_samples(x, m, 6, torch.Generator().manual_seed(2))
     assert not any(torch.equal(s[a, i], s[b, i]) for i in range(40) for a in range(6) for b in range(a + 1, 6))
