@@ -32,7 +32,11 @@ r = c - mean(c) the residual blend's detail:
     self:D:G     mean(x) + G z d(x) moved by D px in a random direction, d x's own detail on the known pixels
     hyb:A:W:G    the model's `hybrid` blend (genfill.models.sampler.hybrid_samples) with HYBRID_DEPTH = (A, A + W)
                  and HYBRID_GAIN = G: residual where the hole is wide, band:3:0:G in thin strokes
-    hybrid       the model's `hybrid` blend as shipped (hyb:1:2:0.5; hyb:1:2:0.7 until 2026-12-06)
+    hybrid       the model's `hybrid` blend as shipped (hyb:1:2:0.5; hyb:1:2:0.7 until 2026-12-06); a model with an
+                 error-size head (model.scale_width) sizes the thin-stroke shift by it (HYBRID_SCALE_GAIN)
+    hybs:G       hybrid of a model with an error-size head, HYBRID_SCALE_GAIN = G
+    hybrid-energy
+                 hybrid with the head set aside: the thin-stroke shift sized by detail energy as without one
     local:R:S:P:T[:H[:G]]
                  non-parametric sampling from the stored faces, per pixel (Efros & Leung's idea with the
                  training set as the source, positions kept because faces are aligned): each of the P faces
@@ -42,6 +46,9 @@ r = c - mean(c) the residual blend's detail:
                  image (`LocalPairs.draw`), at that pair's value in x's brightness. H = 1 (default): only where
                  the hybrid blend would shift the stroke (residual detail where the hole is wide); G scales
                  the step from the mean fill (default 1)
+    oracle:G     NOT a sampler (reads the truth in the hole): mean(x) + G |mean(x) - truth| z, z a normal per
+                 sample: spread exactly as large as each pixel's error, a bound on what any spread around this
+                 mean costs; oracle:G:S the error's size blurred by S px (known only roughly where)
     sharp:A:S[:V]
                  variant V's samples (default: the mean fill) plus A x (the composite minus its S px blur) in
                  the hole: an unsharp mask of the fill
@@ -222,8 +229,34 @@ def variant_fn(name: str):
                 z = torch.randn(len(mr), zc, 1, 1, generator=g, device=x.device, dtype=x.dtype)
             return (mean.repeat(reps, 1, 1, 1) + (gain * e_x + floor) * z * mr).clamp(-1, 1)
         return band
+    if kind == "oracle":
+        gain, spread = (float(v) for v in (arg + ":0").split(":")[:2])
+
+        def oracle(self, x, m, mean, reps, g):
+            """Not a sampler: it reads the truth (x inside the hole, which eval passes and models ignore). The mean
+            fill moved by G |mean - truth| z, z one normal per sample: a spread whose size at every pixel is that
+            pixel's actual error (r = 1), the cheapest coherent spread any sampler centred on this mean could have."""
+            mr = m.repeat(reps, 1, 1, 1).to(x.dtype)
+            y = mean.repeat(reps, 1, 1, 1)
+            err = (y - x.repeat(reps, 1, 1, 1)).abs()
+            if spread:  # the error's size known only to within S px (a blur of it)
+                err = blur(err, spread)
+            z = torch.randn(len(mr), 1, 1, 1, generator=g, device=x.device, dtype=x.dtype)
+            return (y + gain * err * z * mr).clamp(-1, 1)
+        return oracle
     if kind == "hybrid":
         return lambda self, x, m, mean, reps, g: self.hybrid_samples(x, m, mean, reps, g)
+    if kind == "hybs":  # hybs:G the hybrid blend of a model with an error-size head, HYBRID_SCALE_GAIN = G
+        gain = float(arg)
+
+        def hybs(self, x, m, mean, reps, g, strata=None):
+            saved, sampler_module.HYBRID_SCALE_GAIN = sampler_module.HYBRID_SCALE_GAIN, gain
+            try:
+                return self.hybrid_samples(x, m, mean, reps, g, strata)
+            finally:
+                sampler_module.HYBRID_SCALE_GAIN = saved
+        hybs.strata = True
+        return hybs
     if kind == "hyb":
         lo, width, gain = (float(v) for v in arg.split(":"))
 
@@ -320,8 +353,10 @@ def filler_for(run: str, name: str):
     model = filler.model
     if model is None or model.kind != "sampler" or model.cfg.train_samples != 0 or model.cfg.exemplars <= 0:
         raise SystemExit(f"{run}: needs a sampler with stored faces and train_samples: 0")
-    if name in ("seam", "hybrid"):
-        model.use_blend(name)
+    if name in ("seam", "hybrid", "hybrid-energy"):
+        model.use_blend(name.split("-")[0])
+        if name == "hybrid-energy":  # a model with an error-size head, drawn as one without: detail energy
+            model.error_scale = None
     else:
         model.use_blend("residual")
         if name != "residual":
@@ -374,7 +409,7 @@ def main(argv=None) -> None:
             raise SystemExit("--picture draws one --variant")
         return picture(a.c, names[0], a.picture)
     for name in names:  # a bad name fails before any work
-        if name not in ("seam", "residual", "hybrid"):
+        if name not in ("seam", "residual", "hybrid", "hybrid-energy"):
             variant_fn(name)
     kinds = a.kinds.split(",")
     rows, seconds = {}, {}
