@@ -32,11 +32,7 @@ r = c - mean(c) the residual blend's detail:
     self:D:G     mean(x) + G z d(x) moved by D px in a random direction, d x's own detail on the known pixels
     hyb:A:W:G    the model's `hybrid` blend (genfill.models.sampler.hybrid_samples) with HYBRID_DEPTH = (A, A + W)
                  and HYBRID_GAIN = G: residual where the hole is wide, band:3:0:G in thin strokes
-    hybrid       the model's `hybrid` blend as shipped (hyb:1:2:0.5; hyb:1:2:0.7 until 2026-12-06); a model with an
-                 error-size head (model.scale_width) sizes the thin-stroke shift by it (HYBRID_SCALE_GAIN)
-    hybs:G       hybrid of a model with an error-size head, HYBRID_SCALE_GAIN = G
-    hybrid-energy
-                 hybrid with the head set aside: the thin-stroke shift sized by detail energy as without one
+    hybrid       the model's `hybrid` blend as shipped (hyb:1:2:0.5; hyb:1:2:0.7 until 2026-12-06)
     local:R:S:P:T[:H[:G]]
                  non-parametric sampling from the stored faces, per pixel (Efros & Leung's idea with the
                  training set as the source, positions kept because faces are aligned): each of the P faces
@@ -246,17 +242,6 @@ def variant_fn(name: str):
         return oracle
     if kind == "hybrid":
         return lambda self, x, m, mean, reps, g: self.hybrid_samples(x, m, mean, reps, g)
-    if kind == "hybs":  # hybs:G the hybrid blend of a model with an error-size head, HYBRID_SCALE_GAIN = G
-        gain = float(arg)
-
-        def hybs(self, x, m, mean, reps, g, strata=None):
-            saved, sampler_module.HYBRID_SCALE_GAIN = sampler_module.HYBRID_SCALE_GAIN, gain
-            try:
-                return self.hybrid_samples(x, m, mean, reps, g, strata)
-            finally:
-                sampler_module.HYBRID_SCALE_GAIN = saved
-        hybs.strata = True
-        return hybs
     if kind == "hyb":
         lo, width, gain = (float(v) for v in arg.split(":"))
 
@@ -353,10 +338,8 @@ def filler_for(run: str, name: str):
     model = filler.model
     if model is None or model.kind != "sampler" or model.cfg.train_samples != 0 or model.cfg.exemplars <= 0:
         raise SystemExit(f"{run}: needs a sampler with stored faces and train_samples: 0")
-    if name in ("seam", "hybrid", "hybrid-energy"):
-        model.use_blend(name.split("-")[0])
-        if name == "hybrid-energy":  # a model with an error-size head, drawn as one without: detail energy
-            model.error_scale = None
+    if name in ("seam", "hybrid"):
+        model.use_blend(name)
     else:
         model.use_blend("residual")
         if name != "residual":
@@ -409,7 +392,7 @@ def main(argv=None) -> None:
             raise SystemExit("--picture draws one --variant")
         return picture(a.c, names[0], a.picture)
     for name in names:  # a bad name fails before any work
-        if name not in ("seam", "residual", "hybrid", "hybrid-energy"):
+        if name not in ("seam", "residual", "hybrid"):
             variant_fn(name)
     kinds = a.kinds.split(",")
     rows, seconds = {}, {}

@@ -1,32 +1,58 @@
-"""How well a sampler's guess of its mean fill's error size tracks the error, in the thin parts of the hole (where
-the hybrid blend reads it): Pearson r of the guess and |mean pass - truth| over the hole values whose hybrid width
-is below 1, the first 300 faces64 test images under their thin and medium eval holes (mask seed 1234). The guesses:
-the detail energy of the known pixels (3 px window, the shipped rule) and, for a run with an error-size head
-(model.scale_width > 0), the head's prediction.
+"""How well a guess of the sampler's mean-fill error size tracks that error in the thin parts of the hole (where the
+hybrid blend reads its guess): Pearson r of the guess and |mean pass - truth| over the hole values whose hybrid
+width is below 1, on the first 300 faces64 test images under their thin and medium eval holes (mask seed 1234).
+The guess: the detail energy of the known pixels (3 px window, the shipped rule); for a run with an error-size head
+(the `model.scale_width` of the commit that added this script, since taken out again), the head's prediction too.
 
-    PYTHONPATH=src python benchmarks/error_size_r.py runs/sampler-head2
+    PYTHONPATH=src python benchmarks/error_size_r.py runs/sampler-faces64
 
 Results: benchmarks/results/blend_variants_oracle.md."""
-import torch, sys
-from genfill.resolve import resolve
-from genfill.config import DataConfig, from_dict
-from genfill.data.cache import load_cache
-from genfill.masks import masks_at
+from __future__ import annotations
+
+import argparse
+
+import torch
+
 from genfill.models.exemplars import detail_energy
-from genfill.models.sampler import hybrid_width
-torch.set_num_threads(2)
-filler = resolve(sys.argv[1], "cpu"); model = filler.model.eval()
-data = load_cache(from_dict(DataConfig, filler.data, prefix="data"), verbose=False)
-te = data.split("test")[:300]
-x = data.batch(te, "cpu")
-for kind in ("thin", "medium"):
-    m = torch.cat([masks_at(kind, [i], 64, 64, seed=1234) for i in range(len(te))]).float()
-    with torch.no_grad():
+from genfill.models.sampler import HYBRID_WINDOW, hybrid_width
+
+
+def thin_part_r(guess: torch.Tensor, err: torch.Tensor, m: torch.Tensor) -> tuple[float, int]:
+    """Pearson r of `guess` (broadcast to err's shape) and |err| over the hole values of m (N,1,H,W) whose hybrid
+    width is below 1, and how many values that is."""
+    thin = (m.float() * (1 - hybrid_width(m.float()))).expand_as(err).bool()
+    a, b = guess.expand_as(err)[thin].double(), err.abs()[thin].double()
+    return float(torch.corrcoef(torch.stack([a, b]))[0, 1]), int(thin.sum())
+
+
+@torch.no_grad()
+def main(argv=None) -> None:
+    from genfill.config import DataConfig, from_dict
+    from genfill.data.cache import load_cache
+    from genfill.masks import masks_at
+    from genfill.resolve import resolve
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", help="a sampler run")
+    ap.add_argument("-n", type=int, default=300)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(2)
+    filler = resolve(a.run, "cpu")
+    model = filler.model.eval()
+    data = load_cache(from_dict(DataConfig, filler.data, prefix="data"), verbose=False)
+    te = data.split("test")[:a.n]
+    x = data.batch(te, "cpu")
+    for kind in ("thin", "medium"):
+        m = torch.cat([masks_at(kind, [i], x.shape[-2], x.shape[-1], seed=1234) for i in range(len(te))]).float()
         mean = model.mean_pass(x, m)
-        err = (mean - x).abs()
-        e = detail_energy(x, 1 - m, 3.0).expand_as(err)
-        h = model.error_scale(x, m, mean) if model.error_scale is not None else e
-    thin = (m * (1 - hybrid_width(m))).expand_as(err).bool()
-    def r(a): return float(torch.corrcoef(torch.stack([a[thin], err[thin]]))[0, 1])
-    print(kind, "thin-part values", int(thin.sum()), "r energy", round(r(e), 3), "r head", round(r(h), 3),
-          "mean|err|", round(float(err[thin].mean()), 4), "mean head", round(float(h[thin].mean()), 4))
+        err = mean - x
+        r, count = thin_part_r(detail_energy(x, 1 - m, HYBRID_WINDOW), err, m)
+        line = f"{kind}: {count} thin-part values, r energy {r:.3f}"
+        head = getattr(model, "error_scale", None)
+        if head is not None:
+            line += f", r head {thin_part_r(head(x, m, mean), err, m)[0]:.3f}"
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -193,3 +193,26 @@ def test_local_and_sharp_change_only_the_hole(bv, setup):
         assert not torch.equal(s, mean.repeat(2, 1, 1, 1))
     assert torch.equal(draw(bv, model, "sharp:0:1", x, m, mean), mean.repeat(2, 1, 1, 1))
     assert torch.equal(draw(bv, model, "local:1:1:10:3:0:0", x, m, mean), mean.repeat(2, 1, 1, 1))
+
+
+@torch.no_grad()
+def test_oracle_moves_each_hole_pixel_by_its_own_error_times_one_draw_per_sample(bv, setup):
+    """oracle:G reads the truth: sample r = mean + G |mean - x| z_r in the hole (one z per sample, every pixel and
+    channel), nothing outside it; oracle:G:S blurs that size by S px first; G = 0 is the mean fill."""
+    model, x, m, mean = setup
+    reps = 3
+    y = mean.repeat(reps, 1, 1, 1)
+    d = draw(bv, model, "oracle:1", x, m, mean, reps=reps) - y
+    err = (mean - x).abs().repeat(reps, 1, 1, 1)
+    hole = m.repeat(reps, 1, 1, 1).expand_as(d).bool()
+    assert torch.equal(d[~hole], torch.zeros_like(d[~hole]))
+    unclamped = hole & ((y + d).abs() < 0.999) & (err > 1e-3)
+    z = d[unclamped] / err[unclamped]
+    per_sample = (d / err.clamp_min(1e-3))
+    for r in range(reps):  # one draw per sample
+        k = unclamped[r]
+        assert torch.allclose(per_sample[r][k], per_sample[r][k][:1].expand(int(k.sum())), atol=1e-4)
+    assert z.abs().max() > 0.05
+    assert torch.equal(draw(bv, model, "oracle:0", x, m, mean, reps=reps), y.clamp(-1, 1))
+    blurred = draw(bv, model, "oracle:1:2", x, m, mean, reps=reps) - y
+    assert not torch.allclose(blurred, d) and torch.equal(blurred[~hole], torch.zeros_like(blurred[~hole]))

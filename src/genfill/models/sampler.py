@@ -81,7 +81,6 @@ from genfill.errors import GenfillError
 from genfill.losses import adversarial_d_loss, adversarial_g_loss, hole_weighted_l1, perceptual_loss, psnr_loss
 from genfill.models.base import GenModel, ModelOutput
 from genfill.models.blocks import PatchDiscriminator
-from genfill.models.errorscale import ErrorScale, laplace_nll
 from genfill.models.exemplars import (ExemplarBank, depth_weight, detail_energy, hole_depth, latin_draws,
                                       normal_quantile)
 from genfill.models.thinplate import levels_for
@@ -95,9 +94,6 @@ BLENDS = ("seam", "residual", "hybrid")  # exemplar_blend: how a drawn stored fa
 # (benchmarks/blend_variants_latin.md, n = 300, K = 8 drawn by `latin_draws`: thin-stroke coverage 0.64 at
 # G = 0.5, 0.69 at 0.7; every tenth of G costs thin-stroke FID)
 HYBRID_DEPTH, HYBRID_GAIN, HYBRID_WINDOW = (1.0, 3.0), 0.5, 3.0
-# with a trained error-size head (`scale_width` > 0) the thin-stroke shift is this x its predicted mean |error|
-# instead (benchmarks/results/blend_variants_oracle.md)
-HYBRID_SCALE_GAIN = 1.0
 # the same shift on the thin part of a big photo's hole, filled outside the model (`thin_stroke_gain`): strokes
 # 3-9 px wide in photos, not 1-2 px in faces (benchmarks/results/native_thin_spread.md: coverage 0.50 at 0.5)
 NATIVE_THIN_GAIN = 0.7
@@ -151,10 +147,6 @@ class SamplerConfig:
     # detail beyond the mean fill of c under the same hole; "seam" = c seam-corrected, by the depth ramp;
     # "hybrid" = residual in wide holes, a detail-scaled brightness draw in thin strokes
     exemplar_blend: str = "seam"
-    # the error-size head (genfill.models.errorscale): trained beside the mean pass on its detached errors; the
-    # hybrid blend then sizes its thin-stroke spread by it instead of by the detail energy (0: no head)
-    scale_width: int = 0
-    w_scale: float = 0.1  # its Laplace negative log-likelihood (~ -2.4 per value once trained)
 
     def __post_init__(self) -> None:
         self.unet_config()  # the network and prior keywords validate as the unet's do
@@ -180,11 +172,6 @@ class SamplerConfig:
         if self.exemplar_blend != "seam" and self.train_samples != 0:
             raise GenfillError(f"model.exemplar_blend: {self.exemplar_blend} draws on the mean pass alone: needs "
                                "train_samples: 0")
-        if self.scale_width < 0 or self.w_scale < 0:
-            raise GenfillError("model.scale_width and model.w_scale must be >= 0")
-        if self.scale_width > 0 and self.train_samples != 0:
-            raise GenfillError("model.scale_width: the error-size head sizes the hybrid blend's spread, which draws on "
-                               "the mean pass alone: needs train_samples: 0")
         ramp = list(self.exemplar_ramp)
         if len(ramp) != 2 or not 0 <= ramp[0] < ramp[1] <= 64:
             raise GenfillError(f"model.exemplar_ramp: two depths in pixels, 0 <= start < end <= 64, got {ramp}")
@@ -252,7 +239,6 @@ class Sampler(GenModel):
             self.frozen_lpips()
         if cfg.exemplars > 0:
             self.exemplars = ExemplarBank(channels, image_size, cfg.exemplar_k, cfg.exemplar_key)
-        self.error_scale = ErrorScale(channels, cfg.scale_width) if cfg.scale_width > 0 else None
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self._d_steps = 0  # discriminator steps in this process (lazy R1; not saved)
         self._r1 = torch.zeros(())  # the last R1 penalty, logged on the steps in between
@@ -334,21 +320,13 @@ class Sampler(GenModel):
         r = self.residual_detail(x, m, reps, generator, strata)
         mr = m.repeat(reps, 1, 1, 1).to(x.dtype)
         w = hybrid_width(mr).to(x.dtype)
-        size = self.stroke_size(x, m, mean).repeat(reps, 1, 1, 1)
+        energy = detail_energy(x.repeat(reps, 1, 1, 1), 1 - mr, HYBRID_WINDOW).to(x.dtype)
         if strata:
             z = normal_quantile(strata[1].reshape(-1, 1, 1, 1))
         else:
             z = torch.randn(len(mr), 1, 1, 1, generator=generator, device=generator.device if generator else None)
-        shift = size * z.to(x.device, x.dtype)
+        shift = HYBRID_GAIN * energy * z.to(x.device, x.dtype)
         return (mean.repeat(reps, 1, 1, 1) + (w * r + (1 - w) * shift) * mr).clamp(-1, 1)
-
-    def stroke_size(self, x: Tensor, m: Tensor, mean: Tensor) -> Tensor:
-        """How far one standard normal moves the mean fill `mean` in a thin stroke of hole m, per pixel:
-        HYBRID_SCALE_GAIN x the error-size head's predicted mean |error| (per value, (N,C,H,W)), or, without a
-        head, HYBRID_GAIN x the detail energy of x's known pixels around it ((N,1,H,W))."""
-        if self.error_scale is not None:
-            return HYBRID_SCALE_GAIN * self.error_scale(x, m, mean).to(x.dtype)
-        return HYBRID_GAIN * detail_energy(x, 1 - m.to(x.dtype), HYBRID_WINDOW).to(x.dtype)
 
     def thin_stroke_gain(self) -> float:
         """How far each sample moves hole pixels it does not draw itself: the thin part of a big photo's hole,
@@ -478,14 +456,8 @@ class Sampler(GenModel):
         if k == 0:  # the mean pass alone (samples are exemplar fills): the unet's step
             mean = self.mean_pass(x, m)
             parts = {"psnr_loss": psnr_loss(mean.float(), x32, m32)}
-            loss = c.w_mean * parts["psnr_loss"]
-            if self.error_scale is not None:  # the error-size head, on the mean pass's detached errors where
-                held = mean.detach()  # the hybrid blend reads it: the thin parts of the hole
-                thin = m32 * (1 - hybrid_width(m32))
-                parts["scale_nll"] = laplace_nll(self.error_scale(x, m, held), held.float() - x32, thin)
-                loss = loss + c.w_scale * parts["scale_nll"]
             self.steps += 1
-            return ModelOutput(loss=loss, pred=mean, parts=parts)
+            return ModelOutput(loss=c.w_mean * parts["psnr_loss"], pred=mean, parts=parts)
         z = coherent_noise(k * n, c.noise_channels, *x.shape[-2:], c.noise_scale, None, x.device)
         base = self.base_fill(x, m)
         bases = torch.cat([base, self.sample_base(x, m, base, k, None)])
