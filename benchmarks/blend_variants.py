@@ -43,8 +43,8 @@ r = c - mean(c) the residual blend's detail:
                  the hybrid blend would shift the stroke (residual detail where the hole is wide); G scales
                  the step from the mean fill (default 1)
     oracle:G     NOT a sampler (reads the truth in the hole): mean(x) + G |mean(x) - truth| z, z a normal per
-                 sample: spread exactly as large as each pixel's error, a bound on what any spread around this
-                 mean costs; oracle:G:S the error's size blurred by S px (known only roughly where)
+                 sample: spread exactly as large as each pixel's error (what a sampler that knew each pixel's
+                 error size, not its sign, would draw); oracle:G:S that size blurred by S px (known only roughly)
     sharp:A:S[:V]
                  variant V's samples (default: the mean fill) plus A x (the composite minus its S px blur) in
                  the hole: an unsharp mask of the fill
@@ -231,7 +231,7 @@ def variant_fn(name: str):
         def oracle(self, x, m, mean, reps, g):
             """Not a sampler: it reads the truth (x inside the hole, which eval passes and models ignore). The mean
             fill moved by G |mean - truth| z, z one normal per sample: a spread whose size at every pixel is that
-            pixel's actual error (r = 1), the cheapest coherent spread any sampler centred on this mean could have."""
+            pixel's actual error: what a sampler that knew each pixel's error size (not its sign) would draw."""
             mr = m.repeat(reps, 1, 1, 1).to(x.dtype)
             y = mean.repeat(reps, 1, 1, 1)
             err = (y - x.repeat(reps, 1, 1, 1)).abs()
