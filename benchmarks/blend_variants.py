@@ -45,6 +45,8 @@ r = c - mean(c) the residual blend's detail:
     oracle:G     NOT a sampler (reads the truth in the hole): mean(x) + G |mean(x) - truth| z, z a normal per
                  sample: spread exactly as large as each pixel's error (what a sampler that knew each pixel's
                  error size, not its sign, would draw); oracle:G:S that size blurred by S px (known only roughly)
+    oracleimg:G  NOT a sampler either: band:3:0:G with each image's detail energy rescaled to the RMS of its actual
+                 error over the hole (knows how much each image's fill is off, not where)
     sharp:A:S[:V]
                  variant V's samples (default: the mean fill) plus A x (the composite minus its S px blur) in
                  the hole: an unsharp mask of the fill
@@ -240,6 +242,21 @@ def variant_fn(name: str):
             z = torch.randn(len(mr), 1, 1, 1, generator=g, device=x.device, dtype=x.dtype)
             return (y + gain * err * z * mr).clamp(-1, 1)
         return oracle
+    if kind == "oracleimg":
+        gain = float(arg)
+
+        def oracle_image(self, x, m, mean, reps, g):
+            """Not a sampler either: band:3:0:G with each image's detail energy rescaled so that its RMS over the hole
+            is the RMS of that image's actual error there. It knows how much each image's fill is off, not where."""
+            mf = m.to(x.dtype)
+            e = detail_energy(x, 1 - mf, 3.0).to(x.dtype)
+            err2 = ((mean - x) ** 2 * mf).sum((1, 2, 3)) / (3 * mf.sum((1, 2, 3))).clamp_min(1)
+            e2 = (e ** 2 * mf).sum((1, 2, 3)) / mf.sum((1, 2, 3)).clamp_min(1)
+            size = e * (err2 / e2.clamp_min(1e-12)).sqrt().view(-1, 1, 1, 1)
+            mr = mf.repeat(reps, 1, 1, 1)
+            z = torch.randn(len(mr), 1, 1, 1, generator=g, device=x.device, dtype=x.dtype)
+            return (mean.repeat(reps, 1, 1, 1) + gain * size.repeat(reps, 1, 1, 1) * z * mr).clamp(-1, 1)
+        return oracle_image
     if kind == "hybrid":
         return lambda self, x, m, mean, reps, g: self.hybrid_samples(x, m, mean, reps, g)
     if kind == "hyb":

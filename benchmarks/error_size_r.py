@@ -1,6 +1,7 @@
 """How well a guess of the sampler's mean-fill error size tracks that error in the thin parts of the hole (where the
 hybrid blend reads its guess): Pearson r of the guess and |mean pass - truth| over the hole values whose hybrid
-width is below 1, on the first 300 faces64 test images under their thin and medium eval holes (mask seed 1234).
+width is below 1, on the first 300 faces64 test images under their thin and medium eval holes (mask seed 1234),
+and for thin holes the Pearson r, over images, of each image's RMS error and the RMS of the rule's spread size.
 The guess: the detail energy of the known pixels (3 px window, the shipped rule); for a run with an error-size head
 (the `model.scale_width` of the commit that added this script, since taken out again), the head's prediction too.
 
@@ -14,7 +15,7 @@ import argparse
 import torch
 
 from genfill.models.exemplars import detail_energy
-from genfill.models.sampler import HYBRID_WINDOW, hybrid_width
+from genfill.models.sampler import HYBRID_GAIN, HYBRID_WINDOW, hybrid_width
 
 
 def thin_part_r(guess: torch.Tensor, err: torch.Tensor, m: torch.Tensor) -> tuple[float, int]:
@@ -48,6 +49,10 @@ def main(argv=None) -> None:
         err = mean - x
         r, count = thin_part_r(detail_energy(x, 1 - m, HYBRID_WINDOW), err, m)
         line = f"{kind}: {count} thin-part values, r energy {r:.3f}"
+        if kind == "thin":  # how much each image's fill is off, against how much the rule spreads it
+            energy = HYBRID_GAIN * detail_energy(x, 1 - m, HYBRID_WINDOW)
+            per_image = [((v ** 2) * m).sum((1, 2, 3)).sqrt() for v in (err, energy.expand_as(err))]
+            line += f"; per image, RMS error against RMS size: r {float(torch.corrcoef(torch.stack(per_image))[0, 1]):.2f}"
         head = getattr(model, "error_scale", None)
         if head is not None:
             line += f", r head {thin_part_r(head(x, m, mean), err, m)[0]:.3f}"

@@ -216,3 +216,25 @@ def test_oracle_moves_each_hole_pixel_by_its_own_error_times_one_draw_per_sample
     assert torch.equal(draw(bv, model, "oracle:0", x, m, mean, reps=reps), y.clamp(-1, 1))
     blurred = draw(bv, model, "oracle:1:2", x, m, mean, reps=reps) - y
     assert not torch.allclose(blurred, d) and torch.equal(blurred[~hole], torch.zeros_like(blurred[~hole]))
+
+
+@torch.no_grad()
+def test_oracleimg_spreads_each_image_by_the_rule_scaled_to_its_own_rms_error(bv, setup):
+    """oracleimg:1: sample r = mean + s_i e z_r, e the detail energy (3 px) and s_i such that the RMS of s_i e
+    over image i's hole is the RMS of its actual error there."""
+    model, x, m, mean = setup
+    reps = 2
+    d = draw(bv, model, "oracleimg:1", x, m, mean, reps=reps) - mean.repeat(reps, 1, 1, 1)
+    e = bv.detail_energy(x, 1 - m, 3.0)
+    for i in range(len(x)):
+        hole = m[i].expand_as(x[i]).bool()
+        rms_err = float(((mean[i] - x[i])[hole] ** 2).mean().sqrt())
+        size = e[i].expand_as(x[i])[hole]
+        ratio = d[i][hole] / size  # (sample 0 of image i): s_i z_0 everywhere
+        keep = ((mean[i][hole] + d[i][hole]).abs() < 0.999) & (size > 1e-3)
+        assert torch.allclose(ratio[keep], ratio[keep][:1].expand(int(keep.sum())), rtol=1e-3, atol=1e-5)
+        s_i = rms_err / float((size ** 2).mean().sqrt())
+        z = torch.randn(reps * len(x), generator=torch.Generator().manual_seed(3))  # draw()'s seed, its one draw
+        assert abs(float(ratio[keep][0]) - s_i * float(z[i])) < 1e-4 * max(1.0, abs(s_i * float(z[i])))
+        again = d[len(x) + i][hole] / size  # sample 1: the same s_i, its own z
+        assert abs(float(again[keep][0]) - s_i * float(z[len(x) + i])) < 1e-4 * max(1.0, abs(s_i * float(z[len(x) + i])))
