@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from genfill.models import build_model
+from tests.benchmarks import benchmark_module
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 SIZE = 32
 TINY = {"kind": "sampler", "widths": [8, 16], "smooth_iters": 5, "noise_channels": 2, "w_perceptual": 0.0,
         "w_adv": 0.0, "train_samples": 0, "exemplars": 40, "exemplar_k": 3, "exemplar_key": 8,
@@ -20,12 +17,7 @@ TINY = {"kind": "sampler", "widths": [8, 16], "smooth_iters": 5, "noise_channels
 
 @pytest.fixture(scope="module")
 def bv():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import blend_variants
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return blend_variants
+    return benchmark_module("blend_variants")
 
 
 def smooth(n: int, seed: int) -> torch.Tensor:

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from tests.benchmarks import benchmark_module
 
 
 def test_thin_part_r_counts_only_thin_hole_values_and_is_one_for_the_error_itself():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        from error_size_r import thin_part_r
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    thin_part_r = benchmark_module("error_size_r").thin_part_r
     g = torch.Generator().manual_seed(0)
     err = torch.randn(2, 3, 32, 32, generator=g)
     m = torch.zeros(2, 1, 32, 32)

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from tests.benchmarks import benchmark_module
 
 
 def test_part_scores_count_the_truth_inside_the_5_95_interval_of_the_part_only():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import native_thin_spread as nts
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    nts = benchmark_module("native_thin_spread")
     h, w, k = 4, 6, 8
     truth = np.full((h, w, 3), 0.5, np.float32)
     truth[:, 3:] = 0.9  # right half: outside every fill's range

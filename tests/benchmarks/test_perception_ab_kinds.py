@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from tests.benchmarks import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def ab():
-    sys.path.insert(0, str(BENCHMARKS))  # the script imports its sibling perception_ab
-    try:
-        import perception_ab_kinds
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return perception_ab_kinds
+    return benchmark_module("perception_ab_kinds")  # it imports its sibling perception_ab
 
 
 def eval_doc(methods: dict, n: int = 1000) -> dict:
