@@ -47,6 +47,9 @@ r = c - mean(c) the residual blend's detail:
                  error size, not its sign, would draw); oracle:G:S that size blurred by S px (known only roughly)
     oracleimg:G  NOT a sampler either: band:3:0:G with each image's detail energy rescaled to the RMS of its actual
                  error over the hole (knows how much each image's fill is off, not where)
+    nbrsize:G    band's coherent shift (one normal per sample) sized per pixel by G x the mean |c - mean(c)| of the
+                 `exemplar_k` nearest stored faces c under the same hole: the mean fill's error where x's look-alikes
+                 had it
     sharp:A:S[:V]
                  variant V's samples (default: the mean fill) plus A x (the composite minus its S px blur) in
                  the hole: an unsharp mask of the fill
@@ -257,6 +260,25 @@ def variant_fn(name: str):
             z = torch.randn(len(mr), 1, 1, 1, generator=g, device=x.device, dtype=x.dtype)
             return (mean.repeat(reps, 1, 1, 1) + gain * size.repeat(reps, 1, 1, 1) * z * mr).clamp(-1, 1)
         return oracle_image
+    if kind == "nbrsize":
+        gain = float(arg)
+        memo = {}
+
+        def neighbour_size(self, x, m, mean, reps, g):
+            """band's coherent shift, sized per pixel by the mean |c - mean_c| of x's `exemplar_k` nearest stored
+            faces c under the same hole: how far the mean fill was off there on the faces most like x."""
+            if not (memo.get("x") is not None and memo["x"].shape == x.shape and torch.equal(memo["x"], x)
+                    and torch.equal(memo["m"], m)):
+                k = self.exemplars.k
+                draws = ((torch.arange(k, dtype=torch.float32) + 0.5) / k)[:, None].expand(k, len(x))
+                c = self.exemplars.neighbours(x, m, k, None, draws)
+                mk = m.repeat(k, 1, 1, 1)
+                size = (c - self.mean_pass(c, mk)).abs().view(k, *x.shape).mean(0)
+                memo.update(x=x.clone(), m=m.clone(), size=size)
+            mr = m.repeat(reps, 1, 1, 1).to(x.dtype)
+            z = torch.randn(len(mr), 1, 1, 1, generator=g, device=x.device, dtype=x.dtype)
+            return (mean.repeat(reps, 1, 1, 1) + gain * memo["size"].repeat(reps, 1, 1, 1) * z * mr).clamp(-1, 1)
+        return neighbour_size
     if kind == "hybrid":
         return lambda self, x, m, mean, reps, g: self.hybrid_samples(x, m, mean, reps, g)
     if kind == "hyb":

@@ -233,3 +233,22 @@ def test_oracleimg_spreads_each_image_by_the_rule_scaled_to_its_own_rms_error(bv
             unclamped = (y[r * len(x) + i][hole] + want).abs() < 1
             assert torch.allclose(got[unclamped], want[unclamped], rtol=1e-4, atol=ULPS)
             assert want.abs().amax() > 1e-3
+
+
+@torch.no_grad()
+def test_nbrsize_shifts_by_the_nearest_faces_mean_error_size_times_one_draw_per_sample(bv, setup):
+    """nbrsize:G: sample r = mean + G s z_r in the hole, s the mean over x's k nearest stored faces c of
+    |c - mean pass of c| under the same hole, z_r the variant's seeded draw; G = 0 is the mean fill."""
+    model, x, m, mean = setup
+    reps, k = 2, model.exemplars.k
+    y = mean.repeat(reps, 1, 1, 1)
+    d = draw(bv, model, "nbrsize:1", x, m, mean, reps=reps) - y
+    faces = model.exemplars.neighbours(x, m, k, None, ((torch.arange(k) + 0.5) / k)[:, None].expand(k, len(x)))
+    assert len({round(float(f.sum()), 3) for f in faces[::len(x)]}) == k  # image 0's k faces, each once
+    size = (faces - model.mean_pass(faces, m.repeat(k, 1, 1, 1))).abs().view(k, *x.shape).mean(0)
+    z = torch.randn(reps * len(x), generator=torch.Generator().manual_seed(3)).view(-1, 1, 1, 1)
+    want = size.repeat(reps, 1, 1, 1) * z * m.repeat(reps, 1, 1, 1)
+    unclamped = (y + want).abs() < 1
+    assert torch.allclose(d[unclamped], want[unclamped], rtol=1e-5, atol=ULPS)
+    assert want.abs().amax() > 0.01 and unclamped.float().mean() > 0.9
+    assert torch.equal(draw(bv, model, "nbrsize:0", x, m, mean, reps=reps), y.clamp(-1, 1))
