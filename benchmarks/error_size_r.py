@@ -2,7 +2,8 @@
 hybrid blend reads its guess): Pearson r of the guess and |mean pass - truth| over the hole values whose hybrid
 width is below 1, on the first 300 faces64 test images under their thin and medium eval holes (mask seed 1234),
 and for thin holes the Pearson r, over images, of each image's RMS error and the RMS of the rule's spread size.
-The guess: the detail energy of the known pixels (3 px window, the shipped rule); for a run with an error-size head
+The guess: the detail energy of the known pixels (3 px window, the shipped rule); for thin holes also the mean
+|c - mean(c)| of the k nearest stored faces (blend_variants' `nbrsize`), alone and times the energy; for a run with an error-size head
 (the `model.scale_width` of the commit that added this script, since taken out again), the head's prediction too.
 
     PYTHONPATH=src python benchmarks/error_size_r.py runs/sampler-faces64
@@ -53,6 +54,13 @@ def main(argv=None) -> None:
             energy = HYBRID_GAIN * detail_energy(x, 1 - m, HYBRID_WINDOW)
             per_image = [((v ** 2) * m).sum((1, 2, 3)).sqrt() for v in (err, energy.expand_as(err))]
             line += f"; per image, RMS error against RMS size: r {float(torch.corrcoef(torch.stack(per_image))[0, 1]):.2f}"
+        if kind == "thin" and getattr(model, "exemplars", None) is not None and len(model.exemplars):
+            k = model.exemplars.k  # the look-alikes' own errors: blend_variants' nbrsize
+            faces = model.exemplars.neighbours(x, m, k, None, ((torch.arange(k) + 0.5) / k)[:, None].expand(k, len(x)))
+            size = (faces - model.mean_pass(faces, m.repeat(k, 1, 1, 1))).abs().view(k, *x.shape).mean(0)
+            energy = detail_energy(x, 1 - m, HYBRID_WINDOW)
+            line += (f"; nearest faces' errors: r {thin_part_r(size, err, m)[0]:.3f}, "
+                     f"times the energy {thin_part_r(size * energy, err, m)[0]:.3f}")
         head = getattr(model, "error_scale", None)
         if head is not None:
             line += f", r head {thin_part_r(head(x, m, mean), err, m)[0]:.3f}"
