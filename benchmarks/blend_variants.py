@@ -183,6 +183,15 @@ def ring_faces(model, x, m, reps, generator, pool: int, shift: int, ring: int, t
     return torch.stack(out).to(x.dtype)
 
 
+def neighbour_error_size(model, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """(N,C,H,W) mean |c - mean pass of c| over x's `exemplar_k` nearest stored faces c (each once) under the
+    same holes m: how far the mean fill was off, pixel by pixel, on the faces most like x (`nbrsize`)."""
+    k = model.exemplars.k
+    draws = ((torch.arange(k, dtype=torch.float32) + 0.5) / k)[:, None].expand(k, len(x))
+    c = model.exemplars.neighbours(x, m, k, None, draws)
+    return (c - model.mean_pass(c, m.repeat(k, 1, 1, 1))).abs().view(k, *x.shape).mean(0)
+
+
 def variant_fn(name: str):
     """The residual_samples replacement (model, x, m, mean, reps, generator) -> samples for a variant name."""
     kind, _, arg = name.partition(":")
@@ -269,12 +278,7 @@ def variant_fn(name: str):
             faces c under the same hole: how far the mean fill was off there on the faces most like x."""
             if not (memo.get("x") is not None and memo["x"].shape == x.shape and torch.equal(memo["x"], x)
                     and torch.equal(memo["m"], m)):
-                k = self.exemplars.k
-                draws = ((torch.arange(k, dtype=torch.float32) + 0.5) / k)[:, None].expand(k, len(x))
-                c = self.exemplars.neighbours(x, m, k, None, draws)
-                mk = m.repeat(k, 1, 1, 1)
-                size = (c - self.mean_pass(c, mk)).abs().view(k, *x.shape).mean(0)
-                memo.update(x=x.clone(), m=m.clone(), size=size)
+                memo.update(x=x.clone(), m=m.clone(), size=neighbour_error_size(self, x, m))
             mr = m.repeat(reps, 1, 1, 1).to(x.dtype)
             z = torch.randn(len(mr), 1, 1, 1, generator=g, device=x.device, dtype=x.dtype)
             return (mean.repeat(reps, 1, 1, 1) + gain * memo["size"].repeat(reps, 1, 1, 1) * z * mr).clamp(-1, 1)

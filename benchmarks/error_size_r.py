@@ -55,9 +55,9 @@ def main(argv=None) -> None:
             per_image = [((v ** 2) * m).sum((1, 2, 3)).sqrt() for v in (err, energy.expand_as(err))]
             line += f"; per image, RMS error against RMS size: r {float(torch.corrcoef(torch.stack(per_image))[0, 1]):.2f}"
         if kind == "thin" and getattr(model, "exemplars", None) is not None and len(model.exemplars):
-            k = model.exemplars.k  # the look-alikes' own errors: blend_variants' nbrsize
-            faces = model.exemplars.neighbours(x, m, k, None, ((torch.arange(k) + 0.5) / k)[:, None].expand(k, len(x)))
-            size = (faces - model.mean_pass(faces, m.repeat(k, 1, 1, 1))).abs().view(k, *x.shape).mean(0)
+            from blend_variants import neighbour_error_size  # a sibling script (benchmarks/ is on sys.path)
+
+            size = neighbour_error_size(model, x, m)  # the look-alikes' own errors: blend_variants' nbrsize
             energy = detail_energy(x, 1 - m, HYBRID_WINDOW)
             line += (f"; nearest faces' errors: r {thin_part_r(size, err, m)[0]:.3f}, "
                      f"times the energy {thin_part_r(size * energy, err, m)[0]:.3f}")
