@@ -32,6 +32,8 @@ r = c - mean(c) the residual blend's detail:
     self:D:G     mean(x) + G z d(x) moved by D px in a random direction, d x's own detail on the known pixels
     hyb:A:W:G    the model's `hybrid` blend (genfill.models.sampler.hybrid_samples) with HYBRID_DEPTH = (A, A + W)
                  and HYBRID_GAIN = G: residual where the hole is wide, band:3:0:G in thin strokes
+    hybs:G       the model's `hybrid` blend with its stroke refiner's error size b at stroke_gain G (thin strokes
+                 shifted by G b z): needs a run with model.stroke_width > 0
     hybrid       the model's `hybrid` blend as shipped (hyb:1:2:0.5; hyb:1:2:0.7 until 2026-12-06)
     local:R:S:P:T[:H[:G]]
                  non-parametric sampling from the stored faces, per pixel (Efros & Leung's idea with the
@@ -50,6 +52,7 @@ r = c - mean(c) the residual blend's detail:
     nbrsize:G    band's coherent shift (one normal per sample) sized per pixel by G x the mean |c - mean(c)| of the
                  `exemplar_k` nearest stored faces c under the same hole: the mean fill's error where x's look-alikes
                  had it
+    V/raw        variant V drawn with the run's stroke refiner (model.stroke_width > 0) taken out: what it adds
     sharp:A:S[:V]
                  variant V's samples (default: the mean fill) plus A x (the composite minus its S px blur) in
                  the hole: an unsharp mask of the fill
@@ -65,6 +68,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import MethodType
 
@@ -297,6 +301,20 @@ def variant_fn(name: str):
                 sampler_module.HYBRID_DEPTH, sampler_module.HYBRID_GAIN = saved
         hyb.strata = True  # drawn with fill_samples' Latin-hypercube draws, as the model's blends are
         return hyb
+    if kind == "hybs":
+        gain = float(arg)
+
+        def hybrid_strokes(self, x, m, mean, reps, g, strata=None):  # hybrid, its refiner's shift at stroke_gain G
+            if self.strokes is None:
+                raise SystemExit("hybs:G needs a run with a stroke refiner (model.stroke_width > 0)")
+            saved = self.cfg
+            self.cfg = replace(saved, stroke_gain=gain)
+            try:
+                return self.hybrid_samples(x, m, mean, reps, g, strata, self.mean_fill(x, m)[1])
+            finally:
+                self.cfg = saved
+        hybrid_strokes.strata = True
+        return hybrid_strokes
     if kind == "local":
         parts = (arg + ":1:1").split(":")
         radius, shift, pool, top, hybrid = (int(v) for v in parts[:5])
@@ -381,6 +399,9 @@ def filler_for(run: str, name: str):
     model = filler.model
     if model is None or model.kind != "sampler" or model.cfg.train_samples != 0 or model.cfg.exemplars <= 0:
         raise SystemExit(f"{run}: needs a sampler with stored faces and train_samples: 0")
+    full, name = name, name.removesuffix("/raw")
+    if full != name:  # the same weights without their stroke refiner: what the refiner adds
+        model.strokes = None
     if name in ("seam", "hybrid"):
         model.use_blend(name)
     else:
@@ -392,7 +413,7 @@ def filler_for(run: str, name: str):
             def probe(self, x, m, mean, reps, g, strata=None):
                 return fn(self, x, m, mean, reps, g, strata) if takes else fn(self, x, m, mean, reps, g)
             model.residual_samples = MethodType(probe, model)
-    filler.name = name
+    filler.name = full
     return filler
 
 
@@ -435,12 +456,12 @@ def main(argv=None) -> None:
             raise SystemExit("--picture draws one --variant")
         return picture(a.c, names[0], a.picture)
     for name in names:  # a bad name fails before any work
-        if name not in ("seam", "residual", "hybrid"):
-            variant_fn(name)
+        if name.removesuffix("/raw") not in ("seam", "residual", "hybrid"):
+            variant_fn(name.removesuffix("/raw"))
     kinds = a.kinds.split(",")
     rows, seconds = {}, {}
     for name in names:
-        path = Path(a.work) / name.replace(":", "_") / "eval.json"
+        path = Path(a.work) / name.replace(":", "_").replace("/", "-") / "eval.json"
         if not path.is_file():
             t0 = time.time()
             torch.manual_seed(0)

@@ -77,6 +77,10 @@ def export_model(src: str | Path, out_dir: str | Path, half: bool = False, onnx:
         raise GenfillError(f"{ckpt['path']}: a sampler with exemplars has no ONNX export (its lookup over "
                            f"{len(model.exemplars):,} stored images runs in torch); export without --onnx "
                            "(safetensors, for genfill.load) or train it with model.exemplars=0")
+    if onnx and getattr(model, "strokes", None) is not None:
+        raise GenfillError(f"{ckpt['path']}: a sampler with a stroke refiner has no ONNX export (the graph would "
+                           "give its mean pass without the thin-stroke correction); export without --onnx "
+                           "(safetensors, for genfill.load) or train it with model.stroke_width=0")
     state, which = _weights(model, ckpt)
     if which == "ema":
         model.load_state_dict(state, strict=False)

@@ -143,8 +143,9 @@ def adam(params, lr: float, tc: TrainConfig, dev: torch.device, fast: bool) -> t
 
 
 def set_lr(opt: torch.optim.Optimizer | None, lr: float) -> None:
+    """Every group's lr: `lr` times the group's own `lr_scale` (1 unless a model's `param_groups` sets one)."""
     for group in (opt.param_groups if opt is not None else ()):
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def out_of_budget(tc: TrainConfig, step: int, elapsed: float) -> bool:

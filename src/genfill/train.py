@@ -236,7 +236,7 @@ def prepare(model: GenModel, tc: TrainConfig, dev: torch.device, fast: bool):
     channels_last, steps Adam fused and (on CUDA) lets cuDNN autotune and use TF32; `forward` is the model
     or, with train.compile, its torch.compile'd wrapper. Shared by train() and benchmarks/throughput.py."""
     model = to_device(model, dev, fast)
-    opt = adam(model.generator_parameters(), tc.lr, tc, dev, fast)
+    opt = adam(model.param_groups(), tc.lr, tc, dev, fast)
     opt_d = None
     if model.discriminator is not None:
         opt_d = adam(model.discriminator.parameters(), tc.lr_d or tc.lr, tc, dev, fast)

@@ -252,3 +252,37 @@ def test_nbrsize_shifts_by_the_nearest_faces_mean_error_size_times_one_draw_per_
     assert torch.allclose(d[unclamped], want[unclamped], rtol=1e-5, atol=ULPS)
     assert want.abs().amax() > 0.01 and unclamped.float().mean() > 0.9
     assert torch.equal(draw(bv, model, "nbrsize:0", x, m, mean, reps=reps), y.clamp(-1, 1))
+
+
+@torch.no_grad()
+def test_hybs_is_hybrid_with_the_refiners_scale_at_that_gain_and_raw_takes_the_refiner_out(bv, tmp_path):
+    """hybs:G draws the model's hybrid blend with its stroke refiner's error size at stroke_gain G (and puts the
+    gain back); a variant name ending in /raw loads the run with its stroke refiner removed; a run without one is
+    refused by hybs."""
+    from genfill.models import save_model
+
+    model = build_model({**TINY, "exemplar_blend": "hybrid", "stroke_width": 4}, SIZE, 3)
+    imgs = smooth(30, 1)
+    model.exemplars.index(torch.arange(30), lambda i: imgs[i], 30, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    for p in model.strokes.parameters():
+        p.add_(0.05 * torch.randn(p.shape, generator=g))
+    model.eval()
+    x, m = smooth(2, 4), torch.zeros(2, 1, SIZE, SIZE)
+    m[:, :, 8:24, 8:24] = 1
+    m[:, :, 28:30, :] = 1  # a 2 px stroke: the refiner's part
+    fill, scale = model.mean_fill(x, m)
+    shipped = model.hybrid_samples(x, m, fill, 2, torch.Generator().manual_seed(3), None, scale)
+    assert torch.equal(draw(bv, model, "hybs:1", x, m, fill), shipped)
+    other = draw(bv, model, "hybs:2", x, m, fill)
+    assert not torch.equal(other, shipped) and model.cfg.stroke_gain == 1.0
+    base = fill.repeat(2, 1, 1, 1)
+    twice, once = (other - base)[:, :, 28:30], (shipped - base)[:, :, 28:30]
+    free = (base[:, :, 28:30] + 2 * once).abs() < 0.999  # in the stroke where the clamp to [-1, 1] did not act
+    assert free.float().mean() > 0.5 and torch.allclose(twice[free], 2 * once[free], atol=1e-5)
+    save_model(tmp_path / "run" / "checkpoints" / "best.pt", model)
+    assert bv.filler_for(str(tmp_path / "run"), "mean/raw").model.strokes is None
+    kept = bv.filler_for(str(tmp_path / "run"), "mean")
+    assert kept.model.strokes is not None and kept.name == "mean"
+    with pytest.raises(SystemExit, match="stroke refiner"):
+        draw(bv, build_model(TINY, SIZE, 3).eval(), "hybs:1", x, m, fill)

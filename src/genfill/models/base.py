@@ -88,6 +88,11 @@ class GenModel(nn.Module):
         skip = {id(p) for p in self.discriminator.parameters()} if self.discriminator is not None else set()
         return [p for p in self.parameters() if id(p) not in skip]
 
+    def param_groups(self) -> list[dict]:
+        """The main optimiser's parameter groups: `generator_parameters` as one, unless a family trains a part at
+        its own learning rate (a group's `lr_scale` multiplies the schedule's lr: `runs.set_lr`)."""
+        return [{"params": self.generator_parameters()}]
+
     def d_loss(self, x: Tensor, m: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError
 

@@ -61,6 +61,15 @@ wider holes, but a stranger's detail in thin strokes (the A/B's FID and coverage
 residual's calibration and its wide holes at less FID cost in thin strokes (18.3 against 20.3 and seam's 16.3
 at n = 1,000: benchmarks/results/perception_ab_latin.md).
 
+Stroke refiner (`stroke_width > 0`, genfill.models.strokes): a small full-resolution network that corrects the
+mean pass in the thin part of the hole (`thin_part`: strokes 1-2 px wide) and gives its per-pixel error size b,
+which then sizes hybrid's thin-stroke shift (`stroke_gain` x b x z instead of the detail-energy rule). `mean_fill`
+is the mean pass so corrected: what `fill(mean=True)`, every blend and the residual detail start from. It trains
+in the same step, on thin strokes drawn for it, on the detached mean pass (`stroke_loss`, weight `w_stroke`),
+at `stroke_lr` x train.lr (its own parameter group), and costs about one more unet step per step on a CPU: on 2
+cores it is short of steps at 4 and at 15 minutes of training, so the CPU preset leaves it off
+(benchmarks/results/stroke_refiner.md). Without it (0, the default) nothing changes.
+
 Inference: `fill(x, m)` is one sample; its noise comes from a generator seeded by `torch.initial_seed()`, so
 `torch.manual_seed(s)` (what `genfill.load(...).fill(..., seed=s)` and `genfill fill --seed s` do) picks the
 sample and the same seed gives the same fill, call after call (eval's forward pass, `predict` and `fill`
@@ -79,10 +88,12 @@ from torch import Tensor, nn
 
 from genfill.errors import GenfillError
 from genfill.losses import adversarial_d_loss, adversarial_g_loss, hole_weighted_l1, perceptual_loss, psnr_loss
+from genfill.masks import make_masks
 from genfill.models.base import GenModel, ModelOutput
 from genfill.models.blocks import PatchDiscriminator
 from genfill.models.exemplars import (ExemplarBank, depth_weight, detail_energy, hole_depth, latin_draws,
                                       normal_quantile)
+from genfill.models.strokes import StrokeRefiner
 from genfill.models.thinplate import levels_for
 from genfill.models.unet import ResUNet, UNetConfig, prior_fill
 from genfill.pixels import composite
@@ -104,6 +115,14 @@ def hybrid_width(m: Tensor) -> Tensor:
     hole pixel within 2 px is HYBRID_DEPTH[0] deep, 1 where it is HYBRID_DEPTH[1] or more, linear between."""
     lo, hi = HYBRID_DEPTH
     return ((F.max_pool2d(hole_depth(m, hi), 5, 1, 2) - lo) / (hi - lo)).clamp(0, 1)
+
+
+def thin_part(m: Tensor) -> Tensor:
+    """(N,1,H,W) in [0, 1]: how much each hole pixel of m belongs to a thin stroke, m (1 - hybrid_width(m)): 1 in
+    strokes 1-2 px wide, 0 where the hole is 3 px deep or more nearby (and outside the hole): where the stroke
+    refiner corrects the mean fill and the hybrid blend shifts it."""
+    m = m.float()
+    return m * (1 - hybrid_width(m))
 
 
 @dataclass
@@ -147,6 +166,12 @@ class SamplerConfig:
     # detail beyond the mean fill of c under the same hole; "seam" = c seam-corrected, by the depth ramp;
     # "hybrid" = residual in wide holes, a detail-scaled brightness draw in thin strokes
     exemplar_blend: str = "seam"
+    # the stroke refiner (genfill.models.strokes): a full-resolution network correcting the mean fill in thin
+    # strokes, with a per-pixel error size that sizes the hybrid blend's shift there (0: none, as before)
+    stroke_width: int = 0  # its channels
+    stroke_gain: float = 1.0  # hybrid's thin-stroke shift: stroke_gain x its error size b x one normal per sample
+    w_stroke: float = 1.0  # its loss (L1 + 0.1 Laplace NLL on thin strokes drawn each step) in the training loss
+    stroke_lr: float = 5.0  # its learning rate, as a multiple of train.lr (a small network on a moving input)
 
     def __post_init__(self) -> None:
         self.unet_config()  # the network and prior keywords validate as the unet's do
@@ -163,8 +188,12 @@ class SamplerConfig:
                                "or 0 with exemplars")
         if self.r1_every < 1 or self.loss_warmup_steps < 0:
             raise GenfillError("model.r1_every must be >= 1 and model.loss_warmup_steps >= 0")
-        if min(self.w_mean, self.w_energy, self.w_perceptual, self.w_adv, self.r1) < 0:
+        if min(self.w_mean, self.w_energy, self.w_perceptual, self.w_adv, self.r1, self.w_stroke) < 0:
             raise GenfillError("model: loss weights and r1 must be >= 0")
+        if self.stroke_width < 0 or self.stroke_gain < 0 or self.stroke_lr <= 0:
+            raise GenfillError(f"model.stroke_width ({self.stroke_width}) and model.stroke_gain ({self.stroke_gain}) "
+                               f"must be >= 0 (stroke_width 0: no stroke refiner), model.stroke_lr ({self.stroke_lr}) "
+                               "> 0")
         if self.exemplars < 0 or self.exemplar_k < 1 or self.exemplar_key < 1:
             raise GenfillError("model.exemplars must be >= 0, exemplar_k and exemplar_key >= 1")
         if self.exemplar_blend not in BLENDS:
@@ -239,6 +268,8 @@ class Sampler(GenModel):
             self.frozen_lpips()
         if cfg.exemplars > 0:
             self.exemplars = ExemplarBank(channels, image_size, cfg.exemplar_k, cfg.exemplar_key)
+        self.strokes = StrokeRefiner(channels, cfg.stroke_width) if cfg.stroke_width > 0 else None
+        self._stroke_masks: torch.Generator | None = None  # draws the refiner's training strokes (not saved)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self._d_steps = 0  # discriminator steps in this process (lazy R1; not saved)
         self._r1 = torch.zeros(())  # the last R1 penalty, logged on the steps in between
@@ -305,27 +336,32 @@ class Sampler(GenModel):
         """(reps * N) c - mean_c: drawn exemplars c (`exemplars.neighbours`) less the mean pass on c under the
         same holes: the detail the residual and hybrid blends add to x's mean fill. `strata`: `draw`."""
         c = self.exemplars.neighbours(x, m, reps, generator, strata[0] if strata else None)
-        return c - self.mean_pass(c, m.repeat(reps, 1, 1, 1))
+        return c - self.mean_fill(c, m.repeat(reps, 1, 1, 1))[0]
 
     def hybrid_samples(self, x: Tensor, m: Tensor, mean: Tensor, reps: int, generator: torch.Generator | None,
-                       strata: Strata = None) -> Tensor:
+                       strata: Strata = None, scale: Tensor | None = None) -> Tensor:
         """(reps * N) samples `exemplar_blend: hybrid`: mean + w r + (1 - w) g e z in the hole. r = c - mean_c is
         the residual blend's detail (drawn first, as there), w in [0, 1] how wide the hole is nearby (0 where
         the deepest hole pixel within 2 px is 1 deep, 1 where it is 3 or more: `HYBRID_DEPTH`), e x's detail
         energy around the pixel (`exemplars.detail_energy`, `HYBRID_WINDOW` px), z one standard normal per
         sample and g = `HYBRID_GAIN`. A stranger's detail in a stroke 1-2 px wide lands off the edges it
         should continue (specks); brightening or darkening the whole stroke in proportion to the detail
-        around it spreads the K fills as far (coverage) for less FID (blend_variants_band.md). `strata`: `draw`
-        (z is then the normal quantile of strata[1])."""
+        around it spreads the K fills as far (coverage) for less FID (blend_variants_band.md). With a stroke
+        refiner, its error size `scale` (N,C,H,W: `mean_fill`) replaces g e: stroke_gain x b (the shift then as
+        large as the refined fill's expected error, pixel by pixel: benchmarks/results/stroke_refiner.md).
+        `strata`: `draw` (z is then the normal quantile of strata[1])."""
         r = self.residual_detail(x, m, reps, generator, strata)
         mr = m.repeat(reps, 1, 1, 1).to(x.dtype)
         w = hybrid_width(mr).to(x.dtype)
-        energy = detail_energy(x.repeat(reps, 1, 1, 1), 1 - mr, HYBRID_WINDOW).to(x.dtype)
+        if scale is None:
+            size = HYBRID_GAIN * detail_energy(x.repeat(reps, 1, 1, 1), 1 - mr, HYBRID_WINDOW).to(x.dtype)
+        else:
+            size = self.cfg.stroke_gain * scale.to(x.dtype).repeat(reps, 1, 1, 1)
         if strata:
             z = normal_quantile(strata[1].reshape(-1, 1, 1, 1))
         else:
             z = torch.randn(len(mr), 1, 1, 1, generator=generator, device=generator.device if generator else None)
-        shift = HYBRID_GAIN * energy * z.to(x.device, x.dtype)
+        shift = size * z.to(x.device, x.dtype)
         return (mean.repeat(reps, 1, 1, 1) + (w * r + (1 - w) * shift) * mr).clamp(-1, 1)
 
     def thin_stroke_gain(self) -> float:
@@ -362,6 +398,41 @@ class Sampler(GenModel):
         """The mean pass (all-zero noise) of images x under holes m: whole-image predictions, as `run`."""
         return self.run(x, m, x.new_zeros(len(x), self.cfg.noise_channels, *x.shape[-2:]), base)
 
+    def mean_fill(self, x: Tensor, m: Tensor, base: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """The mean fill (whole-image predictions): the mean pass, corrected in the thin part of the hole
+        (`thin_part`) by the stroke refiner when the model has one; and that refiner's error size b (N,C,H,W; None
+        without one), which sizes the hybrid blend's thin-stroke shift."""
+        mean = self.mean_pass(x, m, base)
+        if self.strokes is None:
+            return mean, None
+        correction, b = self.strokes(x, m, mean)
+        return (mean + thin_part(m).to(mean.dtype) * correction.to(mean.dtype)).clamp(-1, 1), b
+
+    @torch.compiler.disable  # masks drawn on the host: dynamo need not trace it
+    def stroke_holes(self, x: Tensor) -> Tensor:
+        """(N,1,H,W) LaMa thin strokes (the eval's `thin` kind) for the stroke refiner's training step, drawn on the
+        CPU by a generator seeded once from torch.initial_seed() (a seeded run draws the same strokes) and copied
+        to x's device without waiting (pinned memory: no host sync on a GPU)."""
+        if self._stroke_masks is None:
+            self._stroke_masks = torch.Generator().manual_seed(torch.initial_seed() + 7919)
+        m = make_masks("thin", len(x), x.shape[-2], x.shape[-1], generator=self._stroke_masks)
+        return m.pin_memory().to(x.device, non_blocking=True) if x.is_cuda else m.to(x.device)
+
+    def stroke_loss(self, x: Tensor) -> dict[str, Tensor]:
+        """The stroke refiner's training terms on x under thin strokes drawn for it (`stroke_holes`): L1 of the
+        corrected mean pass and the Laplace NLL of its error size b (that fill detached), both over the strokes'
+        thin part. The mean pass runs without gradients here: the U-Net trains on the batch's own holes."""
+        m = self.stroke_holes(x)
+        with torch.no_grad():
+            mean = self.mean_pass(x, m)
+        correction, b = self.strokes(x, m, mean)
+        t = thin_part(m).expand(-1, x.shape[1], -1, -1)
+        weight = t.sum().clamp_min(1)
+        err = (mean.float() + correction.float() - x.float()).abs()
+        l1 = (err * t).sum() / weight
+        nll = ((err.detach() / b + b.log()) * t).sum() / weight
+        return {"stroke_l1": l1, "stroke_nll": nll}
+
     @staticmethod
     def seeded(like: Tensor) -> torch.Generator:
         """A generator on `like`'s device seeded by torch.initial_seed(): the seeded default fill's draws."""
@@ -375,21 +446,20 @@ class Sampler(GenModel):
                               generator or self.seeded(like), like.device)
 
     def draw(self, x: Tensor, m: Tensor, base: Tensor, reps: int, generator: torch.Generator,
-             mean: Tensor | None = None, strata: Strata = None) -> Tensor:
+             mean: tuple[Tensor, Tensor | None] | None = None, strata: Strata = None) -> Tensor:
         """`reps` sample passes of every image, in one batch: (reps * N) predictions. With `train_samples: 0`
         the network never learnt a sample pass: a sample is the mean fill moved towards a drawn exemplar
-        (`sample_base` around the mean pass's prediction, `mean` when the caller has it), so thin strokes
+        (`sample_base` around the mean fill, `mean` (`mean_fill`'s pair) when the caller has it), so thin strokes
         keep the trained mean fill. `strata` (two (reps, N) uniforms, `latin_draws` rows) pick the exemplar
         and hybrid's shift instead of fresh draws (`fill_samples`)."""
         z = self.noise(reps * len(x), x, generator)
         if self.cfg.train_samples == 0:
-            if mean is None:
-                mean = self.mean_pass(x, m, base)
+            fill, scale = self.mean_fill(x, m, base) if mean is None else mean
             if self.cfg.exemplar_blend == "residual":
-                return self.residual_samples(x, m, mean, reps, generator, strata)
+                return self.residual_samples(x, m, fill, reps, generator, strata)
             if self.cfg.exemplar_blend == "hybrid":
-                return self.hybrid_samples(x, m, mean, reps, generator, strata)
-            return self.sample_base(x, m, mean, reps, generator, strata).clamp(-1, 1)
+                return self.hybrid_samples(x, m, fill, reps, generator, strata, scale)
+            return self.sample_base(x, m, fill, reps, generator, strata).clamp(-1, 1)
         return self.run(x, m, z, self.sample_base(x, m, base, reps, generator, strata))
 
     # ---- inference
@@ -397,7 +467,7 @@ class Sampler(GenModel):
     def predict(self, x: Tensor, m: Tensor, mean: bool = False) -> Tensor:
         """One seeded sample (N,C,H,W) in [-1, 1] (module docstring), or the mean fill with `mean`."""
         if mean:
-            return self.mean_pass(x, m)
+            return self.mean_fill(x, m)[0]
         return self.draw(x, m, self.base_fill(x, m), 1, self.seeded(x))
 
     @torch.no_grad()
@@ -415,8 +485,8 @@ class Sampler(GenModel):
         image use K different faces."""
         base, g = self.base_fill(x, m), generator or self.seeded(x)
         mean = None
-        if self.cfg.train_samples == 0:  # the mean pass once for all K
-            mean = self.mean_pass(x, m, base)
+        if self.cfg.train_samples == 0:  # the mean fill once for all K
+            mean = self.mean_fill(x, m, base)
         faces = max(self.cfg.exemplar_k, 1)  # one stratum per nearest face: K <= exemplar_k picks K different ones
         u = torch.cat([latin_draws(faces, len(x), g) for _ in range(-(-k // faces))])[:k]
         v = latin_draws(k, len(x), g)
@@ -456,8 +526,9 @@ class Sampler(GenModel):
         if k == 0:  # the mean pass alone (samples are exemplar fills): the unet's step
             mean = self.mean_pass(x, m)
             parts = {"psnr_loss": psnr_loss(mean.float(), x32, m32)}
+            loss = c.w_mean * parts["psnr_loss"] + self._stroke_term(x, parts)
             self.steps += 1
-            return ModelOutput(loss=c.w_mean * parts["psnr_loss"], pred=mean, parts=parts)
+            return ModelOutput(loss=loss, pred=mean, parts=parts)
         z = coherent_noise(k * n, c.noise_channels, *x.shape[-2:], c.noise_scale, None, x.device)
         base = self.base_fill(x, m)
         bases = torch.cat([base, self.sample_base(x, m, base, k, None)])
@@ -466,7 +537,7 @@ class Sampler(GenModel):
         p32 = mean.float()
         s32 = samples.float().view(k, n, *x.shape[1:])
         parts = {"psnr_loss": psnr_loss(p32, x32, m32), "crps": crps(s32, x32, m32)}
-        loss = c.w_mean * parts["psnr_loss"] + c.w_energy * parts["crps"]
+        loss = c.w_mean * parts["psnr_loss"] + c.w_energy * parts["crps"] + self._stroke_term(x, parts)
         xr, mr = x32.repeat(k, 1, 1, 1), m32.repeat(k, 1, 1, 1)
         fakes = composite(xr, mr, samples.float())
         if c.w_perceptual > 0:
@@ -477,6 +548,21 @@ class Sampler(GenModel):
             parts["spread"] = ((s32[0] - s32[1]).abs() * hole).sum() / hole.sum().clamp_min(1)
         self.steps += 1
         return ModelOutput(loss=loss, pred=mean, parts=parts, fake=fakes.to(x.dtype))
+
+    def param_groups(self) -> list[dict]:
+        """The stroke refiner at `stroke_lr` x train.lr, the rest at train.lr (one group without a refiner)."""
+        if self.strokes is None:
+            return super().param_groups()
+        own = {id(p) for p in self.strokes.parameters()}
+        return [{"params": [p for p in self.generator_parameters() if id(p) not in own]},
+                {"params": list(self.strokes.parameters()), "lr_scale": self.cfg.stroke_lr}]
+
+    def _stroke_term(self, x: Tensor, parts: dict[str, Tensor]) -> Tensor | float:
+        """w_stroke x (L1 + 0.1 NLL) of `stroke_loss`, its parts logged in `parts`; 0 without a stroke refiner."""
+        if self.strokes is None:
+            return 0.0
+        parts.update(self.stroke_loss(x))
+        return self.cfg.w_stroke * (parts["stroke_l1"] + 0.1 * parts["stroke_nll"])
 
     def _judge(self, img: Tensor, m: Tensor) -> Tensor:
         reps = img.shape[0] // m.shape[0]
