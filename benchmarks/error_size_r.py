@@ -16,13 +16,13 @@ import argparse
 import torch
 
 from genfill.models.exemplars import detail_energy
-from genfill.models.sampler import HYBRID_GAIN, HYBRID_WINDOW, hybrid_width
+from genfill.models.sampler import HYBRID_GAIN, HYBRID_WINDOW, thin_part
 
 
 def thin_part_r(guess: torch.Tensor, err: torch.Tensor, m: torch.Tensor) -> tuple[float, int]:
     """Pearson r of `guess` (broadcast to err's shape) and |err| over the hole values of m (N,1,H,W) whose hybrid
     width is below 1, and how many values that is."""
-    thin = (m.float() * (1 - hybrid_width(m.float()))).expand_as(err).bool()
+    thin = thin_part(m).expand_as(err).bool()
     a, b = guess.expand_as(err)[thin].double(), err.abs()[thin].double()
     return float(torch.corrcoef(torch.stack([a, b]))[0, 1]), int(thin.sum())
 

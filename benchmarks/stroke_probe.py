@@ -28,7 +28,7 @@ from torch import nn
 
 from error_size_r import thin_part_r
 from genfill.models.exemplars import detail_energy
-from genfill.models.sampler import HYBRID_WINDOW, hybrid_width
+from genfill.models.sampler import HYBRID_WINDOW, thin_part
 
 
 class Net(nn.Module):
@@ -69,7 +69,7 @@ def train(a) -> None:
     tr, te = prep(data.split("train")[:6000], 77), prep(data.split("test")[:300], 1234)
     net = Net()
     opt = torch.optim.Adam(net.parameters(), a.lr)
-    thin = lambda m: (m * (1 - hybrid_width(m))).expand(-1, 3, -1, -1)  # noqa: E731
+    thin = lambda m: thin_part(m).expand(-1, 3, -1, -1)  # noqa: E731
     step, t0 = 0, time.time()
     while time.time() - t0 < a.seconds and step < a.steps:
         idx = torch.randint(0, len(tr[0]), (32,))
