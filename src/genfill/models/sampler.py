@@ -66,7 +66,7 @@ mean pass in the thin part of the hole (`thin_part`: strokes 1-2 px wide) and gi
 which then sizes hybrid's thin-stroke shift (`stroke_gain` x b x z instead of the detail-energy rule). `mean_fill`
 is the mean pass so corrected: what `fill(mean=True)`, every blend and the residual detail start from. It trains
 in the same step, on thin strokes drawn for it, on the detached mean pass (`stroke_loss`, weight `w_stroke`),
-at `stroke_lr` x train.lr (its own parameter group), and costs about one more unet step per step on a CPU: on 2
+at `stroke_lr` x train.lr (its own parameter group), and makes a step ~2.7x as long on a CPU: on 2
 cores it is short of steps at 4 and at 15 minutes of training, so the CPU preset leaves it off
 (benchmarks/results/stroke_refiner.md). Without it (0, the default) nothing changes.
 
