@@ -188,12 +188,12 @@ def ring_faces(model, x, m, reps, generator, pool: int, shift: int, ring: int, t
 
 
 def neighbour_error_size(model, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """(N,C,H,W) mean |c - mean pass of c| over x's `exemplar_k` nearest stored faces c (each once) under the
-    same holes m: how far the mean fill was off, pixel by pixel, on the faces most like x (`nbrsize`)."""
+    """(N,C,H,W) mean |c - mean fill of c| over x's `exemplar_k` nearest stored faces c (each once) under the
+    same holes m (the residual blend's detail, `Sampler.residual_detail`): how far the mean fill was off, pixel by
+    pixel, on the faces most like x (`nbrsize`)."""
     k = model.exemplars.k
     draws = ((torch.arange(k, dtype=torch.float32) + 0.5) / k)[:, None].expand(k, len(x))
-    c = model.exemplars.neighbours(x, m, k, None, draws)
-    return (c - model.mean_pass(c, m.repeat(k, 1, 1, 1))).abs().view(k, *x.shape).mean(0)
+    return model.residual_detail(x, m, k, None, (draws, draws)).abs().view(k, *x.shape).mean(0)
 
 
 def variant_fn(name: str):
